@@ -1,0 +1,78 @@
+//! The only place where errors become HTTP responses: `{"error", "code", "field"}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// A crate error on its way to the client.
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        ApiError(err)
+    }
+}
+
+/// The JSON body of every error response.
+#[derive(Serialize)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// What went wrong, for programs.
+    pub code: &'static str,
+    /// The request field at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Status and machine-readable code of an error.
+pub fn classify(err: &Error) -> (StatusCode, &'static str) {
+    match err {
+        Error::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+        Error::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+        Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        Error::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+        Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+        Error::UnsupportedMediaType { .. } => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        }
+        Error::Overloaded { .. } => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+        Error::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = classify(&self.0);
+        let body = match self.0 {
+            Error::Internal(detail) => {
+                // Internals are logged, never shown.
+                tracing::error!(%detail, "internal error");
+                ErrorBody {
+                    error: "internal error; see the server log".into(),
+                    code,
+                    field: None,
+                }
+            }
+            Error::Invalid { field, message } => ErrorBody {
+                error: format!("{field}: {message}"),
+                code,
+                field: Some(field),
+            },
+            other => ErrorBody {
+                error: other.to_string(),
+                code,
+                field: None,
+            },
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,160 @@
+//! The HTTP API (axum): routes, extractors, limits, and the mapping of errors to responses.
+
+mod datasets;
+pub mod error;
+mod extract;
+mod health;
+mod jobs;
+mod predict;
+mod views;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use health::OPENAPI_YAML;
+
+use crate::catalog::Catalog;
+use crate::jobs::Jobs;
+use crate::predict::Predictor;
+use crate::store::Store;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub store: Store,
+    /// The job queue.
+    pub jobs: Jobs,
+    /// The data-set catalog.
+    pub catalog: Catalog,
+    /// The prediction service.
+    pub predictor: Predictor,
+}
+
+/// Request body limits.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimits {
+    /// JSON bodies.
+    pub json_bytes: usize,
+    /// Data-set uploads.
+    pub upload_bytes: usize,
+}
+
+/// Every route the server answers, as (method, path). `openapi.yaml` must list exactly these;
+/// a test checks it.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/openapi.yaml"),
+    ("POST", "/v1/jobs"),
+    ("GET", "/v1/jobs"),
+    ("GET", "/v1/jobs/{id}"),
+    ("POST", "/v1/jobs/{id}/cancel"),
+    ("GET", "/v1/jobs/{id}/metrics"),
+    ("GET", "/v1/jobs/{id}/checkpoints"),
+    ("GET", "/v1/jobs/{id}/events"),
+    ("POST", "/v1/datasets"),
+    ("GET", "/v1/datasets"),
+    ("GET", "/v1/datasets/{id}"),
+    ("POST", "/v1/models/{model}/predict"),
+];
+
+fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppState> {
+    match (method, path) {
+        ("GET", "/healthz") => get(health::healthz),
+        ("GET", "/readyz") => get(health::readyz),
+        ("GET", "/openapi.yaml") => get(health::openapi),
+        ("POST", "/v1/jobs") => post(jobs::submit),
+        ("GET", "/v1/jobs") => get(jobs::list),
+        ("GET", "/v1/jobs/{id}") => get(jobs::get),
+        ("POST", "/v1/jobs/{id}/cancel") => post(jobs::cancel),
+        ("GET", "/v1/jobs/{id}/metrics") => get(jobs::metrics),
+        ("GET", "/v1/jobs/{id}/checkpoints") => get(jobs::checkpoints),
+        ("GET", "/v1/jobs/{id}/events") => get(jobs::events),
+        ("POST", "/v1/datasets") => {
+            post(datasets::create).layer(DefaultBodyLimit::max(limits.upload_bytes))
+        }
+        ("GET", "/v1/datasets") => get(datasets::list),
+        ("GET", "/v1/datasets/{id}") => get(datasets::get),
+        ("POST", "/v1/models/{model}/predict") => post(predict::predict),
+        _ => unreachable!("ROUTES lists {method} {path} without a handler; this is a bug"),
+    }
+}
+
+/// The application's router with its middleware.
+pub fn router(state: AppState, limits: BodyLimits) -> Router {
+    let mut router = Router::new();
+    for &(method, path) in ROUTES {
+        router = router.route(path, handler(method, path, limits));
+    }
+    router
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(limits.json_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                tracing::info_span!("request", method = %request.method(), uri = %request.uri(), %request_id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+fn json_error(status: StatusCode, code: &'static str, message: String) -> Response {
+    (
+        status,
+        axum::Json(error::ErrorBody {
+            error: message,
+            code,
+            field: None,
+        }),
+    )
+        .into_response()
+}
+
+async fn route_not_found(uri: axum::http::Uri) -> Response {
+    json_error(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route for {}; see /openapi.yaml", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}; see /openapi.yaml",
+            uri.path()
+        ),
+    )
+}
+
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    json_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; see the server log".into(),
+    )
+}
+
+/// How long graceful shutdown waits for open connections (event streams stay open otherwise).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -1,0 +1,131 @@
+//! Response bodies, built from store rows.
+
+use serde::Serialize;
+
+use crate::catalog::DatasetSummary;
+use crate::domain::{DatasetId, JobId, JobStatus};
+use crate::error::{Error, Result};
+use crate::jobs::LiveProgress;
+use crate::store::{DatasetRow, EpochRow, JobRow};
+
+/// A job as the API shows it.
+#[derive(Serialize)]
+pub struct JobView {
+    pub id: JobId,
+    pub name: String,
+    pub status: JobStatus,
+    pub dataset_id: DatasetId,
+    pub spec: serde_json::Value,
+    pub priority: i64,
+    pub attempt: i64,
+    pub cancel_requested: bool,
+    pub queue_position: Option<i64>,
+    pub progress: ProgressView,
+    pub latest: Option<EpochRow>,
+    pub best: Option<EpochRow>,
+    pub failure: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub updated_at: String,
+}
+
+/// How far a job has come.
+#[derive(Serialize)]
+pub struct ProgressView {
+    /// Epochs asked for.
+    pub epochs_total: i64,
+    /// Epochs committed (metrics and checkpoint recorded).
+    pub epochs_done: i64,
+    /// Epoch in progress, while running.
+    pub epoch: Option<u32>,
+    /// Steps done in the epoch in progress.
+    pub step_in_epoch: Option<u64>,
+    /// Steps per epoch.
+    pub steps_per_epoch: Option<u64>,
+    /// Steps since the job started.
+    pub global_step: Option<u64>,
+    /// Loss of the latest step.
+    pub last_step_loss: Option<f32>,
+    /// Fraction of all steps done, 0 to 1.
+    pub fraction: f64,
+}
+
+/// Parts of a job view that need more than its row.
+pub struct JobExtras {
+    pub queue_position: Option<i64>,
+    pub live: Option<LiveProgress>,
+    pub latest: Option<EpochRow>,
+    pub best: Option<EpochRow>,
+}
+
+impl JobView {
+    /// Builds the view of a job.
+    pub fn new(row: JobRow, extras: JobExtras) -> Result<Self> {
+        let spec = serde_json::from_str(&row.spec)
+            .map_err(|err| Error::internal("reading a spec", err))?;
+        let live = extras.live.filter(|_| row.status == JobStatus::Running);
+        let total = row.epochs_total.max(1) as f64;
+        let fraction = match (row.status, live) {
+            (JobStatus::Succeeded, _) => 1.0,
+            (_, Some(p)) if p.steps_per_epoch > 0 && p.epoch > 0 => {
+                (f64::from(p.epoch - 1) + p.step_in_epoch as f64 / p.steps_per_epoch as f64) / total
+            }
+            _ => row.epochs_done as f64 / total,
+        };
+        Ok(JobView {
+            id: row.id,
+            name: row.name,
+            status: row.status,
+            dataset_id: row.dataset_id,
+            spec,
+            priority: row.priority,
+            attempt: row.attempt,
+            cancel_requested: row.cancel_requested,
+            queue_position: extras.queue_position,
+            progress: ProgressView {
+                epochs_total: row.epochs_total,
+                epochs_done: row.epochs_done,
+                epoch: live.map(|p| p.epoch),
+                step_in_epoch: live.map(|p| p.step_in_epoch),
+                steps_per_epoch: live.map(|p| p.steps_per_epoch),
+                global_step: live.map(|p| p.global_step),
+                last_step_loss: live.map(|p| p.last_loss).filter(|v| v.is_finite()),
+                fraction: fraction.clamp(0.0, 1.0),
+            },
+            latest: extras.latest,
+            best: extras.best,
+            failure: row.failure,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A data set as the API shows it.
+#[derive(Serialize)]
+pub struct DatasetView {
+    pub id: DatasetId,
+    pub name: String,
+    pub source: String,
+    pub created_at: String,
+    #[serde(flatten)]
+    pub summary: DatasetSummary,
+}
+
+impl DatasetView {
+    /// Builds the view of a data set.
+    pub fn new(row: DatasetRow) -> Result<Self> {
+        let summary = serde_json::from_str(&row.summary)
+            .map_err(|err| Error::internal("reading a summary", err))?;
+        Ok(DatasetView {
+            id: row.id,
+            name: row.name,
+            source: row.source,
+            created_at: row.created_at,
+            summary,
+        })
+    }
+}

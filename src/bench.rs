@@ -1,0 +1,153 @@
+//! `trainserve bench`: measures what the service costs over the bare training loop, on the
+//! same spec, alternating the two and reporting medians (these machines are noisy).
+
+use std::time::Instant;
+
+use candle_core::Device;
+use serde_json::json;
+
+use crate::config::Config;
+use crate::domain::{JobSpec, JobStatus, parse_json};
+use crate::error::{Error, Result};
+use crate::jobs::JobEvent;
+use crate::startup::Application;
+use crate::train::dataset::digits;
+use crate::train::{EpochMetrics, Interrupter, fit, prepare};
+
+/// Options of `trainserve bench`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Timed repeats of each side (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Epochs of the digits MLP (2 hidden layers of 64, Adam 1e-3, batch 32).
+    #[arg(long, default_value_t = 30)]
+    pub epochs: u32,
+}
+
+fn spec(epochs: u32) -> Result<JobSpec> {
+    let text = format!(
+        r#"{{"name": "bench-digits-mlp-2x64", "dataset": "digits",
+            "model": {{"kind": "mlp", "depth": 2, "width": 64, "activation": "relu"}},
+            "training": {{"optimizer": {{"kind": "adam", "lr": 0.001}}, "epochs": {epochs}, "batch_size": 32, "seed": 7}}}}"#
+    );
+    let spec: JobSpec = parse_json(text.as_bytes())?;
+    spec.validate()?;
+    Ok(spec)
+}
+
+/// Runs the service-overhead benchmark and prints one JSON line per measurement and a summary.
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let spec = spec(args.epochs)?;
+    let (mut bare, mut service) = (Vec::new(), Vec::new());
+    for repeat in 0..args.repeats.max(1) {
+        let (seconds, test_acc) = bare_loop(&spec).await?;
+        println!(
+            "{}",
+            json!({"bench": "service_overhead", "side": "bare_loop", "repeat": repeat, "seconds": seconds, "test_acc": test_acc})
+        );
+        bare.push((seconds, test_acc));
+        let (seconds, test_acc) = through_service(&spec).await?;
+        println!(
+            "{}",
+            json!({"bench": "service_overhead", "side": "service", "repeat": repeat, "seconds": seconds, "test_acc": test_acc})
+        );
+        service.push((seconds, test_acc));
+    }
+    let bare_median = median(bare.iter().map(|m| m.0).collect());
+    let service_median = median(service.iter().map(|m| m.0).collect());
+    println!(
+        "{}",
+        json!({
+            "bench": "service_overhead", "summary": true, "epochs": args.epochs, "repeats": args.repeats,
+            "bare_loop_median_seconds": bare_median, "service_median_seconds": service_median,
+            "overhead_percent": 100.0 * (service_median / bare_median - 1.0),
+            "bare_loop_test_acc": bare[0].1, "service_test_acc": service[0].1,
+        })
+    );
+    Ok(())
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The training loop alone: prepare the data, fit, keep the test accuracy of the best epoch.
+async fn bare_loop(spec: &JobSpec) -> Result<(f64, f64)> {
+    let spec = spec.clone();
+    tokio::task::spawn_blocking(move || -> Result<(f64, f64)> {
+        let started = Instant::now();
+        let table = digits();
+        let data = prepare(&table, &spec.data, &Device::Cpu)?;
+        let mut best: Option<EpochMetrics> = None;
+        fit(
+            &spec,
+            &data,
+            None,
+            &Device::Cpu,
+            &Interrupter::new(),
+            &mut |_| {},
+            &mut |report| {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| report.metrics.val_acc > b.val_acc)
+                {
+                    best = Some(report.metrics);
+                }
+                Ok(())
+            },
+        )
+        .map_err(|err| Error::Internal(err.to_string()))?;
+        Ok((
+            started.elapsed().as_secs_f64(),
+            best.and_then(|b| b.test_acc).unwrap_or(0.0),
+        ))
+    })
+    .await
+    .map_err(|err| Error::internal("bare loop", err))?
+}
+
+/// The same spec submitted to a fresh service: queue, worker thread, checkpoints, database.
+async fn through_service(spec: &JobSpec) -> Result<(f64, f64)> {
+    let dir = std::env::temp_dir().join(format!("trainserve-bench-{}", uuid::Uuid::new_v4()));
+    let config =
+        Config::with_data_dir(dir.clone(), "127.0.0.1:0".parse().expect("a valid address"));
+    let app = Application::build(config).await?;
+    let state = app.state().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let mut events = state.jobs.subscribe();
+    let started = Instant::now();
+    let job = state.jobs.submit(spec.clone()).await?;
+    loop {
+        match events.recv().await {
+            Ok(JobEvent::Status {
+                job_id,
+                status,
+                failure,
+            }) if job_id == job.id && status.is_terminal() => {
+                if status != JobStatus::Succeeded {
+                    return Err(Error::Internal(format!(
+                        "benchmark job ended {status}: {failure:?}"
+                    )));
+                }
+                break;
+            }
+            Ok(_) => {}
+            Err(err) => return Err(Error::internal("waiting for the benchmark job", err)),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let row = state.jobs.get(job.id).await?;
+    let best = match row.best_epoch {
+        Some(epoch) => state.store.get_epoch(job.id, epoch).await?,
+        None => None,
+    };
+    let _ = stop.send(());
+    let _ = server.await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((seconds, best.and_then(|b| b.test_acc).unwrap_or(0.0)))
+}

@@ -1,0 +1,87 @@
+//! The one error type of the service. `api/error.rs` is the only place that turns it into HTTP.
+
+use std::fmt::Display;
+
+/// Everything that can go wrong, classified by who has to act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request could not be read at all (malformed JSON, broken multipart, ...).
+    #[error("{message}")]
+    BadRequest { message: String },
+    /// The request was readable but a value in it is wrong; `field` names where.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    /// An id or name that does not exist.
+    #[error("{what} '{id}' not found")]
+    NotFound { what: &'static str, id: String },
+    /// The request conflicts with the current state (a duplicate name, a finished job, ...).
+    #[error("{message}")]
+    Conflict { message: String },
+    /// A body over the configured limit.
+    #[error("{message}")]
+    PayloadTooLarge { message: String },
+    /// A body of a type the route does not accept.
+    #[error("{message}")]
+    UnsupportedMediaType { message: String },
+    /// Too much work in flight; the client should retry later.
+    #[error("{message}")]
+    Overloaded { message: String },
+    /// The service is shutting down or not ready.
+    #[error("{message}")]
+    Unavailable { message: String },
+    /// A fault of the service itself; the message is logged, never shown to clients.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The crate-wide result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A 422 naming the offending field.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A 400 for a request that could not be parsed.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Error::BadRequest {
+            message: message.into(),
+        }
+    }
+
+    /// A 404 for `what` with the given id.
+    pub fn not_found(what: &'static str, id: impl Into<String>) -> Self {
+        Error::NotFound {
+            what,
+            id: id.into(),
+        }
+    }
+
+    /// A 409.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Error::Conflict {
+            message: message.into(),
+        }
+    }
+
+    /// An internal fault, with what was being done when it happened.
+    pub fn internal(context: &str, err: impl Display) -> Self {
+        Error::Internal(format!("{context}: {err}"))
+    }
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(err: candle_core::Error) -> Self {
+        Error::Internal(format!("tensor operation failed: {err}"))
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        Error::Internal(format!("i/o failed: {err}"))
+    }
+}

@@ -1,0 +1,197 @@
+//! The durable job queue: submission, the scheduler that claims queued rows, the workers that
+//! train them on dedicated threads, cancellation, leases and crash recovery.
+
+mod live;
+mod retention;
+mod scheduler;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, broadcast, watch};
+
+use live::LiveJobs;
+pub use live::{JobEvent, LiveProgress};
+
+use crate::catalog::Catalog;
+use crate::domain::{JobId, JobSpec};
+use crate::error::{Error, Result};
+use crate::store::{CancelOutcome, JobRow, NewJob, RecoveryReport, Store};
+use crate::train::InterruptReason;
+
+/// Settings of the queue and its workers.
+#[derive(Clone, Debug)]
+pub struct QueueConfig {
+    /// Jobs trained at the same time.
+    pub worker_slots: usize,
+    /// How long a claim lasts without a heartbeat.
+    pub lease: Duration,
+    /// How often claims are renewed and the queue is polled.
+    pub heartbeat: Duration,
+    /// Crash-interrupted attempts before a job is failed.
+    pub max_attempts: u32,
+    /// The data folder (checkpoint paths are stored relative to it).
+    pub data_dir: PathBuf,
+}
+
+/// Handle to the queue; cheap to clone.
+#[derive(Clone)]
+pub struct Jobs {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    catalog: Catalog,
+    config: QueueConfig,
+    owner: String,
+    wake: Notify,
+    live: LiveJobs,
+    events: broadcast::Sender<JobEvent>,
+    stopping: watch::Sender<bool>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Jobs {
+    /// A queue over `store`; call [`Jobs::recover`] and [`Jobs::run_scheduler`] to start it.
+    pub fn new(store: Store, catalog: Catalog, config: QueueConfig) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let (stopping, _) = watch::channel(false);
+        Jobs {
+            inner: Arc::new(Inner {
+                store,
+                catalog,
+                config,
+                owner: format!("node-{}", uuid::Uuid::new_v4()),
+                wake: Notify::new(),
+                live: LiveJobs::default(),
+                events,
+                stopping,
+            }),
+        }
+    }
+
+    /// Validates a spec, fills in what it leaves open (data set id, seed) and queues it.
+    pub async fn submit(&self, mut spec: JobSpec) -> Result<JobRow> {
+        if *self.inner.stopping.borrow() {
+            return Err(Error::Unavailable {
+                message: "the service is shutting down".into(),
+            });
+        }
+        spec.validate()?;
+        let dataset = self
+            .inner
+            .catalog
+            .find(&spec.dataset)
+            .await?
+            .ok_or_else(|| {
+                Error::invalid(
+                    "dataset",
+                    format!(
+                        "no data set named '{}'; GET /v1/datasets lists them",
+                        spec.dataset
+                    ),
+                )
+            })?;
+        spec.name = Some(spec.display_name());
+        if spec.training.seed.is_none() {
+            spec.training.seed = Some(rand::random::<u32>() as u64);
+        }
+        let job = NewJob {
+            id: JobId::new(),
+            name: spec.display_name(),
+            dataset_id: dataset.id,
+            spec: serde_json::to_string(&spec)
+                .map_err(|err| Error::internal("encoding a spec", err))?,
+            priority: i64::from(spec.priority),
+            epochs_total: i64::from(spec.training.epochs),
+        };
+        let row = self.inner.store.insert_job(&job).await?;
+        tracing::info!(job_id = %row.id, name = %row.name, "job queued");
+        self.publish(JobEvent::status(&row));
+        self.inner.wake.notify_one();
+        Ok(row)
+    }
+
+    /// Cancels a job: a queued one never starts, a running one stops within one batch.
+    pub async fn cancel(&self, id: JobId) -> Result<JobRow> {
+        match self.inner.store.request_cancel(id).await? {
+            CancelOutcome::Requested => self.inner.live.interrupt(id, InterruptReason::Cancelled),
+            CancelOutcome::CancelledWhileQueued => {
+                tracing::info!(job_id = %id, "queued job cancelled")
+            }
+            CancelOutcome::AlreadyEnded(status) => {
+                return Err(Error::conflict(format!(
+                    "job {id} has already ended: it {status}"
+                )));
+            }
+        }
+        let row = self.get(id).await?;
+        self.publish(JobEvent::status(&row));
+        Ok(row)
+    }
+
+    /// One job, or a 404.
+    pub async fn get(&self, id: JobId) -> Result<JobRow> {
+        self.inner
+            .store
+            .get_job(id)
+            .await?
+            .ok_or_else(|| Error::not_found("job", id.to_string()))
+    }
+
+    /// Step-level progress of a job this node is training right now.
+    pub fn live_progress(&self, id: JobId) -> Option<LiveProgress> {
+        self.inner.live.progress(id)
+    }
+
+    /// Events of every job (status changes, epochs), for streaming.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.inner.events.subscribe()
+    }
+
+    fn publish(&self, event: JobEvent) {
+        // No subscriber is fine.
+        let _ = self.inner.events.send(event);
+    }
+
+    /// After a crash, puts every job that was running back in the queue (or fails those
+    /// interrupted too often). This node is the only one, so any `running` row is orphaned.
+    pub async fn recover(&self) -> Result<RecoveryReport> {
+        let report = self
+            .inner
+            .store
+            .recover_interrupted_jobs(i64::MAX, i64::from(self.inner.config.max_attempts))
+            .await?;
+        if !report.requeued.is_empty() || !report.failed.is_empty() || !report.cancelled.is_empty()
+        {
+            tracing::warn!(
+                requeued = report.requeued.len(),
+                failed = report.failed.len(),
+                cancelled = report.cancelled.len(),
+                "recovered jobs interrupted by a previous stop"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Stops claiming new jobs and asks running ones to stop; they go back to the queue and
+    /// resume from their last checkpoint on the next start. Resolves once the scheduler exits.
+    pub fn begin_shutdown(&self) {
+        self.inner.stopping.send_replace(true);
+        self.inner.live.interrupt_all(InterruptReason::Shutdown);
+        self.inner.wake.notify_waiters();
+    }
+
+    /// True once shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        *self.inner.stopping.borrow()
+    }
+}

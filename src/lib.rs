@@ -1,0 +1,16 @@
+//! trainserve: an HTTP service that trains MLPs on a user's data and serves their predictions.
+//!
+//! Dependencies point one way: `api → {jobs, predict, catalog} → {store, train} → domain`.
+
+pub mod api;
+pub mod bench;
+pub mod catalog;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod jobs;
+pub mod predict;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod train;

@@ -1,0 +1,279 @@
+//! Serving predictions from frozen copies of checkpoints: a cache of loaded models and the
+//! decoding of request rows through each job's own preprocessing.
+
+mod cache;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use cache::ModelCache;
+
+use crate::domain::{JobId, JobSpec, ModelSpec};
+use crate::error::{Error, Result};
+use crate::store::{CheckpointRow, JobRow, Store};
+use crate::train::checkpoint;
+use crate::train::{Mlp, Preprocessing};
+
+/// Most rows one request may send.
+pub const MAX_ROWS: usize = 10_000;
+
+/// Which checkpoint of a job answers.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum CheckpointChoice {
+    /// `"best"` (highest validation accuracy) or `"latest"`.
+    Named(String),
+    /// A specific epoch.
+    Epoch(i64),
+}
+
+/// A prediction request.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    /// Rows of raw feature values, in the data set's column order.
+    pub inputs: Vec<Vec<f64>>,
+    /// Which checkpoint; the best by default.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointChoice>,
+}
+
+/// The prediction for one row.
+#[derive(Clone, Debug, Serialize)]
+pub struct Prediction {
+    /// The most probable label, as the data set writes it.
+    pub label: serde_json::Value,
+    /// Probability of that label.
+    pub confidence: f32,
+    /// Probability of every label, keyed by label.
+    pub probabilities: serde_json::Map<String, serde_json::Value>,
+}
+
+/// The answer to a prediction request.
+#[derive(Clone, Debug, Serialize)]
+pub struct PredictResponse {
+    /// The job whose model answered.
+    pub model: JobId,
+    /// The epoch of the checkpoint used.
+    pub checkpoint_epoch: i64,
+    /// One prediction per input row.
+    pub predictions: Vec<Prediction>,
+}
+
+/// A checkpoint loaded for serving: never the weights being trained.
+pub struct LoadedModel {
+    model: Mlp,
+    preprocessing: Preprocessing,
+}
+
+/// Handle to the prediction service; cheap to clone.
+#[derive(Clone)]
+pub struct Predictor {
+    store: Store,
+    data_dir: PathBuf,
+    cache: Arc<ModelCache>,
+    permits: Arc<Semaphore>,
+}
+
+impl Predictor {
+    /// A predictor reading checkpoints under `data_dir`.
+    pub fn new(store: Store, data_dir: PathBuf, cache_size: usize, max_concurrent: usize) -> Self {
+        Predictor {
+            store,
+            data_dir,
+            cache: Arc::new(ModelCache::new(cache_size)),
+            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+        }
+    }
+
+    /// Predicts labels for the request's rows with the chosen checkpoint of job `model`.
+    pub async fn predict(&self, model: &str, request: PredictRequest) -> Result<PredictResponse> {
+        let job_id: JobId = model
+            .parse()
+            .map_err(|_| Error::not_found("model", model))?;
+        let job = self
+            .store
+            .get_job(job_id)
+            .await?
+            .ok_or_else(|| Error::not_found("model", model))?;
+        if request.inputs.is_empty() {
+            return Err(Error::invalid("inputs", "send at least one row"));
+        }
+        if request.inputs.len() > MAX_ROWS {
+            return Err(Error::invalid(
+                "inputs",
+                format!(
+                    "{} rows; valid: at most {MAX_ROWS} per request",
+                    request.inputs.len()
+                ),
+            ));
+        }
+        let checkpoint = self
+            .choose_checkpoint(&job, request.checkpoint.as_ref())
+            .await?;
+        let _permit =
+            Arc::clone(&self.permits)
+                .try_acquire_owned()
+                .map_err(|_| Error::Overloaded {
+                    message: "too many predictions in flight; retry shortly".into(),
+                })?;
+        let loaded = self.load(&job, &checkpoint).await?;
+        let inputs = request.inputs;
+        let predictions = tokio::task::spawn_blocking(move || run(&loaded, &inputs))
+            .await
+            .map_err(|err| Error::internal("predicting", err))??;
+        Ok(PredictResponse {
+            model: job_id,
+            checkpoint_epoch: checkpoint.epoch,
+            predictions,
+        })
+    }
+
+    async fn choose_checkpoint(
+        &self,
+        job: &JobRow,
+        choice: Option<&CheckpointChoice>,
+    ) -> Result<CheckpointRow> {
+        let none_yet = || {
+            Error::conflict(format!(
+                "job {} has no checkpoint yet; wait for its first epoch",
+                job.id
+            ))
+        };
+        match choice {
+            None => self.best(job).await?.ok_or_else(none_yet),
+            Some(CheckpointChoice::Named(name)) if name == "best" => self.best(job).await?.ok_or_else(none_yet),
+            Some(CheckpointChoice::Named(name)) if name == "latest" => {
+                self.store.latest_checkpoint(job.id).await?.ok_or_else(none_yet)
+            }
+            Some(CheckpointChoice::Named(name)) => Err(Error::invalid(
+                "checkpoint",
+                format!("'{name}' is not a checkpoint; valid: \"best\", \"latest\" or an epoch number"),
+            )),
+            Some(CheckpointChoice::Epoch(epoch)) => {
+                self.store.get_checkpoint(job.id, *epoch).await?.ok_or_else(|| {
+                    Error::invalid("checkpoint", format!("job {} keeps no checkpoint of epoch {epoch}; GET /v1/jobs/{}/checkpoints lists them", job.id, job.id))
+                })
+            }
+        }
+    }
+
+    async fn best(&self, job: &JobRow) -> Result<Option<CheckpointRow>> {
+        if let Some(epoch) = job.best_epoch {
+            if let Some(row) = self.store.get_checkpoint(job.id, epoch).await? {
+                return Ok(Some(row));
+            }
+        }
+        self.store.latest_checkpoint(job.id).await
+    }
+
+    async fn load(&self, job: &JobRow, checkpoint: &CheckpointRow) -> Result<Arc<LoadedModel>> {
+        let key = (job.id, checkpoint.epoch);
+        if let Some(model) = self.cache.get(&key) {
+            return Ok(model);
+        }
+        let spec: JobSpec = serde_json::from_str(&job.spec)
+            .map_err(|err| Error::internal("reading a spec", err))?;
+        let preprocessing: Preprocessing = serde_json::from_str(
+            job.preprocessing
+                .as_deref()
+                .ok_or_else(|| Error::conflict(format!("job {} has not started", job.id)))?,
+        )
+        .map_err(|err| Error::internal("reading preprocessing", err))?;
+        let path = self.data_dir.join(&checkpoint.path);
+        let sha256 = checkpoint.sha256.clone();
+        let loaded = tokio::task::spawn_blocking(move || -> Result<LoadedModel> {
+            let saved = checkpoint::read_verified(&path, &sha256, &Device::Cpu)?;
+            let ModelSpec::Mlp(mlp) = &spec.model;
+            let model = Mlp::from_tensors(
+                mlp,
+                preprocessing.n_features(),
+                preprocessing.labels.len(),
+                &saved.model,
+                &Device::Cpu,
+            )
+            .map_err(|err| Error::Internal(format!("checkpoint does not fit its job: {err}")))?;
+            Ok(LoadedModel {
+                model,
+                preprocessing,
+            })
+        })
+        .await
+        .map_err(|err| Error::internal("loading a model", err))??;
+        let loaded = Arc::new(loaded);
+        self.cache.insert(key, Arc::clone(&loaded));
+        Ok(loaded)
+    }
+}
+
+/// Preprocesses rows, runs the model and decodes probabilities into labels.
+fn run(loaded: &LoadedModel, inputs: &[Vec<f64>]) -> Result<Vec<Prediction>> {
+    let width = loaded.preprocessing.n_features();
+    let mut x = Vec::with_capacity(inputs.len() * width);
+    for (i, row) in inputs.iter().enumerate() {
+        if row.len() != width {
+            return Err(Error::invalid(
+                format!("inputs[{i}]"),
+                format!(
+                    "row {i} has {} values; this model expects {width} ({})",
+                    row.len(),
+                    feature_hint(&loaded.preprocessing)
+                ),
+            ));
+        }
+        let start = x.len();
+        x.extend(row.iter().map(|v| *v as f32));
+        loaded.preprocessing.apply(&mut x[start..]);
+        if let Some(j) = x[start..].iter().position(|v| !v.is_finite()) {
+            return Err(Error::invalid(
+                format!("inputs[{i}][{j}]"),
+                format!(
+                    "row {i} column {j} is not a finite number after preprocessing; valid: finite numbers within f32 range"
+                ),
+            ));
+        }
+    }
+    let x = Tensor::from_vec(x, (inputs.len(), width), &Device::Cpu)?;
+    let probabilities = loaded.model.probabilities(&x)?.to_vec2::<f32>()?;
+    let labels = &loaded.preprocessing.labels;
+    Ok(probabilities
+        .into_iter()
+        .map(|p| {
+            let (best, confidence) =
+                p.iter().enumerate().fold(
+                    (0, f32::MIN),
+                    |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+                );
+            let probabilities = labels
+                .iter()
+                .zip(&p)
+                .map(|(label, v)| (label_key(label), serde_json::json!(v)))
+                .collect();
+            Prediction {
+                label: labels[best].clone(),
+                confidence,
+                probabilities,
+            }
+        })
+        .collect())
+}
+
+fn label_key(label: &serde_json::Value) -> String {
+    match label {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn feature_hint(preprocessing: &Preprocessing) -> String {
+    let names = &preprocessing.feature_names;
+    if names.len() <= 6 {
+        names.join(", ")
+    } else {
+        format!("{}, ..., {}", names[..3].join(", "), names[names.len() - 1])
+    }
+}

@@ -1,0 +1,144 @@
+//! Wires the store, catalog, queue, predictor and router together, and runs them until a
+//! shutdown signal: stop claiming, send running jobs back to the queue, close the database.
+
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState, BodyLimits};
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::jobs::{Jobs, QueueConfig};
+use crate::predict::Predictor;
+use crate::store::Store;
+
+/// A built, not yet running, service.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    limits: BodyLimits,
+}
+
+impl Application {
+    /// Creates the data folder and database if needed, recovers interrupted jobs, makes sure
+    /// the built-in data sets exist and binds the listener.
+    pub async fn build(config: Config) -> Result<Application> {
+        std::fs::create_dir_all(config.datasets_dir()).map_err(|err| {
+            Error::internal(&format!("creating {}", config.data_dir.display()), err)
+        })?;
+        std::fs::create_dir_all(config.checkpoints_dir())
+            .map_err(|err| Error::internal("creating the checkpoint folder", err))?;
+        let store = Store::open(&config.database_path()).await?;
+        let catalog = Catalog::new(store.clone(), config.datasets_dir());
+        catalog.ensure_builtins().await?;
+        let jobs = Jobs::new(
+            store.clone(),
+            catalog.clone(),
+            QueueConfig {
+                worker_slots: config.worker_slots,
+                lease: std::time::Duration::from_secs(config.lease_seconds.max(2)),
+                heartbeat: std::time::Duration::from_secs(config.heartbeat_seconds.max(1)),
+                max_attempts: config.max_attempts.max(1),
+                data_dir: config.data_dir.clone(),
+            },
+        );
+        jobs.recover().await?;
+        let predictor = Predictor::new(
+            store.clone(),
+            config.data_dir.clone(),
+            config.model_cache_size,
+            config.max_concurrent_predictions,
+        );
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|err| Error::internal(&format!("binding {}", config.bind), err))?;
+        if !config.bind.ip().is_loopback() {
+            tracing::warn!(bind = %config.bind, "listening beyond loopback: anyone who can reach this address can train and predict");
+        }
+        Ok(Application {
+            listener,
+            state: AppState {
+                store,
+                jobs,
+                catalog,
+                predictor,
+            },
+            limits: BodyLimits {
+                json_bytes: config.max_body_bytes,
+                upload_bytes: config.max_upload_bytes,
+            },
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address; this is a bug")
+    }
+
+    /// The shared state, for in-process use (benchmarks).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops gracefully.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let Application {
+            listener,
+            state,
+            limits,
+        } = self;
+        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "trainserve listening");
+        let scheduler = tokio::spawn(state.jobs.clone().run_scheduler());
+        let jobs = state.jobs.clone();
+        let store = state.store.clone();
+        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(
+            axum::serve(listener, api::router(state, limits))
+                .with_graceful_shutdown(async move {
+                    let _ = http_stopped.await;
+                })
+                .into_future(),
+        );
+        shutdown.await;
+        tracing::info!("shutting down: no new jobs are claimed; running jobs go back to the queue");
+        jobs.begin_shutdown();
+        let _ = stop_http.send(());
+        // Event streams would hold the server open; give connections a moment, then go.
+        let _ = tokio::time::timeout(api::SHUTDOWN_GRACE, server).await;
+        if let Err(err) = scheduler.await {
+            tracing::error!(error = %err, "the scheduler failed");
+        }
+        store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,76 @@
+use sqlx::FromRow;
+
+use super::{NOW, Store, db_error};
+use crate::domain::DatasetId;
+use crate::error::{Error, Result};
+
+/// A data set as stored; `summary` is JSON describing features, classes and splits.
+#[derive(Clone, Debug, FromRow)]
+pub struct DatasetRow {
+    /// Its id.
+    #[sqlx(try_from = "String")]
+    pub id: DatasetId,
+    /// Its unique name.
+    pub name: String,
+    /// `builtin`, `synthetic` or `upload`.
+    pub source: String,
+    /// JSON summary.
+    pub summary: String,
+    /// When it was added.
+    pub created_at: String,
+}
+
+impl Store {
+    /// Records a data set whose files are already in place; a taken name is a conflict.
+    pub async fn insert_dataset(
+        &self,
+        id: DatasetId,
+        name: &str,
+        source: &str,
+        summary: &str,
+    ) -> Result<DatasetRow> {
+        let sql = format!(
+            "INSERT INTO datasets (id, name, source, summary, created_at) VALUES (?, ?, ?, ?, {NOW}) \
+             RETURNING id, name, source, summary, created_at"
+        );
+        sqlx::query_as::<_, DatasetRow>(&sql)
+            .bind(id.to_string())
+            .bind(name)
+            .bind(source)
+            .bind(summary)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(|err| match &err {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    Error::conflict(format!("a data set named '{name}' already exists"))
+                }
+                _ => Error::internal("inserting a data set", err),
+            })
+    }
+
+    /// A data set by name or id.
+    pub async fn find_dataset(&self, name_or_id: &str) -> Result<Option<DatasetRow>> {
+        sqlx::query_as::<_, DatasetRow>(
+            "SELECT id, name, source, summary, created_at FROM datasets WHERE name = ?1 OR id = ?1",
+        )
+        .bind(name_or_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error("reading a data set"))
+    }
+
+    /// A data set by id.
+    pub async fn get_dataset(&self, id: DatasetId) -> Result<Option<DatasetRow>> {
+        self.find_dataset(&id.to_string()).await
+    }
+
+    /// Every data set, oldest first.
+    pub async fn list_datasets(&self) -> Result<Vec<DatasetRow>> {
+        sqlx::query_as::<_, DatasetRow>(
+            "SELECT id, name, source, summary, created_at FROM datasets ORDER BY created_at, name",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error("listing data sets"))
+    }
+}

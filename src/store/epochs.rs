@@ -1,0 +1,137 @@
+use sqlx::FromRow;
+
+use super::{CheckpointRow, NOW, Store, db_error};
+use crate::domain::JobId;
+use crate::error::Result;
+
+/// The metrics of one epoch of one job.
+#[derive(Clone, Debug, PartialEq, FromRow, serde::Serialize)]
+pub struct EpochRow {
+    /// 1-based epoch number.
+    pub epoch: i64,
+    /// Mean training loss over the epoch's steps (train mode, as it trained).
+    pub train_loss: f64,
+    /// Training accuracy over the epoch's steps (train mode).
+    pub train_acc: f64,
+    /// Validation loss at the epoch's end.
+    pub val_loss: f64,
+    /// Validation accuracy at the epoch's end.
+    pub val_acc: f64,
+    /// Test loss at the epoch's end, when there is a test split.
+    pub test_loss: Option<f64>,
+    /// Test accuracy at the epoch's end, when there is a test split.
+    pub test_acc: Option<f64>,
+    /// Learning rate in effect.
+    pub lr: f64,
+    /// Optimizer steps taken in the epoch.
+    pub steps: i64,
+    /// Wall time of the epoch (training and evaluation).
+    pub epoch_seconds: f64,
+    /// Training samples per second of training time.
+    pub samples_per_sec: f64,
+}
+
+impl Store {
+    /// In one transaction, fenced on the claim: records an epoch's metrics and checkpoint and
+    /// advances the job's progress and best epoch. False (and nothing written) if the claim was lost.
+    pub async fn commit_epoch(
+        &self,
+        id: JobId,
+        lease_epoch: i64,
+        epoch: &EpochRow,
+        checkpoint: &CheckpointRow,
+    ) -> Result<bool> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error("starting an epoch commit"))?;
+        let better = "(best_val_acc IS NULL OR ?1 > best_val_acc OR (?1 = best_val_acc AND ?2 < best_val_loss))";
+        let sql = format!(
+            "UPDATE jobs SET epochs_done = ?3, \
+                 best_epoch = CASE WHEN {better} THEN ?3 ELSE best_epoch END, \
+                 best_val_loss = CASE WHEN {better} THEN ?2 ELSE best_val_loss END, \
+                 best_val_acc = CASE WHEN {better} THEN ?1 ELSE best_val_acc END, \
+                 updated_at = {NOW} \
+             WHERE id = ?4 AND lease_epoch = ?5 AND status = 'running'"
+        );
+        let updated = sqlx::query(&sql)
+            .bind(epoch.val_acc)
+            .bind(epoch.val_loss)
+            .bind(epoch.epoch)
+            .bind(id.to_string())
+            .bind(lease_epoch)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("advancing a job"))?;
+        if updated.rows_affected() != 1 {
+            tx.rollback()
+                .await
+                .map_err(db_error("rolling back a fenced commit"))?;
+            return Ok(false);
+        }
+        let sql = format!(
+            "INSERT INTO epochs (job_id, epoch, train_loss, train_acc, val_loss, val_acc, test_loss, \
+                 test_acc, lr, steps, epoch_seconds, samples_per_sec, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW})"
+        );
+        sqlx::query(&sql)
+            .bind(id.to_string())
+            .bind(epoch.epoch)
+            .bind(epoch.train_loss)
+            .bind(epoch.train_acc)
+            .bind(epoch.val_loss)
+            .bind(epoch.val_acc)
+            .bind(epoch.test_loss)
+            .bind(epoch.test_acc)
+            .bind(epoch.lr)
+            .bind(epoch.steps)
+            .bind(epoch.epoch_seconds)
+            .bind(epoch.samples_per_sec)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("recording an epoch"))?;
+        let sql = format!(
+            "INSERT INTO checkpoints (job_id, epoch, path, sha256, bytes, val_acc, val_loss, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, {NOW})"
+        );
+        sqlx::query(&sql)
+            .bind(id.to_string())
+            .bind(checkpoint.epoch)
+            .bind(&checkpoint.path)
+            .bind(&checkpoint.sha256)
+            .bind(checkpoint.bytes)
+            .bind(checkpoint.val_acc)
+            .bind(checkpoint.val_loss)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("recording a checkpoint"))?;
+        tx.commit().await.map_err(db_error("committing an epoch"))?;
+        Ok(true)
+    }
+
+    /// Every recorded epoch of a job, in order.
+    pub async fn list_epochs(&self, id: JobId) -> Result<Vec<EpochRow>> {
+        sqlx::query_as::<_, EpochRow>(
+            "SELECT epoch, train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, lr, steps, \
+                 epoch_seconds, samples_per_sec FROM epochs WHERE job_id = ? ORDER BY epoch",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error("reading epochs"))
+    }
+
+    /// One recorded epoch.
+    pub async fn get_epoch(&self, id: JobId, epoch: i64) -> Result<Option<EpochRow>> {
+        sqlx::query_as::<_, EpochRow>(
+            "SELECT epoch, train_loss, train_acc, val_loss, val_acc, test_loss, test_acc, lr, steps, \
+                 epoch_seconds, samples_per_sec FROM epochs WHERE job_id = ? AND epoch = ?",
+        )
+        .bind(id.to_string())
+        .bind(epoch)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error("reading an epoch"))
+    }
+}

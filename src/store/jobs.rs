@@ -1,0 +1,452 @@
+use sqlx::{FromRow, Row};
+
+use super::{NOW, Store, db_error};
+use crate::domain::{DatasetId, JobId, JobStatus};
+use crate::error::{Error, Result};
+
+/// A job as stored.
+#[derive(Clone, Debug, FromRow)]
+pub struct JobRow {
+    /// The job's id.
+    #[sqlx(try_from = "String")]
+    pub id: JobId,
+    /// Its display name.
+    pub name: String,
+    /// The data set it trains on.
+    #[sqlx(try_from = "String")]
+    pub dataset_id: DatasetId,
+    /// The complete spec, as JSON.
+    pub spec: String,
+    /// Where it is in its life.
+    #[sqlx(try_from = "String")]
+    pub status: JobStatus,
+    /// Higher runs first.
+    pub priority: i64,
+    /// How many times a worker has claimed it.
+    pub attempt: i64,
+    /// Fencing token of the current claim.
+    pub lease_epoch: i64,
+    /// A user asked to cancel it while it ran.
+    pub cancel_requested: bool,
+    /// Epochs asked for.
+    pub epochs_total: i64,
+    /// Epochs committed.
+    pub epochs_done: i64,
+    /// Preprocessing fitted on the training split, as JSON, once the job has started.
+    pub preprocessing: Option<String>,
+    /// Why it failed.
+    pub failure: Option<String>,
+    /// The epoch with the best validation accuracy so far.
+    pub best_epoch: Option<i64>,
+    /// That epoch's validation accuracy.
+    pub best_val_acc: Option<f64>,
+    /// That epoch's validation loss.
+    pub best_val_loss: Option<f64>,
+    /// When it was submitted.
+    pub created_at: String,
+    /// When it first started.
+    pub started_at: Option<String>,
+    /// When it ended.
+    pub finished_at: Option<String>,
+    /// Last change.
+    pub updated_at: String,
+}
+
+/// What `insert_job` needs.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    /// The new job's id.
+    pub id: JobId,
+    /// Display name.
+    pub name: String,
+    /// Resolved data set.
+    pub dataset_id: DatasetId,
+    /// Complete spec as JSON.
+    pub spec: String,
+    /// Queue priority.
+    pub priority: i64,
+    /// Epochs asked for.
+    pub epochs_total: i64,
+}
+
+/// A worker's claim on a job: the job plus the fencing token every later write must carry.
+#[derive(Clone, Debug)]
+pub struct Claim {
+    /// The claimed job.
+    pub job: JobRow,
+    /// Writes with an older token are ignored.
+    pub lease_epoch: i64,
+}
+
+/// The order of a job listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobSort {
+    /// Submission time.
+    CreatedAt,
+    /// Best validation accuracy (jobs without one last).
+    BestValAcc,
+    /// Name.
+    Name,
+    /// Status.
+    Status,
+}
+
+/// Filters, order and page of a job listing.
+#[derive(Clone, Debug)]
+pub struct JobFilter {
+    /// Only these statuses (all when empty).
+    pub statuses: Vec<JobStatus>,
+    /// Only jobs on this data set.
+    pub dataset_id: Option<DatasetId>,
+    /// Only names containing this text.
+    pub name_contains: Option<String>,
+    /// Order.
+    pub sort: JobSort,
+    /// Descending order.
+    pub descending: bool,
+    /// Page size.
+    pub limit: i64,
+    /// Rows to skip.
+    pub offset: i64,
+}
+
+/// What a cancel request did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was queued and is now cancelled; it never starts.
+    CancelledWhileQueued,
+    /// The job is running; its worker will stop it at the next batch.
+    Requested,
+    /// The job had already ended with this status.
+    AlreadyEnded(JobStatus),
+}
+
+/// Jobs touched by crash recovery.
+#[derive(Clone, Debug, Default)]
+pub struct RecoveryReport {
+    /// Put back in the queue to resume from their last checkpoint.
+    pub requeued: Vec<JobId>,
+    /// Failed because they were interrupted too often.
+    pub failed: Vec<JobId>,
+    /// Cancelled because a cancel was pending when they were interrupted.
+    pub cancelled: Vec<JobId>,
+}
+
+const JOB_COLUMNS: &str = "id, name, dataset_id, spec, status, priority, attempt, lease_epoch, \
+    cancel_requested, epochs_total, epochs_done, preprocessing, failure, best_epoch, best_val_acc, \
+    best_val_loss, created_at, started_at, finished_at, updated_at";
+
+impl Store {
+    /// Inserts a job as `queued`: from here on it is durable.
+    pub async fn insert_job(&self, job: &NewJob) -> Result<JobRow> {
+        let sql = format!(
+            "INSERT INTO jobs (id, seq, name, dataset_id, spec, status, priority, epochs_total, created_at, updated_at) \
+             VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, 'queued', ?, ?, {NOW}, {NOW}) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        sqlx::query_as::<_, JobRow>(&sql)
+            .bind(job.id.to_string())
+            .bind(&job.name)
+            .bind(job.dataset_id.to_string())
+            .bind(&job.spec)
+            .bind(job.priority)
+            .bind(job.epochs_total)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(db_error("inserting a job"))
+    }
+
+    /// One job, if it exists.
+    pub async fn get_job(&self, id: JobId) -> Result<Option<JobRow>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?");
+        sqlx::query_as::<_, JobRow>(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_error("reading a job"))
+    }
+
+    /// A page of jobs and the total number that match the filter.
+    pub async fn list_jobs(&self, filter: &JobFilter) -> Result<(Vec<JobRow>, i64)> {
+        let mut conditions = Vec::new();
+        if !filter.statuses.is_empty() {
+            let marks = vec!["?"; filter.statuses.len()].join(", ");
+            conditions.push(format!("status IN ({marks})"));
+        }
+        if filter.dataset_id.is_some() {
+            conditions.push("dataset_id = ?".to_string());
+        }
+        if filter.name_contains.is_some() {
+            conditions.push("instr(lower(name), lower(?)) > 0".to_string());
+        }
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let direction = if filter.descending { "DESC" } else { "ASC" };
+        let order = match filter.sort {
+            JobSort::CreatedAt => format!("seq {direction}"),
+            JobSort::BestValAcc => {
+                format!("best_val_acc IS NULL, best_val_acc {direction}, seq {direction}")
+            }
+            JobSort::Name => format!("name {direction}, seq {direction}"),
+            JobSort::Status => format!("status {direction}, seq {direction}"),
+        };
+        let page_sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs {where_clause} ORDER BY {order} LIMIT ? OFFSET ?"
+        );
+        let count_sql = format!("SELECT COUNT(*) FROM jobs {where_clause}");
+
+        let mut page = sqlx::query_as::<_, JobRow>(&page_sql);
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
+        for status in &filter.statuses {
+            page = page.bind(status.as_str());
+            count = count.bind(status.as_str());
+        }
+        if let Some(dataset) = filter.dataset_id {
+            page = page.bind(dataset.to_string());
+            count = count.bind(dataset.to_string());
+        }
+        if let Some(name) = &filter.name_contains {
+            page = page.bind(name.clone());
+            count = count.bind(name.clone());
+        }
+        let rows = page
+            .bind(filter.limit)
+            .bind(filter.offset)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_error("listing jobs"))?;
+        let total = count
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_error("counting jobs"))?;
+        Ok((rows, total))
+    }
+
+    /// How many queued jobs will be claimed before this one (0 = next), if it is queued.
+    pub async fn queue_position(&self, id: JobId) -> Result<Option<i64>> {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT (SELECT COUNT(*) FROM jobs o WHERE o.status = 'queued' \
+                       AND (o.priority > j.priority OR (o.priority = j.priority AND o.seq < j.seq))) \
+             FROM jobs j WHERE j.id = ? AND j.status = 'queued'",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error("computing a queue position"))
+    }
+
+    /// Claims the next queued job for `owner`, leasing it until `lease_until_ms`.
+    pub async fn claim_next_job(&self, owner: &str, lease_until_ms: i64) -> Result<Option<Claim>> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error("starting a claim"))?;
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = ?, \
+                 lease_until_ms = ?, lease_epoch = lease_epoch + 1, \
+                 started_at = COALESCE(started_at, {NOW}), updated_at = {NOW} \
+             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT 1) \
+             RETURNING {JOB_COLUMNS}"
+        );
+        let job = sqlx::query_as::<_, JobRow>(&sql)
+            .bind(owner)
+            .bind(lease_until_ms)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error("claiming a job"))?;
+        tx.commit().await.map_err(db_error("committing a claim"))?;
+        Ok(job.map(|job| Claim {
+            lease_epoch: job.lease_epoch,
+            job,
+        }))
+    }
+
+    /// Extends a claim; `None` means the claim was lost (fenced out), else whether a cancel is pending.
+    pub async fn renew_lease(
+        &self,
+        id: JobId,
+        lease_epoch: i64,
+        until_ms: i64,
+    ) -> Result<Option<bool>> {
+        sqlx::query_scalar::<_, bool>(
+            "UPDATE jobs SET lease_until_ms = ? WHERE id = ? AND lease_epoch = ? AND status = 'running' \
+             RETURNING cancel_requested",
+        )
+        .bind(until_ms)
+        .bind(id.to_string())
+        .bind(lease_epoch)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(db_error("renewing a lease"))
+    }
+
+    /// Records the preprocessing fitted when the job first started; false if fenced out.
+    pub async fn set_preprocessing(&self, id: JobId, lease_epoch: i64, json: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET preprocessing = ? WHERE id = ? AND lease_epoch = ? AND status = 'running'",
+        )
+        .bind(json)
+        .bind(id.to_string())
+        .bind(lease_epoch)
+        .execute(&self.writer)
+        .await
+        .map_err(db_error("recording preprocessing"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Ends a running job with a terminal status; false if the claim was lost.
+    pub async fn finish_job(
+        &self,
+        id: JobId,
+        lease_epoch: i64,
+        status: JobStatus,
+        failure: Option<&str>,
+    ) -> Result<bool> {
+        let sql = format!(
+            "UPDATE jobs SET status = ?, failure = ?, lease_owner = NULL, lease_until_ms = NULL, \
+                 finished_at = {NOW}, updated_at = {NOW} \
+             WHERE id = ? AND lease_epoch = ? AND status = 'running'"
+        );
+        let done = sqlx::query(&sql)
+            .bind(status.as_str())
+            .bind(failure)
+            .bind(id.to_string())
+            .bind(lease_epoch)
+            .execute(&self.writer)
+            .await
+            .map_err(db_error("finishing a job"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Puts a running job back in the queue without using up an attempt (graceful shutdown).
+    pub async fn requeue_job(&self, id: JobId, lease_epoch: i64) -> Result<bool> {
+        let sql = format!(
+            "UPDATE jobs SET status = 'queued', attempt = MAX(attempt - 1, 0), lease_owner = NULL, \
+                 lease_until_ms = NULL, updated_at = {NOW} \
+             WHERE id = ? AND lease_epoch = ? AND status = 'running'"
+        );
+        let done = sqlx::query(&sql)
+            .bind(id.to_string())
+            .bind(lease_epoch)
+            .execute(&self.writer)
+            .await
+            .map_err(db_error("requeueing a job"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Cancels a queued job at once, or flags a running one for its worker.
+    pub async fn request_cancel(&self, id: JobId) -> Result<CancelOutcome> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error("starting a cancel"))?;
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error("reading a job to cancel"))?;
+        let status: JobStatus = status
+            .ok_or_else(|| Error::not_found("job", id.to_string()))?
+            .parse()
+            .map_err(|err| Error::internal("reading a job status", err))?;
+        let outcome = match status {
+            JobStatus::Queued => {
+                let sql = format!(
+                    "UPDATE jobs SET status = 'cancelled', finished_at = {NOW}, updated_at = {NOW} WHERE id = ?"
+                );
+                sqlx::query(&sql)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map(|_| ())
+                    .map_err(db_error("cancelling a queued job"))?;
+                CancelOutcome::CancelledWhileQueued
+            }
+            JobStatus::Running => {
+                let sql = format!(
+                    "UPDATE jobs SET cancel_requested = 1, updated_at = {NOW} WHERE id = ?"
+                );
+                sqlx::query(&sql)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map(|_| ())
+                    .map_err(db_error("flagging a cancel"))?;
+                CancelOutcome::Requested
+            }
+            ended => CancelOutcome::AlreadyEnded(ended),
+        };
+        tx.commit().await.map_err(db_error("committing a cancel"))?;
+        Ok(outcome)
+    }
+
+    /// After a crash: requeues `running` jobs whose lease expired before `now_ms` (all of them
+    /// when `now_ms` is `i64::MAX`, i.e. at start-up of the only node), failing those that have
+    /// used `max_attempts` and cancelling those with a pending cancel.
+    pub async fn recover_interrupted_jobs(
+        &self,
+        now_ms: i64,
+        max_attempts: i64,
+    ) -> Result<RecoveryReport> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error("starting recovery"))?;
+        let rows = sqlx::query(
+            "SELECT id, attempt, cancel_requested FROM jobs \
+             WHERE status = 'running' AND (lease_until_ms IS NULL OR lease_until_ms < ?)",
+        )
+        .bind(now_ms)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error("finding interrupted jobs"))?;
+        let mut report = RecoveryReport::default();
+        for row in rows {
+            let id: String = row.get("id");
+            let attempt: i64 = row.get("attempt");
+            let cancel: bool = row.get("cancel_requested");
+            let job_id: JobId = id
+                .parse()
+                .map_err(|err| Error::internal("reading a job id", err))?;
+            let (status, failure) = if cancel {
+                report.cancelled.push(job_id);
+                ("cancelled", None)
+            } else if attempt >= max_attempts {
+                report.failed.push(job_id);
+                (
+                    "failed",
+                    Some(format!(
+                        "interrupted {attempt} times (the server stopped while it trained); giving up after {max_attempts} attempts"
+                    )),
+                )
+            } else {
+                report.requeued.push(job_id);
+                ("queued", None)
+            };
+            let finished = if status == "queued" {
+                "NULL".to_string()
+            } else {
+                NOW.to_string()
+            };
+            let sql = format!(
+                "UPDATE jobs SET status = ?, failure = ?, lease_owner = NULL, lease_until_ms = NULL, \
+                     finished_at = {finished}, updated_at = {NOW} WHERE id = ?"
+            );
+            sqlx::query(&sql)
+                .bind(status)
+                .bind(failure)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error("recovering a job"))?;
+        }
+        tx.commit().await.map_err(db_error("committing recovery"))?;
+        Ok(report)
+    }
+}

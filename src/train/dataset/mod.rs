@@ -1,0 +1,146 @@
+//! Labelled tables of numeric features: parsing uploads, built-in and synthetic data sets,
+//! splitting, standardisation and on-disk storage.
+
+pub mod builtin;
+pub mod csv;
+pub mod split;
+pub mod storage;
+pub mod synthetic;
+
+pub use self::builtin::digits;
+pub use self::csv::{CsvLimits, parse_csv, parse_split_csvs};
+pub use self::split::{SplitIndices, SplitPlan, Standardizer, split};
+pub use self::storage::{load, save};
+pub use self::synthetic::{RegionsParams, regions};
+
+/// How the label values of a table are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelKind {
+    /// Every label parses as an `i64`; classes are written canonically and sorted numerically.
+    Integer,
+    /// Any other labels; classes are sorted lexicographically.
+    String,
+}
+
+/// Which part of a data set a row belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    /// Rows the model is fitted on.
+    Train,
+    /// Rows used to pick the model while training.
+    Val,
+    /// Rows held out for the final evaluation.
+    Test,
+}
+
+/// A labelled table of numeric features, in memory.
+#[derive(Clone, Debug)]
+pub struct Table {
+    /// The names of the feature columns, in order.
+    pub feature_names: Vec<String>,
+    /// Row-major, `n_rows x n_features`, all finite.
+    pub features: Vec<f32>,
+    /// Per row, an index into `classes`.
+    pub labels: Vec<u32>,
+    /// Label values as written; integers sorted numerically, strings lexicographically.
+    pub classes: Vec<String>,
+    /// Whether the classes are integers or strings.
+    pub label_kind: LabelKind,
+    /// `Some(..)` when the user supplied the split (one entry per row).
+    pub splits: Option<Vec<Split>>,
+    /// Channels, height, width when each row is also an image (digits: `[1, 8, 8]`).
+    pub image_shape: Option<[usize; 3]>,
+}
+
+impl Table {
+    /// The number of rows (examples).
+    pub fn n_rows(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// The number of feature columns.
+    pub fn n_features(&self) -> usize {
+        self.feature_names.len()
+    }
+
+    /// The features of row `i`.
+    ///
+    /// # Panics
+    /// If `i >= self.n_rows()`, like slice indexing.
+    pub fn row(&self, i: usize) -> &[f32] {
+        let f = self.n_features();
+        &self.features[i * f..(i + 1) * f]
+    }
+
+    /// How many rows each class has, indexed like `classes`.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes.len()];
+        for &label in &self.labels {
+            if let Some(c) = counts.get_mut(label as usize) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+
+    /// The label value of class index `class` as JSON: a number for integer labels, else a
+    /// string; `null` for an index out of range.
+    pub fn label_json(&self, class: u32) -> serde_json::Value {
+        let Some(name) = self.classes.get(class as usize) else {
+            return serde_json::Value::Null;
+        };
+        match self.label_kind {
+            LabelKind::Integer => match name.parse::<i64>() {
+                Ok(n) => serde_json::Value::from(n),
+                Err(_) => serde_json::Value::String(name.clone()),
+            },
+            LabelKind::String => serde_json::Value::String(name.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(kind: LabelKind, classes: &[&str]) -> Table {
+        Table {
+            feature_names: vec!["a".into(), "b".into()],
+            features: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            labels: vec![0, 1, 1],
+            classes: classes.iter().map(|s| s.to_string()).collect(),
+            label_kind: kind,
+            splits: None,
+            image_shape: None,
+        }
+    }
+
+    #[test]
+    fn rows_and_counts_follow_the_row_major_layout() {
+        let t = table(LabelKind::Integer, &["3", "7"]);
+        assert_eq!(t.n_rows(), 3);
+        assert_eq!(t.n_features(), 2);
+        assert_eq!(t.row(1), &[3.0, 4.0]);
+        assert_eq!(t.class_counts(), vec![1, 2]);
+    }
+
+    #[test]
+    fn integer_labels_become_json_numbers_and_strings_stay_strings() {
+        let t = table(LabelKind::Integer, &["-3", "7"]);
+        assert_eq!(t.label_json(0), serde_json::json!(-3));
+        assert_eq!(t.label_json(9), serde_json::Value::Null);
+        let t = table(LabelKind::String, &["cat", "dog"]);
+        assert_eq!(t.label_json(1), serde_json::json!("dog"));
+    }
+
+    #[test]
+    fn enums_serialize_in_snake_case() {
+        assert_eq!(serde_json::to_string(&Split::Val).unwrap(), "\"val\"");
+        assert_eq!(
+            serde_json::to_string(&LabelKind::Integer).unwrap(),
+            "\"integer\""
+        );
+    }
+}

@@ -1,0 +1,313 @@
+//! Storing tables on disk: a safetensors file of the numbers and a JSON file of the rest.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::{LabelKind, Split, Table};
+use crate::error::{Error, Result};
+
+const DATA_FILE: &str = "data.safetensors";
+const META_FILE: &str = "meta.json";
+const FORMAT_VERSION: u32 = 1;
+
+/// What `meta.json` holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Meta {
+    version: u32,
+    n_rows: usize,
+    feature_names: Vec<String>,
+    classes: Vec<String>,
+    label_kind: LabelKind,
+    has_splits: bool,
+    image_shape: Option<[usize; 3]>,
+}
+
+/// Writes the table to `dir` (created; data in `dir/data.safetensors` — tensors "features" f32
+/// [N,F], "labels" u32 [N], and "splits" u8 [N] when present — plus `dir/meta.json` with feature
+/// names, classes, label kind, image shape). Writes into a sibling temporary directory, fsyncs the
+/// files, then renames it to `dir`, so a crash never leaves a half-written data set at `dir`.
+/// Fails if `dir` already exists.
+pub fn save(table: &Table, dir: &Path) -> Result<()> {
+    let (parent, name) = match (dir.parent(), dir.file_name()) {
+        (Some(parent), Some(name)) => (parent, name.to_string_lossy()),
+        _ => {
+            return Err(Error::Internal(format!(
+                "cannot store a data set at {}",
+                dir.display()
+            )));
+        }
+    };
+    if dir.exists() {
+        return Err(Error::Internal(format!(
+            "data set directory {} already exists",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(parent)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let tmp = parent.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
+    let result = write_into(table, &tmp).and_then(|()| {
+        std::fs::rename(&tmp, dir)?;
+        // The rename itself is durable only once the parent directory is synced.
+        File::open(parent)?.sync_all()?;
+        Ok(())
+    });
+    if result.is_err() {
+        // Best effort: the original error is the one worth reporting.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+fn write_into(table: &Table, tmp: &Path) -> Result<()> {
+    let (n, f) = (table.n_rows(), table.n_features());
+    if table.features.len() != n * f {
+        return Err(Error::Internal(format!(
+            "table has {} feature values, not {n} x {f}",
+            table.features.len()
+        )));
+    }
+    std::fs::create_dir(tmp)?;
+    let mut tensors = HashMap::new();
+    tensors.insert(
+        "features",
+        Tensor::from_slice(&table.features, (n, f), &Device::Cpu)?,
+    );
+    tensors.insert(
+        "labels",
+        Tensor::from_slice(&table.labels, n, &Device::Cpu)?,
+    );
+    if let Some(splits) = &table.splits {
+        let codes: Vec<u8> = splits.iter().map(|s| split_code(*s)).collect();
+        tensors.insert(
+            "splits",
+            Tensor::from_vec(codes, splits.len(), &Device::Cpu)?,
+        );
+    }
+    let data_path = tmp.join(DATA_FILE);
+    candle_core::safetensors::save(&tensors, &data_path)?;
+    File::open(&data_path)?.sync_all()?;
+
+    let meta = Meta {
+        version: FORMAT_VERSION,
+        n_rows: n,
+        feature_names: table.feature_names.clone(),
+        classes: table.classes.clone(),
+        label_kind: table.label_kind,
+        has_splits: table.splits.is_some(),
+        image_shape: table.image_shape,
+    };
+    let json =
+        serde_json::to_vec_pretty(&meta).map_err(|e| Error::internal("encoding meta.json", e))?;
+    let mut file = File::create(tmp.join(META_FILE))?;
+    file.write_all(&json)?;
+    file.sync_all()?;
+    File::open(tmp)?.sync_all()?;
+    Ok(())
+}
+
+/// Reads what `save` wrote, checking shapes and that labels are in range (a corrupt file is
+/// Error::Internal, not a panic).
+pub fn load(dir: &Path) -> Result<Table> {
+    let corrupt =
+        |what: String| Error::Internal(format!("data set at {} is corrupt: {what}", dir.display()));
+    let json = std::fs::read(dir.join(META_FILE))?;
+    let meta: Meta =
+        serde_json::from_slice(&json).map_err(|e| corrupt(format!("{META_FILE}: {e}")))?;
+    if meta.version != FORMAT_VERSION {
+        return Err(corrupt(format!(
+            "format version {} is not {FORMAT_VERSION}",
+            meta.version
+        )));
+    }
+    let bytes = std::fs::read(dir.join(DATA_FILE))?;
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| corrupt(format!("{DATA_FILE}: {e}")))?;
+    let (n, f) = (meta.n_rows, meta.feature_names.len());
+    let get = |name: &str, dtype: DType, shape: &[usize]| -> Result<&Tensor> {
+        let t = tensors
+            .get(name)
+            .ok_or_else(|| corrupt(format!("tensor '{name}' is missing")))?;
+        if t.dtype() != dtype || t.dims() != shape {
+            return Err(corrupt(format!(
+                "tensor '{name}' is {:?} {:?}, expected {dtype:?} {shape:?}",
+                t.dtype(),
+                t.dims()
+            )));
+        }
+        Ok(t)
+    };
+
+    let features: Vec<f32> = get("features", DType::F32, &[n, f])?
+        .flatten_all()?
+        .to_vec1()?;
+    if features.iter().any(|x| !x.is_finite()) {
+        return Err(corrupt("a feature is not finite".to_owned()));
+    }
+    let labels: Vec<u32> = get("labels", DType::U32, &[n])?.to_vec1()?;
+    if labels.iter().any(|&l| l as usize >= meta.classes.len()) {
+        return Err(corrupt(format!(
+            "a label is not below the {} classes",
+            meta.classes.len()
+        )));
+    }
+    let splits = if meta.has_splits {
+        let codes: Vec<u8> = get("splits", DType::U8, &[n])?.to_vec1()?;
+        let splits: Option<Vec<Split>> = codes.into_iter().map(split_of_code).collect();
+        Some(splits.ok_or_else(|| corrupt("a split code is not 0, 1 or 2".to_owned()))?)
+    } else {
+        None
+    };
+    if let Some(shape) = meta.image_shape
+        && shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) != Some(f)
+    {
+        return Err(corrupt(format!(
+            "image shape {shape:?} does not hold {f} features"
+        )));
+    }
+    Ok(Table {
+        feature_names: meta.feature_names,
+        features,
+        labels,
+        classes: meta.classes,
+        label_kind: meta.label_kind,
+        splits,
+        image_shape: meta.image_shape,
+    })
+}
+
+fn split_code(split: Split) -> u8 {
+    match split {
+        Split::Train => 0,
+        Split::Val => 1,
+        Split::Test => 2,
+    }
+}
+
+fn split_of_code(code: u8) -> Option<Split> {
+    match code {
+        0 => Some(Split::Train),
+        1 => Some(Split::Val),
+        2 => Some(Split::Test),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    use crate::train::dataset::{digits, parse_split_csvs, regions};
+
+    /// Entries of `parent` other than `keep`, for checking nothing is left behind.
+    fn leftovers(parent: &Path, keep: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(parent)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p != keep)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn assert_identical(a: &Table, b: &Table) {
+        assert_eq!(a.feature_names, b.feature_names);
+        let bits = |t: &Table| t.features.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(a), bits(b));
+        assert_eq!(a.labels, b.labels);
+        assert_eq!(a.classes, b.classes);
+        assert_eq!(a.label_kind, b.label_kind);
+        assert_eq!(a.splits, b.splits);
+        assert_eq!(a.image_shape, b.image_shape);
+    }
+
+    #[test]
+    fn a_saved_table_loads_bit_identically_and_leaves_no_temporary_directory() {
+        let root = tempfile::tempdir().unwrap();
+        for (name, table) in [
+            ("digits", digits()),
+            ("regions", regions(&Default::default())),
+        ] {
+            let parent = root.path().join(name);
+            let dir = parent.join("set");
+            save(&table, &dir).unwrap();
+            assert_identical(&table, &load(&dir).unwrap());
+            assert_eq!(leftovers(&parent, &dir), Vec::<PathBuf>::new());
+        }
+    }
+
+    #[test]
+    fn a_table_with_user_splits_and_string_labels_round_trips() {
+        let train = "a,label\n".to_owned()
+            + &(0..10)
+                .map(|i| format!("{i}.25,c{}\n", i % 3))
+                .collect::<String>();
+        let table = parse_split_csvs(
+            train.as_bytes(),
+            Some(b"a,label\n-1e-7,c1\n"),
+            Some(b"a,label\n3,c0\n"),
+            "label",
+            &Default::default(),
+        )
+        .unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("set");
+        save(&table, &dir).unwrap();
+        assert_identical(&table, &load(&dir).unwrap());
+    }
+
+    #[test]
+    fn saving_over_an_existing_data_set_fails_and_keeps_it() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("set");
+        save(&digits(), &dir).unwrap();
+        assert!(matches!(
+            save(&regions(&Default::default()), &dir),
+            Err(Error::Internal(_))
+        ));
+        assert_eq!(load(&dir).unwrap().n_rows(), 1797);
+        assert_eq!(leftovers(root.path(), &dir), Vec::<PathBuf>::new());
+    }
+
+    #[test]
+    fn corrupt_or_inconsistent_files_are_internal_errors() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("set");
+        let table = regions(&Default::default());
+        save(&table, &dir).unwrap();
+        let meta_path = dir.join(META_FILE);
+        let meta = std::fs::read_to_string(&meta_path).unwrap();
+
+        std::fs::write(
+            &meta_path,
+            meta.replace("\"n_rows\": 2000", "\"n_rows\": 1999"),
+        )
+        .unwrap();
+        assert!(matches!(load(&dir), Err(Error::Internal(m)) if m.contains("features")));
+        std::fs::write(&meta_path, meta.replace(",\n    \"4\"\n", "\n")).unwrap();
+        assert!(matches!(load(&dir), Err(Error::Internal(m)) if m.contains("label")));
+        std::fs::write(&meta_path, "{").unwrap();
+        assert!(matches!(load(&dir), Err(Error::Internal(_))));
+        std::fs::write(&meta_path, &meta).unwrap();
+        let data = dir.join(DATA_FILE);
+        let bytes = std::fs::read(&data).unwrap();
+        for cut in [0, 7, 100, bytes.len() - 1] {
+            std::fs::write(&data, &bytes[..cut]).unwrap();
+            assert!(
+                matches!(load(&dir), Err(Error::Internal(_))),
+                "cut at {cut}"
+            );
+        }
+        std::fs::write(&data, &bytes).unwrap();
+        assert_identical(&table, &load(&dir).unwrap());
+    }
+}

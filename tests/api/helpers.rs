@@ -1,0 +1,263 @@
+//! A real server per test: fresh data folder, random port, spoken to over HTTP.
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use trainserve::config::Config;
+use trainserve::startup::Application;
+
+/// An in-process server on a random port with its own data folder.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _server: tokio::task::JoinHandle<trainserve::error::Result<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut config =
+            Config::with_data_dir(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
+        config.heartbeat_seconds = 1;
+        adjust(&mut config);
+        let app = Application::build(config).await.expect("the app builds");
+        let base = format!("http://{}", app.local_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            dir,
+            stop: Some(stop),
+            _server: server,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A client of a server at `base`.
+pub trait Api {
+    fn base(&self) -> &str;
+    fn http(&self) -> &reqwest::Client;
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http()
+            .get(format!("{}{}", self.base(), path))
+            .send()
+            .await
+            .expect("GET");
+        decode(response).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http()
+            .post(format!("{}{}", self.base(), path))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        decode(response).await
+    }
+
+    async fn post_raw(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .http()
+            .post(format!("{}{}", self.base(), path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        decode(response).await
+    }
+
+    /// Submits a job and returns its id.
+    async fn submit(&self, spec: Value) -> String {
+        let (status, body) = self.post("/v1/jobs", spec).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().expect("an id").to_string()
+    }
+
+    /// Polls a job until `done` holds for it.
+    async fn wait_until(
+        &self,
+        id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, job) = self.get(&format!("/v1/jobs/{id}")).await;
+            assert_eq!(status, StatusCode::OK, "{job}");
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "gave up waiting on job {id}: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls a job until it has ended.
+    async fn wait_for_end(&self, id: &str) -> Value {
+        self.wait_until(id, Duration::from_secs(120), |job| {
+            matches!(
+                job["status"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            )
+        })
+        .await
+    }
+}
+
+impl Api for TestApp {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn http(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+pub async fn decode(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("a body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
+/// A digits MLP spec with a few overrides.
+pub fn digits_spec(epochs: u32, batch_size: u32) -> Value {
+    json!({
+        "dataset": "digits",
+        "model": {"kind": "mlp", "depth": 2, "width": 64},
+        "training": {"optimizer": {"kind": "adam", "lr": 0.001}, "epochs": epochs, "batch_size": batch_size, "seed": 7}
+    })
+}
+
+/// The server binary as a separate process, for kill tests.
+pub struct ServerProcess {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub child: Child,
+}
+
+impl ServerProcess {
+    pub async fn start(data_dir: &Path) -> ServerProcess {
+        let port = StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_trainserve"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--bind")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--heartbeat-seconds")
+            .arg("1")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the server binary starts");
+        let server = ServerProcess {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            child,
+        };
+        let started = Instant::now();
+        while server
+            .client
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .map(|r| r.status())
+            .ok()
+            != Some(StatusCode::OK)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the server did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill_hard(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM, then wait (bounded) for the process to exit.
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "the server did not exit within {within:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Api for ServerProcess {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn http(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+pub fn data_dir(dir: &TempDir) -> PathBuf {
+    dir.path().to_path_buf()
+}

@@ -1,0 +1,10 @@
+//! Integration tests: each starts a real server (fresh database, random port) and talks HTTP.
+
+mod helpers;
+
+mod bad_input;
+mod datasets;
+mod jobs;
+mod lifecycle;
+mod openapi;
+mod predict;
