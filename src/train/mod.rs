@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod dataset;
 mod fit;
+pub mod fused;
 mod interrupt;
 mod mlp;
 mod optim;

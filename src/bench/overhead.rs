@@ -1,5 +1,5 @@
-//! `trainserve bench`: measures what the service costs over the bare training loop, on the
-//! same spec, alternating the two and reporting medians (these machines are noisy).
+//! The `overhead` benchmark: what the service costs over the bare training loop, on the same
+//! spec, alternating the two and reporting medians (these machines are noisy).
 
 use std::time::Instant;
 
@@ -14,16 +14,7 @@ use crate::startup::Application;
 use crate::train::dataset::digits;
 use crate::train::{EpochMetrics, Interrupter, fit, prepare};
 
-/// Options of `trainserve bench`.
-#[derive(Clone, Debug, clap::Args)]
-pub struct BenchArgs {
-    /// Timed repeats of each side (the median is reported).
-    #[arg(long, default_value_t = 3)]
-    pub repeats: usize,
-    /// Epochs of the digits MLP (2 hidden layers of 64, Adam 1e-3, batch 32).
-    #[arg(long, default_value_t = 30)]
-    pub epochs: u32,
-}
+use super::median;
 
 fn spec(epochs: u32) -> Result<JobSpec> {
     let text = format!(
@@ -37,10 +28,10 @@ fn spec(epochs: u32) -> Result<JobSpec> {
 }
 
 /// Runs the service-overhead benchmark and prints one JSON line per measurement and a summary.
-pub async fn run(args: BenchArgs) -> Result<()> {
-    let spec = spec(args.epochs)?;
+pub async fn run(repeats: usize, epochs: u32) -> Result<()> {
+    let spec = spec(epochs)?;
     let (mut bare, mut service) = (Vec::new(), Vec::new());
-    for repeat in 0..args.repeats.max(1) {
+    for repeat in 0..repeats.max(1) {
         let (seconds, test_acc) = bare_loop(&spec).await?;
         println!(
             "{}",
@@ -59,18 +50,13 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     println!(
         "{}",
         json!({
-            "bench": "service_overhead", "summary": true, "epochs": args.epochs, "repeats": args.repeats,
+            "bench": "service_overhead", "summary": true, "epochs": epochs, "repeats": repeats,
             "bare_loop_median_seconds": bare_median, "service_median_seconds": service_median,
             "overhead_percent": 100.0 * (service_median / bare_median - 1.0),
             "bare_loop_test_acc": bare[0].1, "service_test_acc": service[0].1,
         })
     );
     Ok(())
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// The training loop alone: prepare the data, fit, keep the test accuracy of the best epoch.

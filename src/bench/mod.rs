@@ -1,0 +1,82 @@
+//! `trainserve bench`: throughput of trainserve's own training and inference code on the
+//! workloads of the PyTorch peer (`../shared/bench/peer_torch.py`), run side by side in one
+//! invocation and alternating, plus the cost of the service over the bare training loop.
+//! Everything prints JSON lines; build with `--release` for any timing.
+
+mod overhead;
+mod peer;
+mod workloads;
+
+use serde_json::json;
+
+use crate::error::{Error, Result};
+
+/// Options of `trainserve bench`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Comma-separated workloads: mlp, mlp_bs1, predict, overhead, or all (= mlp,mlp_bs1,predict).
+    #[arg(long, default_value = "all")]
+    pub workload: String,
+    /// Timed repeats per side (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Hidden layers of the MLP workloads.
+    #[arg(long, default_value_t = 6)]
+    pub depth: usize,
+    /// Units per hidden layer of the MLP workloads.
+    #[arg(long, default_value_t = 32)]
+    pub width: usize,
+    /// Batch size of the `mlp` workload.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Epochs of the `overhead` workload (digits MLP 2x64, Adam 1e-3, batch 32).
+    #[arg(long, default_value_t = 30)]
+    pub epochs: u32,
+    /// Python with torch installed, for the peer (skipped when missing).
+    #[arg(long, default_value = ".venv-peer/bin/python")]
+    pub peer_python: String,
+    /// The peer script.
+    #[arg(long, default_value = "../shared/bench/peer_torch.py")]
+    pub peer_script: String,
+    /// Run only trainserve's side.
+    #[arg(long)]
+    pub no_peer: bool,
+}
+
+/// Runs the chosen workloads and prints JSON lines: one per measurement, one summary per workload.
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let mut names: Vec<String> = args.workload.split(',').map(|s| s.trim().to_string()).collect();
+    if names == ["all"] {
+        names = vec!["mlp".into(), "mlp_bs1".into(), "predict".into()];
+    }
+    let peer = if args.no_peer { None } else { peer::Peer::find(&args.peer_python, &args.peer_script) };
+    if peer.is_none() && !args.no_peer {
+        println!("{}", json!({"note": "peer not found; see README (Benchmarks) to install it", "python": args.peer_python, "script": args.peer_script}));
+    }
+    for name in names {
+        match name.as_str() {
+            "overhead" => overhead::run(args.repeats, args.epochs).await?,
+            "mlp" | "mlp_bs1" | "predict" => {
+                let args = args.clone();
+                let peer = peer.clone();
+                tokio::task::spawn_blocking(move || workloads::compare(&name, &args, peer.as_ref()))
+                    .await
+                    .map_err(|err| Error::internal("benchmark", err))??;
+            }
+            other => {
+                return Err(Error::invalid("workload", format!("'{other}'; valid: mlp, mlp_bs1, predict, overhead, all")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The median of some measurements.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 { (values[mid - 1] + values[mid]) / 2.0 } else { values[mid] }
+}
