@@ -102,6 +102,8 @@ pub struct ListQuery {
     dataset: Option<String>,
     /// Text the name contains.
     name: Option<String>,
+    /// Only trials of this sweep.
+    sweep: Option<String>,
     /// created_at (default), best_val_acc, name, status.
     sort: Option<String>,
     /// asc or desc (default desc).
@@ -185,6 +187,13 @@ pub async fn list(
         statuses,
         dataset_id,
         name_contains: query.name.clone(),
+        sweep_id: match &query.sweep {
+            None => None,
+            Some(raw) => Some(
+                raw.parse()
+                    .map_err(|_| Error::invalid("sweep", format!("'{raw}' is not a sweep id")))?,
+            ),
+        },
         sort,
         descending,
         limit,

@@ -1,11 +1,14 @@
 //! The HTTP API (axum): routes, extractors, limits, and the mapping of errors to responses.
 
+mod compare;
 mod datasets;
+mod diagnosis;
 pub mod error;
 mod extract;
 mod health;
 mod jobs;
 mod predict;
+mod sweeps;
 mod views;
 
 use std::time::Duration;
@@ -61,10 +64,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/jobs/{id}/metrics"),
     ("GET", "/v1/jobs/{id}/checkpoints"),
     ("GET", "/v1/jobs/{id}/events"),
+    ("GET", "/v1/jobs/{id}/diagnosis"),
     ("POST", "/v1/datasets"),
     ("GET", "/v1/datasets"),
     ("GET", "/v1/datasets/{id}"),
     ("POST", "/v1/models/{model}/predict"),
+    ("POST", "/v1/sweeps"),
+    ("GET", "/v1/sweeps"),
+    ("GET", "/v1/sweeps/{id}"),
+    ("POST", "/v1/sweeps/{id}/cancel"),
+    ("POST", "/v1/sweeps/{id}/resume"),
+    ("GET", "/v1/compare"),
 ];
 
 fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppState> {
@@ -79,12 +89,19 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("GET", "/v1/jobs/{id}/metrics") => get(jobs::metrics),
         ("GET", "/v1/jobs/{id}/checkpoints") => get(jobs::checkpoints),
         ("GET", "/v1/jobs/{id}/events") => get(jobs::events),
+        ("GET", "/v1/jobs/{id}/diagnosis") => get(diagnosis::diagnosis),
         ("POST", "/v1/datasets") => {
             post(datasets::create).layer(DefaultBodyLimit::max(limits.upload_bytes))
         }
         ("GET", "/v1/datasets") => get(datasets::list),
         ("GET", "/v1/datasets/{id}") => get(datasets::get),
         ("POST", "/v1/models/{model}/predict") => post(predict::predict),
+        ("POST", "/v1/sweeps") => post(sweeps::create),
+        ("GET", "/v1/sweeps") => get(sweeps::list),
+        ("GET", "/v1/sweeps/{id}") => get(sweeps::get),
+        ("POST", "/v1/sweeps/{id}/cancel") => post(sweeps::cancel),
+        ("POST", "/v1/sweeps/{id}/resume") => post(sweeps::resume),
+        ("GET", "/v1/compare") => get(compare::compare),
         _ => unreachable!("ROUTES lists {method} {path} without a handler; this is a bug"),
     }
 }

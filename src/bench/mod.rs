@@ -45,13 +45,24 @@ pub struct BenchArgs {
 
 /// Runs the chosen workloads and prints JSON lines: one per measurement, one summary per workload.
 pub async fn run(args: BenchArgs) -> Result<()> {
-    let mut names: Vec<String> = args.workload.split(',').map(|s| s.trim().to_string()).collect();
+    let mut names: Vec<String> = args
+        .workload
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect();
     if names == ["all"] {
         names = vec!["mlp".into(), "mlp_bs1".into(), "predict".into()];
     }
-    let peer = if args.no_peer { None } else { peer::Peer::find(&args.peer_python, &args.peer_script) };
+    let peer = if args.no_peer {
+        None
+    } else {
+        peer::Peer::find(&args.peer_python, &args.peer_script)
+    };
     if peer.is_none() && !args.no_peer {
-        println!("{}", json!({"note": "peer not found; see README (Benchmarks) to install it", "python": args.peer_python, "script": args.peer_script}));
+        println!(
+            "{}",
+            json!({"note": "peer not found; see README (Benchmarks) to install it", "python": args.peer_python, "script": args.peer_script})
+        );
     }
     for name in names {
         match name.as_str() {
@@ -59,12 +70,17 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             "mlp" | "mlp_bs1" | "predict" => {
                 let args = args.clone();
                 let peer = peer.clone();
-                tokio::task::spawn_blocking(move || workloads::compare(&name, &args, peer.as_ref()))
-                    .await
-                    .map_err(|err| Error::internal("benchmark", err))??;
+                tokio::task::spawn_blocking(move || {
+                    workloads::compare(&name, &args, peer.as_ref())
+                })
+                .await
+                .map_err(|err| Error::internal("benchmark", err))??;
             }
             other => {
-                return Err(Error::invalid("workload", format!("'{other}'; valid: mlp, mlp_bs1, predict, overhead, all")));
+                return Err(Error::invalid(
+                    "workload",
+                    format!("'{other}'; valid: mlp, mlp_bs1, predict, overhead, all"),
+                ));
             }
         }
     }
@@ -78,5 +94,9 @@ pub fn median(mut values: Vec<f64>) -> f64 {
     }
     values.sort_by(f64::total_cmp);
     let mid = values.len() / 2;
-    if values.len() % 2 == 0 { (values[mid - 1] + values[mid]) / 2.0 } else { values[mid] }
+    if values.len() % 2 == 0 {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
 }

@@ -17,8 +17,10 @@ pub struct Peer {
 impl Peer {
     /// The peer, if both the interpreter and the script exist.
     pub fn find(python: &str, script: &str) -> Option<Peer> {
-        (Path::new(python).exists() && Path::new(script).exists())
-            .then(|| Peer { python: python.to_string(), script: script.to_string() })
+        (Path::new(python).exists() && Path::new(script).exists()).then(|| Peer {
+            python: python.to_string(),
+            script: script.to_string(),
+        })
     }
 
     /// Runs `peer_torch.py --workload <workload> --repeats 1 <extra>` and returns its JSON lines.
@@ -32,7 +34,10 @@ impl Peer {
         if !output.status.success() {
             return Err(Error::Internal(format!(
                 "the peer failed: {}",
-                String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("")
+                String::from_utf8_lossy(&output.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
             )));
         }
         Ok(String::from_utf8_lossy(&output.stdout)

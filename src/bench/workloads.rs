@@ -8,9 +8,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
+use super::BenchArgs;
 use super::median;
 use super::peer::Peer;
-use super::BenchArgs;
 use crate::domain::{JobSpec, parse_json};
 use crate::error::{Error, Result};
 use crate::train::{Interrupter, Mlp, Mode, PreparedData, Preprocessing, SplitTensors, fit};
@@ -36,18 +36,27 @@ pub fn compare(workload: &str, args: &BenchArgs, peer: Option<&Peer>) -> Result<
             _ => vec![predict_rate(args, 1)?, predict_rate(args, 64)?],
         };
         for (i, rate) in rates.into_iter().enumerate() {
-            println!("{}", json!({"peer": "trainserve", "workload": sub_workloads[i], "samples_per_s": rate.round(), "threads": threads, "repeat": repeat}));
+            println!(
+                "{}",
+                json!({"peer": "trainserve", "workload": sub_workloads[i], "samples_per_s": rate.round(), "threads": threads, "repeat": repeat})
+            );
             ours[i].push(rate);
         }
         if let Some(peer) = peer {
             let extra = vec![
-                "--depth".to_string(), args.depth.to_string(),
-                "--width".to_string(), args.width.to_string(),
-                "--batch-size".to_string(), args.batch_size.to_string(),
+                "--depth".to_string(),
+                args.depth.to_string(),
+                "--width".to_string(),
+                args.width.to_string(),
+                "--batch-size".to_string(),
+                args.batch_size.to_string(),
             ];
             for line in peer.run(workload, &extra)? {
                 let name = line["workload"].as_str().unwrap_or_default().to_string();
-                if let (Some(i), Some(rate)) = (sub_workloads.iter().position(|w| *w == name), line["samples_per_s"].as_f64()) {
+                if let (Some(i), Some(rate)) = (
+                    sub_workloads.iter().position(|w| *w == name),
+                    line["samples_per_s"].as_f64(),
+                ) {
                     let mut line = line.clone();
                     line["repeat"] = json!(repeat);
                     println!("{line}");
@@ -83,7 +92,9 @@ fn spec(args: &BenchArgs, batch_size: usize) -> Result<JobSpec> {
 
 fn synthetic(rows: usize) -> Result<SplitTensors> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let x: Vec<f32> = (0..rows * INPUTS).map(|_| rng.random_range(-2.0f32..2.0)).collect();
+    let x: Vec<f32> = (0..rows * INPUTS)
+        .map(|_| rng.random_range(-2.0f32..2.0))
+        .collect();
     let y: Vec<u32> = (0..rows).map(|i| (i % CLASSES) as u32).collect();
     Ok(SplitTensors {
         x: Tensor::from_vec(x, (rows, INPUTS), &Device::Cpu)?,
@@ -111,12 +122,23 @@ fn train_rate(args: &BenchArgs, batch_size: usize, rows: usize) -> Result<f64> {
     let spec = spec(args, batch_size)?;
     let data = data(rows)?;
     let mut rates = Vec::new();
-    fit(&spec, &data, None, &Device::Cpu, &Interrupter::new(), &mut |_| {}, &mut |report| {
-        rates.push(report.metrics.samples_per_sec);
-        Ok(())
-    })
+    fit(
+        &spec,
+        &data,
+        None,
+        &Device::Cpu,
+        &Interrupter::new(),
+        &mut |_| {},
+        &mut |report| {
+            rates.push(report.metrics.samples_per_sec);
+            Ok(())
+        },
+    )
     .map_err(|err| Error::Internal(err.to_string()))?;
-    rates.last().copied().ok_or_else(|| Error::Internal("no epoch was measured".into()))
+    rates
+        .last()
+        .copied()
+        .ok_or_else(|| Error::Internal("no epoch was measured".into()))
 }
 
 /// Forward passes per second (times the batch) of the workload's model in evaluation mode,
@@ -124,7 +146,13 @@ fn train_rate(args: &BenchArgs, batch_size: usize, rows: usize) -> Result<f64> {
 fn predict_rate(args: &BenchArgs, batch: usize) -> Result<f64> {
     let spec = spec(args, batch)?;
     let crate::domain::ModelSpec::Mlp(mlp) = &spec.model;
-    let model = Mlp::seeded(mlp, INPUTS, CLASSES, &mut ChaCha8Rng::seed_from_u64(0), &Device::Cpu)?;
+    let model = Mlp::seeded(
+        mlp,
+        INPUTS,
+        CLASSES,
+        &mut ChaCha8Rng::seed_from_u64(0),
+        &Device::Cpu,
+    )?;
     let x = synthetic(batch)?.x;
     for _ in 0..100 {
         model.forward(&x, &mut Mode::Eval)?;
@@ -137,4 +165,3 @@ fn predict_rate(args: &BenchArgs, batch: usize) -> Result<f64> {
     }
     Ok((passes * batch) as f64 / started.elapsed().as_secs_f64())
 }
-

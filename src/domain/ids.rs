@@ -47,6 +47,10 @@ uuid_id!(
     /// Identifies a data set.
     DatasetId
 );
+uuid_id!(
+    /// Identifies a sweep.
+    SweepId
+);
 
 impl TryFrom<String> for JobId {
     type Error = uuid::Error;
@@ -56,6 +60,13 @@ impl TryFrom<String> for JobId {
 }
 
 impl TryFrom<String> for DatasetId {
+    type Error = uuid::Error;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl TryFrom<String> for SweepId {
     type Error = uuid::Error;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         s.parse()

@@ -4,10 +4,12 @@ mod ids;
 mod json;
 mod spec;
 mod status;
+mod sweep;
 
-pub use ids::{DatasetId, JobId};
+pub use ids::{DatasetId, JobId, SweepId};
 pub use json::parse_json;
 pub use spec::{
     Activation, CheckpointSpec, DataSpec, JobSpec, MlpSpec, ModelSpec, OptimizerSpec, TrainingSpec,
 };
 pub use status::JobStatus;
+pub use sweep::{Axis, Distribution, Goal, Metric, Search, SweepSpec, Trial};

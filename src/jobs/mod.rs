@@ -4,6 +4,7 @@
 mod live;
 mod retention;
 mod scheduler;
+mod sweeps;
 mod worker;
 
 use std::path::PathBuf;
@@ -14,9 +15,10 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use live::LiveJobs;
 pub use live::{JobEvent, LiveProgress};
+pub use sweeps::SweepPlan;
 
 use crate::catalog::Catalog;
-use crate::domain::{JobId, JobSpec};
+use crate::domain::{JobId, JobSpec, SweepId};
 use crate::error::{Error, Result};
 use crate::store::{CancelOutcome, JobRow, NewJob, RecoveryReport, Store};
 use crate::train::InterruptReason;
@@ -79,12 +81,27 @@ impl Jobs {
     }
 
     /// Validates a spec, fills in what it leaves open (data set id, seed) and queues it.
-    pub async fn submit(&self, mut spec: JobSpec) -> Result<JobRow> {
+    pub async fn submit(&self, spec: JobSpec) -> Result<JobRow> {
+        self.refuse_when_stopping()?;
+        let job = self.new_job(spec, None).await?;
+        let row = self.inner.store.insert_job(&job).await?;
+        tracing::info!(job_id = %row.id, name = %row.name, "job queued");
+        self.publish(JobEvent::status(&row));
+        self.inner.wake.notify_one();
+        Ok(row)
+    }
+
+    fn refuse_when_stopping(&self) -> Result<()> {
         if *self.inner.stopping.borrow() {
             return Err(Error::Unavailable {
                 message: "the service is shutting down".into(),
             });
         }
+        Ok(())
+    }
+
+    /// The row to insert for a spec: validated, data set resolved, name and seed fixed.
+    async fn new_job(&self, mut spec: JobSpec, sweep_id: Option<SweepId>) -> Result<NewJob> {
         spec.validate()?;
         let dataset = self
             .inner
@@ -104,7 +121,7 @@ impl Jobs {
         if spec.training.seed.is_none() {
             spec.training.seed = Some(rand::random::<u32>() as u64);
         }
-        let job = NewJob {
+        Ok(NewJob {
             id: JobId::new(),
             name: spec.display_name(),
             dataset_id: dataset.id,
@@ -112,12 +129,8 @@ impl Jobs {
                 .map_err(|err| Error::internal("encoding a spec", err))?,
             priority: i64::from(spec.priority),
             epochs_total: i64::from(spec.training.epochs),
-        };
-        let row = self.inner.store.insert_job(&job).await?;
-        tracing::info!(job_id = %row.id, name = %row.name, "job queued");
-        self.publish(JobEvent::status(&row));
-        self.inner.wake.notify_one();
-        Ok(row)
+            sweep_id,
+        })
     }
 
     /// Cancels a job: a queued one never starts, a running one stops within one batch.

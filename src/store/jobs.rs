@@ -1,7 +1,7 @@
 use sqlx::{FromRow, Row};
 
 use super::{NOW, Store, db_error};
-use crate::domain::{DatasetId, JobId, JobStatus};
+use crate::domain::{DatasetId, JobId, JobStatus, SweepId};
 use crate::error::{Error, Result};
 
 /// A job as stored.
@@ -50,6 +50,20 @@ pub struct JobRow {
     pub finished_at: Option<String>,
     /// Last change.
     pub updated_at: String,
+    /// The sweep this job is a trial of.
+    #[sqlx(try_from = "Option<String>")]
+    pub sweep_id: OptionalSweepId,
+}
+
+/// A sweep id that may be absent (a newtype so the row can convert it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OptionalSweepId(pub Option<SweepId>);
+
+impl TryFrom<Option<String>> for OptionalSweepId {
+    type Error = uuid::Error;
+    fn try_from(value: Option<String>) -> Result<Self, Self::Error> {
+        value.map(|s| s.parse()).transpose().map(OptionalSweepId)
+    }
 }
 
 /// What `insert_job` needs.
@@ -67,6 +81,8 @@ pub struct NewJob {
     pub priority: i64,
     /// Epochs asked for.
     pub epochs_total: i64,
+    /// The sweep this job is a trial of.
+    pub sweep_id: Option<SweepId>,
 }
 
 /// A worker's claim on a job: the job plus the fencing token every later write must carry.
@@ -100,6 +116,8 @@ pub struct JobFilter {
     pub dataset_id: Option<DatasetId>,
     /// Only names containing this text.
     pub name_contains: Option<String>,
+    /// Only trials of this sweep.
+    pub sweep_id: Option<SweepId>,
     /// Order.
     pub sort: JobSort,
     /// Descending order.
@@ -134,26 +152,12 @@ pub struct RecoveryReport {
 
 const JOB_COLUMNS: &str = "id, name, dataset_id, spec, status, priority, attempt, lease_epoch, \
     cancel_requested, epochs_total, epochs_done, preprocessing, failure, best_epoch, best_val_acc, \
-    best_val_loss, created_at, started_at, finished_at, updated_at";
+    best_val_loss, created_at, started_at, finished_at, updated_at, sweep_id";
 
 impl Store {
     /// Inserts a job as `queued`: from here on it is durable.
     pub async fn insert_job(&self, job: &NewJob) -> Result<JobRow> {
-        let sql = format!(
-            "INSERT INTO jobs (id, seq, name, dataset_id, spec, status, priority, epochs_total, created_at, updated_at) \
-             VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, 'queued', ?, ?, {NOW}, {NOW}) \
-             RETURNING {JOB_COLUMNS}"
-        );
-        sqlx::query_as::<_, JobRow>(&sql)
-            .bind(job.id.to_string())
-            .bind(&job.name)
-            .bind(job.dataset_id.to_string())
-            .bind(&job.spec)
-            .bind(job.priority)
-            .bind(job.epochs_total)
-            .fetch_one(&self.writer)
-            .await
-            .map_err(db_error("inserting a job"))
+        insert_job_with(&self.writer, job).await
     }
 
     /// One job, if it exists.
@@ -178,6 +182,9 @@ impl Store {
         }
         if filter.name_contains.is_some() {
             conditions.push("instr(lower(name), lower(?)) > 0".to_string());
+        }
+        if filter.sweep_id.is_some() {
+            conditions.push("sweep_id = ?".to_string());
         }
         let where_clause = if conditions.is_empty() {
             String::new()
@@ -211,6 +218,10 @@ impl Store {
         if let Some(name) = &filter.name_contains {
             page = page.bind(name.clone());
             count = count.bind(name.clone());
+        }
+        if let Some(sweep) = filter.sweep_id {
+            page = page.bind(sweep.to_string());
+            count = count.bind(sweep.to_string());
         }
         let rows = page
             .bind(filter.limit)
@@ -249,7 +260,10 @@ impl Store {
             "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = ?, \
                  lease_until_ms = ?, lease_epoch = lease_epoch + 1, \
                  started_at = COALESCE(started_at, {NOW}), updated_at = {NOW} \
-             WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq LIMIT 1) \
+             WHERE id = (SELECT id FROM jobs q WHERE status = 'queued' AND (sweep_id IS NULL OR \
+                 (SELECT COUNT(*) FROM jobs r WHERE r.sweep_id = q.sweep_id AND r.status = 'running') < \
+                 (SELECT max_concurrent FROM sweeps s WHERE s.id = q.sweep_id)) \
+                 ORDER BY priority DESC, seq LIMIT 1) \
              RETURNING {JOB_COLUMNS}"
         );
         let job = sqlx::query_as::<_, JobRow>(&sql)
@@ -449,4 +463,27 @@ impl Store {
         tx.commit().await.map_err(db_error("committing recovery"))?;
         Ok(report)
     }
+}
+
+/// Inserts a job on any connection or transaction.
+pub(super) async fn insert_job_with<'e, E: sqlx::SqliteExecutor<'e>>(
+    executor: E,
+    job: &NewJob,
+) -> Result<JobRow> {
+    let sql = format!(
+        "INSERT INTO jobs (id, seq, name, dataset_id, spec, status, priority, epochs_total, sweep_id, created_at, updated_at) \
+         VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, 'queued', ?, ?, ?, {NOW}, {NOW}) \
+         RETURNING {JOB_COLUMNS}"
+    );
+    sqlx::query_as::<_, JobRow>(&sql)
+        .bind(job.id.to_string())
+        .bind(&job.name)
+        .bind(job.dataset_id.to_string())
+        .bind(&job.spec)
+        .bind(job.priority)
+        .bind(job.epochs_total)
+        .bind(job.sweep_id.map(|s| s.to_string()))
+        .fetch_one(executor)
+        .await
+        .map_err(db_error("inserting a job"))
 }

@@ -5,6 +5,7 @@ mod checkpoints;
 mod datasets;
 mod epochs;
 mod jobs;
+mod sweeps;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -16,7 +17,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 pub use checkpoints::CheckpointRow;
 pub use datasets::DatasetRow;
 pub use epochs::EpochRow;
-pub use jobs::{CancelOutcome, Claim, JobFilter, JobRow, JobSort, NewJob, RecoveryReport};
+pub use jobs::{
+    CancelOutcome, Claim, JobFilter, JobRow, JobSort, NewJob, OptionalSweepId, RecoveryReport,
+};
+pub use sweeps::{NewTrial, SweepRow, TrialRow};
 
 use crate::error::{Error, Result};
 

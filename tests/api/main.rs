@@ -8,3 +8,4 @@ mod jobs;
 mod lifecycle;
 mod openapi;
 mod predict;
+mod sweeps;

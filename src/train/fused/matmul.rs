@@ -7,21 +7,50 @@ use gemm::{Parallelism, gemm};
 const PARALLEL_ABOVE: usize = 1 << 18;
 
 fn parallelism(m: usize, n: usize, k: usize, threads: usize) -> Parallelism {
-    if threads > 1 && m * n * k > PARALLEL_ABOVE { Parallelism::Rayon(threads) } else { Parallelism::None }
+    if threads > 1 && m * n * k > PARALLEL_ABOVE {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    }
 }
 
 /// `c[m×n] (+)= a[m×k] · b[n×k]ᵀ`: activations times transposed weights (forward pass).
-pub fn a_bt(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, accumulate: bool, threads: usize) {
-    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= n * k, "matmul shapes; this is a bug");
+pub fn a_bt(
+    c: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+    threads: usize,
+) {
+    assert!(
+        c.len() >= m * n && a.len() >= m * k && b.len() >= n * k,
+        "matmul shapes; this is a bug"
+    );
     // SAFETY: the slices hold at least the m×n, m×k and n×k elements addressed with these
     // strides (checked above), and `c` does not alias `a` or `b` (distinct borrows).
     unsafe {
         gemm(
-            m, n, k,
-            c.as_mut_ptr(), 1, n as isize, accumulate,
-            a.as_ptr(), 1, k as isize,
-            b.as_ptr(), k as isize, 1,
-            1.0, 1.0, false, false, false,
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            k as isize,
+            1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
             parallelism(m, n, k, threads),
         )
     }
@@ -29,15 +58,31 @@ pub fn a_bt(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, a
 
 /// `c[m×n] = a[m×k] · b[k×n]`: output gradients times weights (input gradient).
 pub fn a_b(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, threads: usize) {
-    assert!(c.len() >= m * n && a.len() >= m * k && b.len() >= k * n, "matmul shapes; this is a bug");
+    assert!(
+        c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
+        "matmul shapes; this is a bug"
+    );
     // SAFETY: as in `a_bt`; b is row-major k×n.
     unsafe {
         gemm(
-            m, n, k,
-            c.as_mut_ptr(), 1, n as isize, false,
-            a.as_ptr(), 1, k as isize,
-            b.as_ptr(), 1, n as isize,
-            0.0, 1.0, false, false, false,
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
             parallelism(m, n, k, threads),
         )
     }
@@ -45,15 +90,31 @@ pub fn a_b(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, th
 
 /// `c[m×n] = a[k×m]ᵀ · b[k×n]`: output gradients transposed times activations (weight gradient).
 pub fn at_b(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, threads: usize) {
-    assert!(c.len() >= m * n && a.len() >= k * m && b.len() >= k * n, "matmul shapes; this is a bug");
+    assert!(
+        c.len() >= m * n && a.len() >= k * m && b.len() >= k * n,
+        "matmul shapes; this is a bug"
+    );
     // SAFETY: as in `a_bt`; a is row-major k×m, read transposed.
     unsafe {
         gemm(
-            m, n, k,
-            c.as_mut_ptr(), 1, n as isize, false,
-            a.as_ptr(), m as isize, 1,
-            b.as_ptr(), 1, n as isize,
-            0.0, 1.0, false, false, false,
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            m as isize,
+            1,
+            b.as_ptr(),
+            1,
+            n as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
             parallelism(m, n, k, threads),
         )
     }
@@ -88,7 +149,10 @@ mod tests {
         a_bt(&mut c, &a, &b, m, n, k, false, 1);
         assert!(close(&c, &naive(&a, &b, m, n, k, false, true)));
         a_bt(&mut c, &a, &b, m, n, k, true, 1);
-        let twice: Vec<f32> = naive(&a, &b, m, n, k, false, true).iter().map(|v| 2.0 * v).collect();
+        let twice: Vec<f32> = naive(&a, &b, m, n, k, false, true)
+            .iter()
+            .map(|v| 2.0 * v)
+            .collect();
         assert!(close(&c, &twice));
 
         let mut c = vec![0.0; m * n];

@@ -45,30 +45,51 @@ impl FusedMlp {
     }
 
     /// Builds the network from named tensors as `Mlp::state` produces them.
-    pub fn from_state(spec: &MlpSpec, inputs: usize, classes: usize, state: &[(String, Tensor)], threads: usize) -> Result<Self> {
+    pub fn from_state(
+        spec: &MlpSpec,
+        inputs: usize,
+        classes: usize,
+        state: &[(String, Tensor)],
+        threads: usize,
+    ) -> Result<Self> {
         if !Self::supports(spec) {
-            return Err(Error::Internal("the fused path has no batch normalization; this is a bug".into()));
+            return Err(Error::Internal(
+                "the fused path has no batch normalization; this is a bug".into(),
+            ));
         }
         let find = |name: &str| -> Result<Vec<f32>> {
-            let (_, tensor) = state
-                .iter()
-                .find(|(n, _)| n == name)
-                .ok_or_else(|| Error::Internal(format!("{name} is missing from the model state")))?;
+            let (_, tensor) = state.iter().find(|(n, _)| n == name).ok_or_else(|| {
+                Error::Internal(format!("{name} is missing from the model state"))
+            })?;
             Ok(tensor.flatten_all()?.to_vec1::<f32>()?)
         };
         let mut layers = Vec::with_capacity(spec.depth + 1);
         let mut width_in = inputs;
         for i in 0..=spec.depth {
-            let (prefix, outputs) = if i < spec.depth { (format!("hidden.{i}"), spec.width) } else { ("output".to_string(), classes) };
+            let (prefix, outputs) = if i < spec.depth {
+                (format!("hidden.{i}"), spec.width)
+            } else {
+                ("output".to_string(), classes)
+            };
             let weight = find(&format!("{prefix}.weight"))?;
             let bias = find(&format!("{prefix}.bias"))?;
             if weight.len() != outputs * width_in || bias.len() != outputs {
-                return Err(Error::Internal(format!("{prefix} has the wrong shape for this spec")));
+                return Err(Error::Internal(format!(
+                    "{prefix} has the wrong shape for this spec"
+                )));
             }
-            layers.push(Dense { weight, bias, inputs: width_in, outputs });
+            layers.push(Dense {
+                weight,
+                bias,
+                inputs: width_in,
+                outputs,
+            });
             width_in = outputs;
         }
-        let grads = layers.iter().map(|l| (vec![0.0; l.weight.len()], vec![0.0; l.bias.len()])).collect();
+        let grads = layers
+            .iter()
+            .map(|l| (vec![0.0; l.weight.len()], vec![0.0; l.bias.len()]))
+            .collect();
         Ok(FusedMlp {
             activations: vec![Vec::new(); layers.len()],
             masks: vec![Vec::new(); layers.len()],
@@ -87,22 +108,38 @@ impl FusedMlp {
         let mut out = Vec::with_capacity(self.layers.len() * 2);
         for (i, layer) in self.layers.iter().enumerate() {
             let prefix = self.layer_name(i);
-            out.push((format!("{prefix}.weight"), Tensor::from_slice(&layer.weight, (layer.outputs, layer.inputs), device)?));
-            out.push((format!("{prefix}.bias"), Tensor::from_slice(&layer.bias, layer.outputs, device)?));
+            out.push((
+                format!("{prefix}.weight"),
+                Tensor::from_slice(&layer.weight, (layer.outputs, layer.inputs), device)?,
+            ));
+            out.push((
+                format!("{prefix}.bias"),
+                Tensor::from_slice(&layer.bias, layer.outputs, device)?,
+            ));
         }
         Ok(out)
     }
 
     /// `hidden.{i}` or `output`.
     pub fn layer_name(&self, i: usize) -> String {
-        if i + 1 == self.layers.len() { "output".into() } else { format!("hidden.{i}") }
+        if i + 1 == self.layers.len() {
+            "output".into()
+        } else {
+            format!("hidden.{i}")
+        }
     }
 
     /// Parameters and their gradients, in `Mlp::trainable` order (weight, bias per layer).
     pub fn params_and_grads(&mut self) -> impl Iterator<Item = (&mut [f32], &[f32])> {
-        self.layers.iter_mut().zip(self.grads.iter()).flat_map(|(layer, (gw, gb))| {
-            [(layer.weight.as_mut_slice(), gw.as_slice()), (layer.bias.as_mut_slice(), gb.as_slice())]
-        })
+        self.layers
+            .iter_mut()
+            .zip(self.grads.iter())
+            .flat_map(|(layer, (gw, gb))| {
+                [
+                    (layer.weight.as_mut_slice(), gw.as_slice()),
+                    (layer.bias.as_mut_slice(), gb.as_slice()),
+                ]
+            })
     }
 
     fn activate(&self, z: &mut [f32]) {
@@ -116,9 +153,16 @@ impl FusedMlp {
     // d(activation)/dz expressed through the activation's output a.
     fn backprop_activation(&self, delta: &mut [f32], a: &[f32]) {
         match self.activation {
-            Activation::Relu => delta.iter_mut().zip(a).for_each(|(d, a)| if *a <= 0.0 { *d = 0.0 }),
+            Activation::Relu => delta.iter_mut().zip(a).for_each(|(d, a)| {
+                if *a <= 0.0 {
+                    *d = 0.0
+                }
+            }),
             Activation::Tanh => delta.iter_mut().zip(a).for_each(|(d, a)| *d *= 1.0 - a * a),
-            Activation::Sigmoid => delta.iter_mut().zip(a).for_each(|(d, a)| *d *= a * (1.0 - a)),
+            Activation::Sigmoid => delta
+                .iter_mut()
+                .zip(a)
+                .for_each(|(d, a)| *d *= a * (1.0 - a)),
         }
     }
 
@@ -130,7 +174,16 @@ impl FusedMlp {
             for _ in 0..batch {
                 z.extend_from_slice(&layer.bias);
             }
-            matmul::a_bt(&mut z, &input, &layer.weight, batch, layer.outputs, layer.inputs, true, self.threads);
+            matmul::a_bt(
+                &mut z,
+                &input,
+                &layer.weight,
+                batch,
+                layer.outputs,
+                layer.inputs,
+                true,
+                self.threads,
+            );
             if i + 1 < self.layers.len() {
                 self.activate(&mut z);
             }
@@ -154,7 +207,16 @@ impl FusedMlp {
             for _ in 0..batch {
                 z.extend_from_slice(&layer.bias);
             }
-            matmul::a_bt(z, input, &layer.weight, batch, layer.outputs, layer.inputs, true, self.threads);
+            matmul::a_bt(
+                z,
+                input,
+                &layer.weight,
+                batch,
+                layer.outputs,
+                layer.inputs,
+                true,
+                self.threads,
+            );
             if i < last {
                 let mut z = std::mem::take(&mut self.activations[i]);
                 self.activate(&mut z);
@@ -163,7 +225,13 @@ impl FusedMlp {
                     let keep = 1.0 / (1.0 - self.dropout);
                     let mask = &mut self.masks[i];
                     mask.clear();
-                    mask.extend((0..z.len()).map(|_| if rng.random::<f32>() < self.dropout { 0.0 } else { keep }));
+                    mask.extend((0..z.len()).map(|_| {
+                        if rng.random::<f32>() < self.dropout {
+                            0.0
+                        } else {
+                            keep
+                        }
+                    }));
                     z.iter_mut().zip(mask.iter()).for_each(|(v, m)| *v *= m);
                 }
                 self.activations[i] = z;
@@ -177,14 +245,21 @@ impl FusedMlp {
         let (mut loss, mut correct) = (0f64, 0usize);
         for r in 0..batch {
             let row = &logits[r * classes..(r + 1) * classes];
-            let (argmax, max) = row.iter().enumerate().fold((0, f32::NEG_INFINITY), |acc, (j, &v)| if v > acc.1 { (j, v) } else { acc });
+            let (argmax, max) =
+                row.iter()
+                    .enumerate()
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |acc, (j, &v)| if v > acc.1 { (j, v) } else { acc },
+                    );
             let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
             let target = y[r] as usize;
             loss += f64::from(max + sum.ln() - row[target]);
             correct += usize::from(argmax == target);
             let d = &mut self.delta[r * classes..(r + 1) * classes];
             for j in 0..classes {
-                d[j] = ((row[j] - max).exp() / sum - if j == target { 1.0 } else { 0.0 }) / batch as f32;
+                d[j] = ((row[j] - max).exp() / sum - if j == target { 1.0 } else { 0.0 })
+                    / batch as f32;
             }
         }
         // Backward.
@@ -192,17 +267,38 @@ impl FusedMlp {
             let layer = &self.layers[i];
             let input: &[f32] = if i == 0 { x } else { &self.activations[i - 1] };
             let (gw, gb) = &mut self.grads[i];
-            matmul::at_b(gw, &self.delta, input, layer.outputs, layer.inputs, batch, self.threads);
+            matmul::at_b(
+                gw,
+                &self.delta,
+                input,
+                layer.outputs,
+                layer.inputs,
+                batch,
+                self.threads,
+            );
             gb.iter_mut().for_each(|g| *g = 0.0);
             for r in 0..batch {
-                gb.iter_mut().zip(&self.delta[r * layer.outputs..(r + 1) * layer.outputs]).for_each(|(g, d)| *g += d);
+                gb.iter_mut()
+                    .zip(&self.delta[r * layer.outputs..(r + 1) * layer.outputs])
+                    .for_each(|(g, d)| *g += d);
             }
             if i > 0 {
                 self.delta_in.clear();
                 self.delta_in.resize(batch * layer.inputs, 0.0);
-                matmul::a_b(&mut self.delta_in, &self.delta, &layer.weight, batch, layer.inputs, layer.outputs, self.threads);
+                matmul::a_b(
+                    &mut self.delta_in,
+                    &self.delta,
+                    &layer.weight,
+                    batch,
+                    layer.inputs,
+                    layer.outputs,
+                    self.threads,
+                );
                 if self.dropout > 0.0 {
-                    self.delta_in.iter_mut().zip(&self.masks[i - 1]).for_each(|(d, m)| *d *= m);
+                    self.delta_in
+                        .iter_mut()
+                        .zip(&self.masks[i - 1])
+                        .for_each(|(d, m)| *d *= m);
                 }
                 let mut delta = std::mem::take(&mut self.delta_in);
                 // With dropout the stored activation is masked; zeros stay zeros, and for
@@ -211,7 +307,10 @@ impl FusedMlp {
                 self.delta_in = std::mem::replace(&mut self.delta, delta);
             }
         }
-        StepOutput { loss: (loss / batch as f64) as f32, correct }
+        StepOutput {
+            loss: (loss / batch as f64) as f32,
+            correct,
+        }
     }
 
     fn backprop_activation_masked(&self, delta: &mut [f32], layer: usize) {
@@ -219,7 +318,11 @@ impl FusedMlp {
         if self.dropout > 0.0 {
             // Undo the mask's scaling to recover the activation's own output.
             let mask = &self.masks[layer];
-            let unmasked: Vec<f32> = a.iter().zip(mask).map(|(v, m)| if *m == 0.0 { 0.0 } else { v / m }).collect();
+            let unmasked: Vec<f32> = a
+                .iter()
+                .zip(mask)
+                .map(|(v, m)| if *m == 0.0 { 0.0 } else { v / m })
+                .collect();
             self.backprop_activation(delta, &unmasked);
         } else {
             self.backprop_activation(delta, a);
@@ -239,27 +342,60 @@ mod tests {
     use crate::train::{Mlp, Mode};
 
     fn check_against_candle(activation: Activation, dropout: f64) {
-        let spec = MlpSpec { depth: 3, width: 7, activation, batch_norm: false, dropout };
+        let spec = MlpSpec {
+            depth: 3,
+            width: 7,
+            activation,
+            batch_norm: false,
+            dropout,
+        };
         let (inputs, classes, batch) = (5, 4, 6);
-        let model = Mlp::seeded(&spec, inputs, classes, &mut ChaCha8Rng::seed_from_u64(9), &Device::Cpu).unwrap();
-        let mut fused = FusedMlp::from_state(&spec, inputs, classes, &model.state().unwrap(), 1).unwrap();
+        let model = Mlp::seeded(
+            &spec,
+            inputs,
+            classes,
+            &mut ChaCha8Rng::seed_from_u64(9),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let mut fused =
+            FusedMlp::from_state(&spec, inputs, classes, &model.state().unwrap(), 1).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(4);
-        let x: Vec<f32> = (0..batch * inputs).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let x: Vec<f32> = (0..batch * inputs)
+            .map(|_| rng.random_range(-2.0..2.0))
+            .collect();
         let y: Vec<u32> = (0..batch as u32).map(|i| i % classes as u32).collect();
 
         let xt = Tensor::from_slice(&x, (batch, inputs), &Device::Cpu).unwrap();
         let yt = Tensor::from_slice(&y, batch, &Device::Cpu).unwrap();
-        let logits = model.forward(&xt, &mut Mode::Train(&mut ChaCha8Rng::seed_from_u64(1))).unwrap();
+        let logits = model
+            .forward(&xt, &mut Mode::Train(&mut ChaCha8Rng::seed_from_u64(1)))
+            .unwrap();
         let loss = cross_entropy(&logits, &yt).unwrap();
         let grads = loss.backward().unwrap();
         let out = fused.train_step(&x, &y, &mut ChaCha8Rng::seed_from_u64(1));
 
         let expected_loss = loss.to_scalar::<f32>().unwrap();
-        assert!((out.loss - expected_loss).abs() < 1e-5, "{activation:?}: loss {} vs {expected_loss}", out.loss);
+        assert!(
+            (out.loss - expected_loss).abs() < 1e-5,
+            "{activation:?}: loss {} vs {expected_loss}",
+            out.loss
+        );
         let candle_grads: HashMap<String, Vec<f32>> = model
             .trainable()
             .into_iter()
-            .map(|(name, var)| (name, grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+            .map(|(name, var)| {
+                (
+                    name,
+                    grads
+                        .get(var.as_tensor())
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap(),
+                )
+            })
             .collect();
         for (i, (gw, gb)) in fused.grads.iter().enumerate() {
             let name = fused.layer_name(i);
@@ -271,8 +407,18 @@ mod tests {
             }
         }
         let eval = fused.logits(&x, batch);
-        let expected = model.forward(&xt, &mut Mode::Eval).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(eval.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-5));
+        let expected = model
+            .forward(&xt, &mut Mode::Eval)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!(
+            eval.iter()
+                .zip(&expected)
+                .all(|(a, b)| (a - b).abs() < 1e-5)
+        );
     }
 
     #[test]
@@ -290,13 +436,29 @@ mod tests {
 
     #[test]
     fn state_round_trips_into_the_candle_layout() {
-        let spec = MlpSpec { depth: 2, width: 4, ..MlpSpec::default() };
-        let model = Mlp::seeded(&spec, 3, 2, &mut ChaCha8Rng::seed_from_u64(2), &Device::Cpu).unwrap();
+        let spec = MlpSpec {
+            depth: 2,
+            width: 4,
+            ..MlpSpec::default()
+        };
+        let model =
+            Mlp::seeded(&spec, 3, 2, &mut ChaCha8Rng::seed_from_u64(2), &Device::Cpu).unwrap();
         let fused = FusedMlp::from_state(&spec, 3, 2, &model.state().unwrap(), 1).unwrap();
-        let state: HashMap<String, Tensor> = fused.state(&Device::Cpu).unwrap().into_iter().collect();
+        let state: HashMap<String, Tensor> =
+            fused.state(&Device::Cpu).unwrap().into_iter().collect();
         let back = Mlp::from_tensors(&spec, 3, 2, &state, &Device::Cpu).unwrap();
-        let a: Vec<_> = model.state().unwrap().into_iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
-        let b: Vec<_> = back.state().unwrap().into_iter().map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+        let a: Vec<_> = model
+            .state()
+            .unwrap()
+            .into_iter()
+            .map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .collect();
+        let b: Vec<_> = back
+            .state()
+            .unwrap()
+            .into_iter()
+            .map(|(_, t)| t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .collect();
         assert_eq!(a, b);
     }
 }

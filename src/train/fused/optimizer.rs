@@ -16,8 +16,18 @@ pub struct FlatOptimizer {
 }
 
 enum Kind {
-    Sgd { momentum: f32, velocity: Vec<Option<Vec<f32>>> },
-    Adam { beta1: f64, beta2: f64, eps: f64, step: u64, m: Vec<Vec<f32>>, v: Vec<Vec<f32>> },
+    Sgd {
+        momentum: f32,
+        velocity: Vec<Option<Vec<f32>>>,
+    },
+    Adam {
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        step: u64,
+        m: Vec<Vec<f32>>,
+        v: Vec<Vec<f32>>,
+    },
 }
 
 impl FlatOptimizer {
@@ -25,8 +35,13 @@ impl FlatOptimizer {
     pub fn new(spec: &OptimizerSpec, params: &[(String, usize)]) -> Self {
         let names = params.iter().map(|(n, _)| n.clone()).collect();
         let kind = match *spec {
-            OptimizerSpec::Sgd { momentum, .. } => Kind::Sgd { momentum: momentum as f32, velocity: vec![None; params.len()] },
-            OptimizerSpec::Adam { beta1, beta2, eps, .. } => Kind::Adam {
+            OptimizerSpec::Sgd { momentum, .. } => Kind::Sgd {
+                momentum: momentum as f32,
+                velocity: vec![None; params.len()],
+            },
+            OptimizerSpec::Adam {
+                beta1, beta2, eps, ..
+            } => Kind::Adam {
                 beta1,
                 beta2,
                 eps,
@@ -35,7 +50,11 @@ impl FlatOptimizer {
                 v: params.iter().map(|(_, n)| vec![0.0; *n]).collect(),
             },
         };
-        FlatOptimizer { names, lr: spec.lr(), kind }
+        FlatOptimizer {
+            names,
+            lr: spec.lr(),
+            kind,
+        }
     }
 
     /// The learning rate in effect.
@@ -52,7 +71,9 @@ impl FlatOptimizer {
                     if *momentum > 0.0 {
                         let v = match slot {
                             Some(v) => {
-                                v.iter_mut().zip(g).for_each(|(v, g)| *v = *v * *momentum + g);
+                                v.iter_mut()
+                                    .zip(g)
+                                    .for_each(|(v, g)| *v = *v * *momentum + g);
                                 v
                             }
                             None => slot.insert(g.to_vec()),
@@ -63,7 +84,14 @@ impl FlatOptimizer {
                     }
                 }
             }
-            Kind::Adam { beta1, beta2, eps, step, m, v } => {
+            Kind::Adam {
+                beta1,
+                beta2,
+                eps,
+                step,
+                m,
+                v,
+            } => {
                 *step += 1;
                 let c1 = (1.0 - beta1.powi(*step as i32)) as f32;
                 let c2 = (1.0 - beta2.powi(*step as i32)) as f32;
@@ -87,7 +115,10 @@ impl FlatOptimizer {
             Kind::Sgd { velocity, .. } => {
                 for (name, v) in self.names.iter().zip(velocity) {
                     if let Some(v) = v {
-                        out.push((format!("velocity.{name}"), Tensor::from_slice(v, v.len(), device)?));
+                        out.push((
+                            format!("velocity.{name}"),
+                            Tensor::from_slice(v, v.len(), device)?,
+                        ));
                     }
                 }
             }
@@ -105,19 +136,36 @@ impl FlatOptimizer {
     /// Restores state written by [`FlatOptimizer::state`] or `Optimizer::state`.
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         let flat = |key: &str| -> Result<Vec<f32>> {
-            let t = state.get(key).ok_or_else(|| Error::Internal(format!("optimizer state '{key}' is missing from the checkpoint")))?;
+            let t = state.get(key).ok_or_else(|| {
+                Error::Internal(format!(
+                    "optimizer state '{key}' is missing from the checkpoint"
+                ))
+            })?;
             Ok(t.flatten_all()?.to_vec1::<f32>()?)
         };
         match &mut self.kind {
             Kind::Sgd { velocity, .. } => {
                 for (name, slot) in self.names.iter().zip(velocity.iter_mut()) {
                     let key = format!("velocity.{name}");
-                    *slot = if state.contains_key(&key) { Some(flat(&key)?) } else { None };
+                    *slot = if state.contains_key(&key) {
+                        Some(flat(&key)?)
+                    } else {
+                        None
+                    };
                 }
             }
             Kind::Adam { step, m, v, .. } => {
-                let saved = state.get("step").ok_or_else(|| Error::Internal("optimizer state 'step' is missing".into()))?;
-                *step = u64::from(saved.flatten_all()?.to_vec1::<u32>()?.first().copied().unwrap_or(0));
+                let saved = state
+                    .get("step")
+                    .ok_or_else(|| Error::Internal("optimizer state 'step' is missing".into()))?;
+                *step = u64::from(
+                    saved
+                        .flatten_all()?
+                        .to_vec1::<u32>()?
+                        .first()
+                        .copied()
+                        .unwrap_or(0),
+                );
                 for (i, name) in self.names.iter().enumerate() {
                     m[i] = flat(&format!("m.{name}"))?;
                     v[i] = flat(&format!("v.{name}"))?;
@@ -143,17 +191,30 @@ mod tests {
         let mut flat = FlatOptimizer::new(&spec, &[("w".into(), 3)]);
         let mut w = start.to_vec();
         for _ in 0..5 {
-            let grads = var.as_tensor().sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let grads = var
+                .as_tensor()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
             reference.step(&grads).unwrap();
             let g: Vec<f32> = w.iter().map(|x| 2.0 * x).collect();
             flat.step(std::iter::once((w.as_mut_slice(), g.as_slice())));
         }
         let expected = var.as_tensor().to_vec1::<f32>().unwrap();
-        assert!(w.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-5), "{w:?} vs {expected:?}");
+        assert!(
+            w.iter().zip(&expected).all(|(a, b)| (a - b).abs() < 1e-5),
+            "{w:?} vs {expected:?}"
+        );
         // A checkpoint of either implementation loads into the flat one.
         let theirs: HashMap<String, Tensor> = reference.state().unwrap().into_iter().collect();
-        FlatOptimizer::new(&spec, &[("w".into(), 3)]).load_state(&theirs).unwrap();
-        let saved: HashMap<String, Tensor> = flat.state(&Device::Cpu).unwrap().into_iter().collect();
+        FlatOptimizer::new(&spec, &[("w".into(), 3)])
+            .load_state(&theirs)
+            .unwrap();
+        let saved: HashMap<String, Tensor> =
+            flat.state(&Device::Cpu).unwrap().into_iter().collect();
         let mut restored = FlatOptimizer::new(&spec, &[("w".into(), 3)]);
         restored.load_state(&saved).unwrap();
         let mut again = w.clone();
@@ -165,8 +226,19 @@ mod tests {
 
     #[test]
     fn flat_updates_match_the_tensor_optimizers() {
-        run_both(OptimizerSpec::Sgd { lr: 0.1, momentum: 0.0 });
-        run_both(OptimizerSpec::Sgd { lr: 0.1, momentum: 0.9 });
-        run_both(OptimizerSpec::Adam { lr: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
+        run_both(OptimizerSpec::Sgd {
+            lr: 0.1,
+            momentum: 0.0,
+        });
+        run_both(OptimizerSpec::Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+        });
+        run_both(OptimizerSpec::Adam {
+            lr: 0.05,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        });
     }
 }

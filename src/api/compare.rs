@@ -1,0 +1,95 @@
+//! `/v1/compare`: rank any set of jobs by the best epoch of a metric and judge each one.
+
+use axum::Json;
+use axum::extract::State;
+
+use super::AppState;
+use super::error::ApiResult;
+use super::extract::QueryParams;
+use super::jobs::job_id;
+use crate::analysis::{self, Comparison};
+use crate::domain::{Goal, Metric};
+use crate::error::{Error, Result};
+
+/// Most jobs one comparison may include.
+pub const MAX_COMPARED: usize = 100;
+
+/// Query of `GET /v1/compare`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompareQuery {
+    /// Comma-separated job ids.
+    jobs: String,
+    /// val_acc (default), val_loss, test_acc, test_loss, train_acc, train_loss.
+    metric: Option<String>,
+    /// max or min; follows the metric by default.
+    goal: Option<String>,
+    /// Most curve points per job (default 200).
+    max_points: Option<usize>,
+}
+
+/// `GET /v1/compare?jobs=a,b,c`
+pub async fn compare(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<CompareQuery>,
+) -> ApiResult<Json<Comparison>> {
+    let metric: Metric = query
+        .metric
+        .as_deref()
+        .unwrap_or("val_acc")
+        .parse()
+        .map_err(|msg| Error::invalid("metric", msg))?;
+    let goal = match query.goal.as_deref() {
+        None => metric.natural_goal(),
+        Some("max") => Goal::Max,
+        Some("min") => Goal::Min,
+        Some(other) => {
+            return Err(Error::invalid("goal", format!("'{other}'; valid: max, min")).into());
+        }
+    };
+    let ids = query
+        .jobs
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(job_id)
+        .collect::<Result<Vec<_>>>()?;
+    if ids.is_empty() || ids.len() > MAX_COMPARED {
+        return Err(Error::invalid(
+            "jobs",
+            format!(
+                "{} ids; valid: 1 to {MAX_COMPARED} comma-separated job ids",
+                ids.len()
+            ),
+        )
+        .into());
+    }
+    let max_points = query.max_points.unwrap_or(200).clamp(3, 10_000);
+    let mut jobs = Vec::with_capacity(ids.len());
+    for id in ids {
+        let row = state.jobs.get(id).await?;
+        let epochs = state.store.list_epochs(id).await?;
+        let mut summary = analysis::compare_job(
+            id,
+            &row.name,
+            row.status.as_str(),
+            &epochs,
+            metric,
+            goal,
+            max_points,
+        );
+        summary.findings = super::diagnosis::findings_for(&row, &epochs)?;
+        jobs.push(summary);
+    }
+    jobs.sort_by(|a, b| match (a.best_value, b.best_value) {
+        (Some(x), Some(y)) if analysis::better(x, y, goal) => std::cmp::Ordering::Less,
+        (Some(x), Some(y)) if analysis::better(y, x, goal) => std::cmp::Ordering::Greater,
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        _ => std::cmp::Ordering::Equal,
+    });
+    for (i, job) in jobs.iter_mut().enumerate() {
+        job.rank = job.best_value.map(|_| i + 1);
+    }
+    Ok(Json(Comparison { metric, goal, jobs }))
+}

@@ -1,0 +1,201 @@
+//! `/v1/sweeps`: create (or dry-run), list, summarize, cancel and resume sweeps.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::AppState;
+use super::error::ApiResult;
+use super::extract::{JsonBody, QueryParams};
+use crate::analysis::{self, SweepSummary, TrialResult};
+use crate::domain::{Metric, SweepId, SweepSpec};
+use crate::error::{Error, Result};
+use crate::store::SweepRow;
+
+fn sweep_id(raw: &str) -> Result<SweepId> {
+    raw.parse().map_err(|_| Error::not_found("sweep", raw))
+}
+
+/// A trial as a dry run lists it.
+#[derive(Serialize)]
+struct PlannedTrial {
+    index: u32,
+    params: BTreeMap<String, Value>,
+    repeat: u32,
+    spec: crate::domain::JobSpec,
+}
+
+/// `POST /v1/sweeps`: 201 with the sweep, or 200 with the planned trials for a dry run.
+pub async fn create(
+    State(state): State<AppState>,
+    JsonBody(spec): JsonBody<SweepSpec>,
+) -> ApiResult<Response> {
+    let dry_run = spec.dry_run;
+    let plan = state.jobs.create_sweep(spec).await?;
+    match plan.sweep {
+        None if dry_run => {
+            let trials: Vec<PlannedTrial> = plan
+                .trials
+                .into_iter()
+                .map(|t| PlannedTrial {
+                    index: t.index,
+                    params: t.params,
+                    repeat: t.repeat,
+                    spec: t.spec,
+                })
+                .collect();
+            Ok((
+                StatusCode::OK,
+                Json(serde_json::json!({"dry_run": true, "trials": trials})),
+            )
+                .into_response())
+        }
+        None => Err(Error::Internal("a sweep that is not a dry run was not stored".into()).into()),
+        Some(row) => {
+            let location = format!("/v1/sweeps/{}", row.id);
+            let view = view(&state, row, None).await?;
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, location)],
+                Json(view),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// A sweep with its summary.
+#[derive(Serialize)]
+pub struct SweepView {
+    id: SweepId,
+    name: String,
+    created_at: String,
+    max_concurrent: i64,
+    spec: Value,
+    summary: SweepSummary,
+}
+
+async fn view(state: &AppState, row: SweepRow, metric: Option<Metric>) -> Result<SweepView> {
+    let spec: SweepSpec =
+        serde_json::from_str(&row.spec).map_err(|err| Error::internal("reading a sweep", err))?;
+    let metric = metric.unwrap_or(spec.metric);
+    let goal = if metric == spec.metric {
+        spec.goal()
+    } else {
+        metric.natural_goal()
+    };
+    let mut trials = Vec::new();
+    for trial in state.store.list_trials(row.id).await? {
+        let job = state.jobs.get(trial.job_id).await?;
+        let epochs = state.store.list_epochs(job.id).await?;
+        let best = analysis::best_epoch(&epochs, metric, goal);
+        trials.push(TrialResult {
+            index: trial.trial_index,
+            params: serde_json::from_str(&trial.params)
+                .map_err(|err| Error::internal("reading trial params", err))?,
+            repeat: trial.repeat,
+            job_id: job.id,
+            status: job.status.to_string(),
+            best_epoch: best.map(|e| e.epoch),
+            best_value: best.and_then(|e| analysis::metric_value(e, metric)),
+            epochs_done: job.epochs_done,
+            failure: job.failure,
+        });
+    }
+    let axes: Vec<String> = spec.axes.keys().cloned().collect();
+    let summary = analysis::summarize_sweep(metric, goal, &axes, trials);
+    Ok(SweepView {
+        id: row.id,
+        name: row.name,
+        created_at: row.created_at,
+        max_concurrent: row.max_concurrent,
+        spec: serde_json::to_value(&spec)
+            .map_err(|err| Error::internal("encoding a sweep", err))?,
+        summary,
+    })
+}
+
+/// Query of `GET /v1/sweeps/{id}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepQuery {
+    /// Rank by this metric instead of the sweep's own.
+    metric: Option<String>,
+}
+
+/// `GET /v1/sweeps/{id}`
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<SweepQuery>,
+) -> ApiResult<Json<SweepView>> {
+    let metric = query
+        .metric
+        .map(|m| {
+            m.parse::<Metric>()
+                .map_err(|msg| Error::invalid("metric", msg))
+        })
+        .transpose()?;
+    let row = state.jobs.get_sweep(sweep_id(&id)?).await?;
+    Ok(Json(view(&state, row, metric).await?))
+}
+
+/// A line of the sweep list.
+#[derive(Serialize)]
+pub struct SweepListItem {
+    id: SweepId,
+    name: String,
+    created_at: String,
+    max_concurrent: i64,
+    status_counts: BTreeMap<String, i64>,
+}
+
+/// `GET /v1/sweeps`
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let mut sweeps = Vec::new();
+    for row in state.store.list_sweeps().await? {
+        let status_counts = state
+            .store
+            .sweep_status_counts(row.id)
+            .await?
+            .into_iter()
+            .collect();
+        sweeps.push(SweepListItem {
+            id: row.id,
+            name: row.name,
+            created_at: row.created_at,
+            max_concurrent: row.max_concurrent,
+            status_counts,
+        });
+    }
+    Ok(Json(serde_json::json!({"sweeps": sweeps})))
+}
+
+/// `POST /v1/sweeps/{id}/cancel`
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let cancelled = state.jobs.cancel_sweep(sweep_id(&id)?).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"cancelled_trials": cancelled})),
+    ))
+}
+
+/// `POST /v1/sweeps/{id}/resume`
+pub async fn resume(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let requeued = state.jobs.resume_sweep(sweep_id(&id)?).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"requeued_trials": requeued})),
+    ))
+}

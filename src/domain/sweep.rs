@@ -1,0 +1,508 @@
+//! Sweeps: a base job spec plus axes over any of its fields by dotted path, expanded into
+//! trials (grid or random search, repeated over seeds). Every trial is validated as a job spec.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{JobSpec, parse_json};
+use crate::error::{Error, Result};
+
+/// Most trials one sweep may create.
+pub const MAX_TRIALS: usize = 1000;
+
+/// A sweep as a user writes it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    /// A label; defaults to the swept paths.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The job spec every trial starts from.
+    pub base: Value,
+    /// Dotted spec paths and what to try for each: a list of values, or (random search) a distribution.
+    pub axes: BTreeMap<String, Axis>,
+    /// Grid (every combination, the default) or random search.
+    #[serde(default)]
+    pub search: Search,
+    /// Runs per point, with seeds base seed + 0, 1, ...
+    #[serde(default = "one")]
+    pub repeats: u32,
+    /// Trials of this sweep that may train at the same time.
+    #[serde(default = "default_concurrency")]
+    pub max_concurrent: u32,
+    /// The metric trials are ranked by, at their best epoch.
+    #[serde(default = "default_metric")]
+    pub metric: Metric,
+    /// Whether a higher or lower metric is better; follows the metric by default.
+    #[serde(default)]
+    pub goal: Option<Goal>,
+    /// List the trials without creating them.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_concurrency() -> u32 {
+    2
+}
+fn default_metric() -> Metric {
+    Metric::ValAcc
+}
+
+/// What to try along one axis.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Axis {
+    /// These values (grid), or a uniform choice among them (random).
+    Values(Vec<Value>),
+    /// A distribution to sample (random search only).
+    Distribution(Distribution),
+}
+
+/// A distribution of values for random search.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Distribution {
+    /// Uniform between two bounds.
+    Uniform([f64; 2]),
+    /// Uniform in the logarithm between two positive bounds (learning rates).
+    LogUniform([f64; 2]),
+    /// A uniform integer between two bounds, inclusive.
+    IntUniform([i64; 2]),
+    /// One of these values.
+    Choice(Vec<Value>),
+}
+
+/// How points are chosen.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Search {
+    /// Every combination of the axes' values.
+    #[default]
+    Grid,
+    /// `trials` points sampled with `seed`.
+    Random {
+        /// Number of points.
+        trials: u32,
+        /// Seed of the sampling.
+        #[serde(default)]
+        seed: u64,
+    },
+}
+
+/// A per-epoch metric a sweep or comparison ranks by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Validation accuracy.
+    ValAcc,
+    /// Validation loss.
+    ValLoss,
+    /// Test accuracy.
+    TestAcc,
+    /// Test loss.
+    TestLoss,
+    /// Training accuracy.
+    TrainAcc,
+    /// Training loss.
+    TrainLoss,
+}
+
+impl Metric {
+    /// The better direction of this metric.
+    pub fn natural_goal(self) -> Goal {
+        match self {
+            Metric::ValAcc | Metric::TestAcc | Metric::TrainAcc => Goal::Max,
+            _ => Goal::Min,
+        }
+    }
+
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metric::ValAcc => "val_acc",
+            Metric::ValLoss => "val_loss",
+            Metric::TestAcc => "test_acc",
+            Metric::TestLoss => "test_loss",
+            Metric::TrainAcc => "train_acc",
+            Metric::TrainLoss => "train_loss",
+        }
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        serde_json::from_value(Value::String(s.to_string())).map_err(|_| {
+            format!("'{s}' is not a metric; valid: val_acc, val_loss, test_acc, test_loss, train_acc, train_loss")
+        })
+    }
+}
+
+/// Whether higher or lower is better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Goal {
+    /// Higher is better.
+    Max,
+    /// Lower is better.
+    Min,
+}
+
+/// One trial: a point of the search space, a repeat, and the job spec they make.
+#[derive(Clone, Debug)]
+pub struct Trial {
+    /// 0-based position in the sweep.
+    pub index: u32,
+    /// The axis values of this point (dotted path → value).
+    pub params: BTreeMap<String, Value>,
+    /// Which repeat (seed offset).
+    pub repeat: u32,
+    /// The complete, validated job spec.
+    pub spec: JobSpec,
+}
+
+impl SweepSpec {
+    /// The goal in effect.
+    pub fn goal(&self) -> Goal {
+        self.goal.unwrap_or_else(|| self.metric.natural_goal())
+    }
+
+    /// The name in effect.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            format!(
+                "sweep over {}",
+                self.axes.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+
+    /// Checks the sweep and expands it into validated trials; errors name `axes.<path>`,
+    /// `base.<field>` or the sweep's own field.
+    pub fn expand(&self) -> Result<Vec<Trial>> {
+        if !self.base.is_object() {
+            return Err(Error::invalid("base", "must be a job spec object"));
+        }
+        if self.axes.is_empty() {
+            return Err(Error::invalid(
+                "axes",
+                "give at least one axis, e.g. {\"training.optimizer.lr\": [0.0001, 0.001, 0.01]}",
+            ));
+        }
+        if !(1..=100).contains(&self.repeats) {
+            return Err(Error::invalid(
+                "repeats",
+                format!("{}; valid: 1 to 100", self.repeats),
+            ));
+        }
+        if !(1..=64).contains(&self.max_concurrent) {
+            return Err(Error::invalid(
+                "max_concurrent",
+                format!("{}; valid: 1 to 64", self.max_concurrent),
+            ));
+        }
+        if let Some(name) = &self.name {
+            if name.trim().is_empty() || name.len() > 150 {
+                return Err(Error::invalid("name", "must be 1 to 150 characters"));
+            }
+        }
+        let points = match &self.search {
+            Search::Grid => self.grid()?,
+            Search::Random { trials, seed } => self.random(*trials, *seed)?,
+        };
+        let total = points.len() * self.repeats as usize;
+        if total > MAX_TRIALS {
+            return Err(Error::invalid(
+                "axes",
+                format!("{total} trials; valid: at most {MAX_TRIALS} per sweep"),
+            ));
+        }
+        let base_seed = self
+            .base
+            .pointer("/training/seed")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let mut trials = Vec::with_capacity(total);
+        for params in points {
+            for repeat in 0..self.repeats {
+                let mut spec = self.base.clone();
+                for (path, value) in &params {
+                    set_path(&mut spec, path, value.clone())
+                        .map_err(|message| Error::invalid(format!("axes.{path}"), message))?;
+                }
+                set_path(
+                    &mut spec,
+                    "training.seed",
+                    Value::from(base_seed + u64::from(repeat)),
+                )
+                .map_err(|message| Error::invalid("base.training", message))?;
+                let index = trials.len() as u32;
+                let label: Vec<String> = params
+                    .iter()
+                    .map(|(k, v)| format!("{}={v}", k.rsplit('.').next().unwrap_or(k)))
+                    .collect();
+                let name = format!("{} #{index} {}", self.display_name(), label.join(" "));
+                spec["name"] = Value::String(name.chars().take(200).collect());
+                let spec = parse_trial(&spec, &params)?;
+                trials.push(Trial {
+                    index,
+                    params: params.clone(),
+                    repeat,
+                    spec,
+                });
+            }
+        }
+        Ok(trials)
+    }
+
+    fn grid(&self) -> Result<Vec<BTreeMap<String, Value>>> {
+        let mut points = vec![BTreeMap::new()];
+        for (path, axis) in &self.axes {
+            let Axis::Values(values) = axis else {
+                return Err(Error::invalid(
+                    format!("axes.{path}"),
+                    "a grid needs a list of values; use {\"search\": {\"kind\": \"random\", ...}} for distributions",
+                ));
+            };
+            if values.is_empty() {
+                return Err(Error::invalid(
+                    format!("axes.{path}"),
+                    "give at least one value",
+                ));
+            }
+            if points.len().saturating_mul(values.len()) > MAX_TRIALS {
+                return Err(Error::invalid(
+                    "axes",
+                    format!("the grid has more than {MAX_TRIALS} points"),
+                ));
+            }
+            points = points
+                .into_iter()
+                .flat_map(|point| {
+                    values.iter().map(move |value| {
+                        let mut point = point.clone();
+                        point.insert(path.clone(), value.clone());
+                        point
+                    })
+                })
+                .collect();
+        }
+        Ok(points)
+    }
+
+    fn random(&self, trials: u32, seed: u64) -> Result<Vec<BTreeMap<String, Value>>> {
+        if trials == 0 || trials as usize > MAX_TRIALS {
+            return Err(Error::invalid(
+                "search.trials",
+                format!("{trials}; valid: 1 to {MAX_TRIALS}"),
+            ));
+        }
+        for (path, axis) in &self.axes {
+            let field = format!("axes.{path}");
+            match axis {
+                Axis::Values(v) | Axis::Distribution(Distribution::Choice(v)) if v.is_empty() => {
+                    return Err(Error::invalid(field, "give at least one value"));
+                }
+                Axis::Distribution(Distribution::Uniform([a, b]))
+                    if !(a.is_finite() && b.is_finite() && a < b) =>
+                {
+                    return Err(Error::invalid(
+                        field,
+                        "uniform needs finite bounds [low, high] with low < high",
+                    ));
+                }
+                Axis::Distribution(Distribution::LogUniform([a, b]))
+                    if !(a.is_finite() && b.is_finite() && *a > 0.0 && a < b) =>
+                {
+                    return Err(Error::invalid(
+                        field,
+                        "log_uniform needs bounds [low, high] with 0 < low < high",
+                    ));
+                }
+                Axis::Distribution(Distribution::IntUniform([a, b])) if a > b => {
+                    return Err(Error::invalid(
+                        field,
+                        "int_uniform needs bounds [low, high] with low <= high",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        Ok((0..trials)
+            .map(|_| {
+                self.axes
+                    .iter()
+                    .map(|(path, axis)| {
+                        let value = match axis {
+                            Axis::Values(values)
+                            | Axis::Distribution(Distribution::Choice(values)) => {
+                                values[rng.random_range(0..values.len())].clone()
+                            }
+                            Axis::Distribution(Distribution::Uniform([a, b])) => {
+                                Value::from(rng.random_range(*a..*b))
+                            }
+                            Axis::Distribution(Distribution::LogUniform([a, b])) => {
+                                Value::from(rng.random_range(a.ln()..b.ln()).exp())
+                            }
+                            Axis::Distribution(Distribution::IntUniform([a, b])) => {
+                                Value::from(rng.random_range(*a..=*b))
+                            }
+                        };
+                        (path.clone(), value)
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+/// Parses one trial's spec; an error in a swept field is reported on its axis.
+fn parse_trial(spec: &Value, params: &BTreeMap<String, Value>) -> Result<JobSpec> {
+    let bytes = serde_json::to_vec(spec).map_err(|err| Error::internal("encoding a trial", err))?;
+    let parsed = parse_json::<JobSpec>(&bytes).and_then(|job| job.validate().map(|_| job));
+    parsed.map_err(|err| match err {
+        Error::Invalid { field, message } => {
+            // Errors inside tagged objects (model, optimizer) are reported on the object, with the
+            // offending key named in the message.
+            let on_axis = |path: &str| {
+                let last = path.rsplit('.').next().unwrap_or(path);
+                field == path
+                    || field.starts_with(&format!("{path}."))
+                    || (path.starts_with(&format!("{field}."))
+                        && message.contains(&format!("`{last}`")))
+            };
+            match params.iter().find(|(path, _)| on_axis(path)) {
+                Some((path, value)) => {
+                    Error::invalid(format!("axes.{path}"), format!("value {value}: {message}"))
+                }
+                None => Error::invalid(format!("base.{field}"), message),
+            }
+        }
+        other => other,
+    })
+}
+
+/// Sets `value` at a dotted path inside a JSON object, creating objects on the way.
+fn set_path(root: &mut Value, path: &str, value: Value) -> std::result::Result<(), String> {
+    let mut node = root;
+    let parts: Vec<&str> = path.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(format!(
+            "'{path}' is not a dotted path like training.optimizer.lr"
+        ));
+    }
+    for (i, part) in parts.iter().enumerate() {
+        let object = node.as_object_mut().ok_or_else(|| {
+            format!(
+                "'{}' is not an object in the base spec",
+                parts[..i].join(".")
+            )
+        })?;
+        if i + 1 == parts.len() {
+            object.insert(part.to_string(), value);
+            return Ok(());
+        }
+        node = object
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Default::default()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn sweep(value: Value) -> SweepSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn base() -> Value {
+        json!({"dataset": "digits", "model": {"kind": "mlp"}, "training": {"optimizer": {"kind": "adam", "lr": 0.001}, "epochs": 2, "seed": 7}})
+    }
+
+    #[test]
+    fn a_grid_is_every_combination_times_the_repeats() {
+        let trials = sweep(json!({"base": base(), "axes": {"training.optimizer.lr": [0.1, 0.01, 0.001], "model.depth": [1, 2]}, "repeats": 2}))
+            .expand()
+            .unwrap();
+        assert_eq!(trials.len(), 12);
+        let seeds: Vec<u64> = trials
+            .iter()
+            .map(|t| t.spec.training.seed.unwrap())
+            .collect();
+        assert_eq!(&seeds[..4], &[7, 8, 7, 8]);
+        assert!(trials.iter().any(|t| t.spec.training.optimizer.lr() == 0.01
+            && matches!(&t.spec.model, crate::domain::ModelSpec::Mlp(m) if m.depth == 2)));
+        assert_eq!(trials[11].index, 11);
+    }
+
+    #[test]
+    fn random_search_samples_within_the_distributions_deterministically() {
+        let spec = sweep(
+            json!({"base": base(), "search": {"kind": "random", "trials": 20, "seed": 3},
+            "axes": {"training.optimizer.lr": {"log_uniform": [1e-5, 1.0]}, "model.width": {"choice": [8, 16]}, "model.depth": {"int_uniform": [1, 3]}}}),
+        );
+        let a = spec.expand().unwrap();
+        let b = spec.expand().unwrap();
+        assert_eq!(a.len(), 20);
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.params, y.params);
+            let lr = x.spec.training.optimizer.lr();
+            assert!((1e-5..=1.0).contains(&lr), "{lr}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_axis_value_is_reported_on_its_axis() {
+        let err = sweep(json!({"base": base(), "axes": {"training.optimizer.lr": [0.1, -1]}}))
+            .expand()
+            .unwrap_err();
+        match err {
+            Error::Invalid { field, message } => {
+                assert_eq!(field, "axes.training.optimizer.lr");
+                assert!(message.contains("-1"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = sweep(json!({"base": base(), "axes": {"model.colour": ["red"]}}))
+            .expand()
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "axes.model.colour"),
+            "{err:?}"
+        );
+        let err = sweep(
+            json!({"base": base(), "axes": {"training.optimizer.lr": {"log_uniform": [0.1, 1]}}}),
+        )
+        .expand()
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "axes.training.optimizer.lr"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn oversized_sweeps_are_refused() {
+        let many: Vec<u32> = (1..=40).collect();
+        let err =
+            sweep(json!({"base": base(), "axes": {"model.width": many, "model.depth": many}}))
+                .expand()
+                .unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "axes"),
+            "{err:?}"
+        );
+    }
+}

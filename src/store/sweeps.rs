@@ -1,0 +1,158 @@
+use sqlx::FromRow;
+
+use super::jobs::insert_job_with;
+use super::{NOW, NewJob, Store, db_error};
+use crate::domain::{JobId, SweepId};
+use crate::error::Result;
+
+/// A sweep as stored.
+#[derive(Clone, Debug, FromRow)]
+pub struct SweepRow {
+    /// Its id.
+    #[sqlx(try_from = "String")]
+    pub id: SweepId,
+    /// Its name.
+    pub name: String,
+    /// The sweep spec, as JSON.
+    pub spec: String,
+    /// Trials allowed to train at once.
+    pub max_concurrent: i64,
+    /// When it was created.
+    pub created_at: String,
+}
+
+/// A trial of a sweep and its current job.
+#[derive(Clone, Debug, FromRow)]
+pub struct TrialRow {
+    /// Position in the sweep.
+    pub trial_index: i64,
+    /// Axis values, as a JSON object.
+    pub params: String,
+    /// Which repeat (seed offset).
+    pub repeat: i64,
+    /// The job that runs (or ran) it.
+    #[sqlx(try_from = "String")]
+    pub job_id: JobId,
+}
+
+/// A trial to insert with its job.
+pub struct NewTrial {
+    /// Position in the sweep.
+    pub index: i64,
+    /// Axis values as JSON.
+    pub params: String,
+    /// Which repeat.
+    pub repeat: i64,
+    /// Its job.
+    pub job: NewJob,
+}
+
+impl Store {
+    /// Records a sweep, its trials and their queued jobs in one transaction.
+    pub async fn insert_sweep(
+        &self,
+        id: SweepId,
+        name: &str,
+        spec: &str,
+        max_concurrent: i64,
+        trials: &[NewTrial],
+    ) -> Result<SweepRow> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error("starting a sweep"))?;
+        let sql = format!(
+            "INSERT INTO sweeps (id, name, spec, max_concurrent, created_at) VALUES (?, ?, ?, ?, {NOW}) \
+             RETURNING id, name, spec, max_concurrent, created_at"
+        );
+        let row = sqlx::query_as::<_, SweepRow>(&sql)
+            .bind(id.to_string())
+            .bind(name)
+            .bind(spec)
+            .bind(max_concurrent)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error("inserting a sweep"))?;
+        for trial in trials {
+            insert_job_with(&mut *tx, &trial.job).await?;
+            sqlx::query("INSERT INTO trials (sweep_id, trial_index, params, repeat, job_id) VALUES (?, ?, ?, ?, ?)")
+                .bind(id.to_string())
+                .bind(trial.index)
+                .bind(&trial.params)
+                .bind(trial.repeat)
+                .bind(trial.job.id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error("inserting a trial"))?;
+        }
+        tx.commit().await.map_err(db_error("committing a sweep"))?;
+        Ok(row)
+    }
+
+    /// One sweep.
+    pub async fn get_sweep(&self, id: SweepId) -> Result<Option<SweepRow>> {
+        sqlx::query_as::<_, SweepRow>(
+            "SELECT id, name, spec, max_concurrent, created_at FROM sweeps WHERE id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_error("reading a sweep"))
+    }
+
+    /// Every sweep, newest first.
+    pub async fn list_sweeps(&self) -> Result<Vec<SweepRow>> {
+        sqlx::query_as::<_, SweepRow>("SELECT id, name, spec, max_concurrent, created_at FROM sweeps ORDER BY created_at DESC, id DESC")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_error("listing sweeps"))
+    }
+
+    /// A sweep's trials in order.
+    pub async fn list_trials(&self, id: SweepId) -> Result<Vec<TrialRow>> {
+        sqlx::query_as::<_, TrialRow>("SELECT trial_index, params, repeat, job_id FROM trials WHERE sweep_id = ? ORDER BY trial_index")
+            .bind(id.to_string())
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_error("listing trials"))
+    }
+
+    /// Gives trials new jobs (a resume), in one transaction: each trial's old job stays as history.
+    pub async fn replace_trial_jobs(
+        &self,
+        id: SweepId,
+        replacements: &[(i64, NewJob)],
+    ) -> Result<()> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error("starting a resume"))?;
+        for (index, job) in replacements {
+            insert_job_with(&mut *tx, job).await?;
+            sqlx::query("UPDATE trials SET job_id = ? WHERE sweep_id = ? AND trial_index = ?")
+                .bind(job.id.to_string())
+                .bind(id.to_string())
+                .bind(index)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error("replacing a trial's job"))?;
+        }
+        tx.commit().await.map_err(db_error("committing a resume"))?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// How many of a sweep's current trial jobs are in each status.
+    pub async fn sweep_status_counts(&self, id: SweepId) -> Result<Vec<(String, i64)>> {
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT j.status, COUNT(*) FROM trials t JOIN jobs j ON j.id = t.job_id WHERE t.sweep_id = ? GROUP BY j.status ORDER BY j.status",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error("counting trials"))
+    }
+}

@@ -1,0 +1,208 @@
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Api, TestApp};
+
+fn lr_sweep(lrs: &[f64], epochs: u32) -> Value {
+    json!({
+        "name": "lr",
+        "base": {"dataset": "digits", "model": {"kind": "mlp", "depth": 1, "width": 32},
+                 "training": {"optimizer": {"kind": "adam", "lr": 0.001}, "epochs": epochs, "batch_size": 64, "seed": 3}},
+        "axes": {"training.optimizer.lr": lrs},
+        "max_concurrent": 2
+    })
+}
+
+async fn wait_for_sweep(app: &TestApp, id: &str) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, sweep) = app.get(&format!("/v1/sweeps/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{sweep}");
+        let counts = &sweep["summary"]["status_counts"];
+        let open = counts["queued"].as_u64().unwrap_or(0) + counts["running"].as_u64().unwrap_or(0);
+        if open == 0 {
+            return sweep;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "sweep did not finish: {counts}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learning_rate_sweep_ranks_its_trials_and_shows_each_values_effect() {
+    let app = TestApp::spawn_with(|c| c.worker_slots = 2).await;
+    let mut dry = lr_sweep(&[0.00001, 0.003], 3);
+    dry["dry_run"] = json!(true);
+    let (status, plan) = app.post("/v1/sweeps", dry).await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    assert_eq!(plan["trials"].as_array().unwrap().len(), 2);
+    let (_, jobs) = app.get("/v1/jobs").await;
+    assert_eq!(jobs["total"], 0, "a dry run creates nothing");
+
+    let (status, created) = app.post("/v1/sweeps", lr_sweep(&[0.00001, 0.003], 3)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let sweep = wait_for_sweep(&app, &id).await;
+
+    let summary = &sweep["summary"];
+    assert_eq!(summary["status_counts"]["succeeded"], 2, "{summary}");
+    let trials = summary["trials"].as_array().unwrap();
+    let best = summary["best_trial"].as_i64().unwrap() as usize;
+    assert_eq!(
+        trials[best]["params"]["training.optimizer.lr"],
+        json!(0.003),
+        "{summary}"
+    );
+    let effect = &summary["axes"][0];
+    assert_eq!(effect["path"], "training.optimizer.lr");
+    let means: Vec<f64> = effect["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["mean"].as_f64().unwrap())
+        .collect();
+    assert!(
+        means[1] > means[0] + 0.2,
+        "lr 0.003 beats 1e-5 clearly: {means:?}"
+    );
+
+    let ids: Vec<String> = trials
+        .iter()
+        .map(|t| t["job_id"].as_str().unwrap().to_string())
+        .collect();
+    let (_, page) = app.get(&format!("/v1/jobs?sweep={id}")).await;
+    assert_eq!(page["total"], 2, "trials are ordinary jobs");
+    let (status, comparison) = app
+        .get(&format!(
+            "/v1/compare?jobs={}&metric=val_acc",
+            ids.join(",")
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{comparison}");
+    assert_eq!(comparison["jobs"][0]["job_id"], trials[best]["job_id"]);
+    assert_eq!(comparison["jobs"][0]["rank"], 1);
+    assert_eq!(comparison["jobs"][0]["curve"].as_array().unwrap().len(), 3);
+    assert!(comparison["jobs"][0]["generalization"]["train_val_acc_gap_at_best"].is_number());
+
+    let (_, list) = app.get("/v1/sweeps").await;
+    assert_eq!(list["sweeps"][0]["status_counts"]["succeeded"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_never_runs_more_trials_at_once_than_it_allows_and_resumes_only_what_did_not_finish()
+ {
+    let app = TestApp::spawn_with(|c| c.worker_slots = 2).await;
+    let mut spec = lr_sweep(&[0.001, 0.002, 0.003], 400);
+    spec["max_concurrent"] = json!(1);
+    let (_, created) = app.post("/v1/sweeps", spec).await;
+    let id = created["id"].as_str().unwrap().to_string();
+
+    for _ in 0..10 {
+        let (_, sweep) = app.get(&format!("/v1/sweeps/{id}")).await;
+        assert!(
+            sweep["summary"]["status_counts"]["running"]
+                .as_u64()
+                .unwrap_or(0)
+                <= 1,
+            "{}",
+            sweep["summary"]["status_counts"]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = app
+        .post(&format!("/v1/sweeps/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let sweep = wait_for_sweep(&app, &id).await;
+    assert_eq!(sweep["summary"]["status_counts"]["cancelled"], 3);
+
+    let (status, body) = app
+        .post(&format!("/v1/sweeps/{id}/resume"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(body["requeued_trials"], json!([0, 1, 2]));
+    let (_, sweep) = app.get(&format!("/v1/sweeps/{id}")).await;
+    let open = sweep["summary"]["status_counts"]["queued"]
+        .as_u64()
+        .unwrap_or(0)
+        + sweep["summary"]["status_counts"]["running"]
+            .as_u64()
+            .unwrap_or(0);
+    assert_eq!(open, 3);
+    app.post(&format!("/v1/sweeps/{id}/cancel"), json!({}))
+        .await;
+    wait_for_sweep(&app, &id).await;
+    let (_, page) = app.get(&format!("/v1/jobs?sweep={id}")).await;
+    assert_eq!(page["total"], 6, "the first attempts stay as history");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_axis_is_a_422_naming_its_path() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app.post("/v1/sweeps", lr_sweep(&[0.01, -1.0], 1)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "axes.training.optimizer.lr");
+    let mut spec = lr_sweep(&[0.01], 1);
+    spec["axes"] = json!({"model.depth": {"int_uniform": [1, 3]}});
+    let (status, body) = app.post("/v1/sweeps", spec).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("axes.model.depth"))
+    );
+    let (status, _) = app.get("/v1/compare?jobs=").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = app
+        .get("/v1/compare?jobs=0190aaaa-0000-7000-8000-000000000000")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, jobs) = app.get("/v1/jobs").await;
+    assert_eq!(jobs["total"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_diagnosis_says_what_a_too_high_and_a_too_low_learning_rate_did() {
+    let app = TestApp::spawn_with(|c| c.worker_slots = 2).await;
+    let spec = |lr: f64, kind: &str| {
+        json!({"dataset": "digits", "model": {"kind": "mlp", "depth": 2, "width": 32},
+        "training": {"optimizer": {"kind": kind, "lr": lr}, "epochs": 6, "batch_size": 32, "seed": 5}})
+    };
+    let high = app.submit(spec(5.0, "sgd")).await;
+    let low = app.submit(spec(0.00001, "adam")).await;
+    let good = app.submit(spec(0.003, "adam")).await;
+    for id in [&high, &low, &good] {
+        app.wait_for_end(id).await;
+    }
+    let kinds = |body: &Value| -> Vec<String> {
+        body["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, body) = app.get(&format!("/v1/jobs/{high}/diagnosis")).await;
+    assert!(
+        kinds(&body)
+            .iter()
+            .any(|k| k == "diverged" || k == "learning_rate_too_high"),
+        "{body}"
+    );
+    let (_, body) = app.get(&format!("/v1/jobs/{low}/diagnosis")).await;
+    assert!(
+        kinds(&body).contains(&"learning_rate_too_low".to_string()),
+        "{body}"
+    );
+    let (_, body) = app.get(&format!("/v1/jobs/{good}/diagnosis")).await;
+    assert!(
+        !kinds(&body)
+            .iter()
+            .any(|k| k.starts_with("learning_rate") || k == "diverged"),
+        "{body}"
+    );
+    assert!(body["findings"][0]["suggestion"].is_string());
+}
