@@ -1,8 +1,10 @@
 //! Pure functions over stored metrics: best epochs, generalization gaps, overfitting onset,
-//! speed, sweep summaries. No I/O; the API layer fetches and these functions judge.
+//! speed, sweep summaries, and charts of them (`plot`). No I/O; the API layer fetches and these
+//! functions judge and draw.
 
 mod compare;
 mod diagnosis;
+pub mod plot;
 mod sweep;
 
 pub use compare::{
