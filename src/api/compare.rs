@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 /// Most jobs one comparison may include.
 pub const MAX_COMPARED: usize = 100;
 
-/// Query of `GET /v1/compare`.
+/// Query of `GET /v1/compare` (and of its plot).
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompareQuery {
@@ -33,6 +33,12 @@ pub async fn compare(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<CompareQuery>,
 ) -> ApiResult<Json<Comparison>> {
+    Ok(Json(load(&state, &query).await?))
+}
+
+/// Loads, judges and ranks the jobs a compare query names; shared by the JSON comparison and
+/// its plot, so both read and validate the query the same way.
+pub(super) async fn load(state: &AppState, query: &CompareQuery) -> Result<Comparison> {
     let metric: Metric = query
         .metric
         .as_deref()
@@ -44,7 +50,10 @@ pub async fn compare(
         Some("max") => Goal::Max,
         Some("min") => Goal::Min,
         Some(other) => {
-            return Err(Error::invalid("goal", format!("'{other}'; valid: max, min")).into());
+            return Err(Error::invalid(
+                "goal",
+                format!("'{other}'; valid: max, min"),
+            ));
         }
     };
     let ids = query
@@ -61,8 +70,7 @@ pub async fn compare(
                 "{} ids; valid: 1 to {MAX_COMPARED} comma-separated job ids",
                 ids.len()
             ),
-        )
-        .into());
+        ));
     }
     let max_points = query.max_points.unwrap_or(200).clamp(3, 10_000);
     let mut jobs = Vec::with_capacity(ids.len());
@@ -91,5 +99,5 @@ pub async fn compare(
     for (i, job) in jobs.iter_mut().enumerate() {
         job.rank = job.best_value.map(|_| i + 1);
     }
-    Ok(Json(Comparison { metric, goal, jobs }))
+    Ok(Comparison { metric, goal, jobs })
 }

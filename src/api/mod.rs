@@ -7,6 +7,7 @@ pub mod error;
 mod extract;
 mod health;
 mod jobs;
+mod plots;
 mod predict;
 mod sweeps;
 mod views;
@@ -65,6 +66,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/jobs/{id}/checkpoints"),
     ("GET", "/v1/jobs/{id}/events"),
     ("GET", "/v1/jobs/{id}/diagnosis"),
+    ("GET", "/v1/jobs/{id}/plots/curves.svg"),
+    ("GET", "/v1/jobs/{id}/plots/curves.png"),
     ("POST", "/v1/datasets"),
     ("GET", "/v1/datasets"),
     ("GET", "/v1/datasets/{id}"),
@@ -74,7 +77,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/sweeps/{id}"),
     ("POST", "/v1/sweeps/{id}/cancel"),
     ("POST", "/v1/sweeps/{id}/resume"),
+    ("GET", "/v1/sweeps/{id}/plot.svg"),
+    ("GET", "/v1/sweeps/{id}/plot.png"),
     ("GET", "/v1/compare"),
+    ("GET", "/v1/compare/plot.svg"),
+    ("GET", "/v1/compare/plot.png"),
 ];
 
 fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppState> {
@@ -90,6 +97,8 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("GET", "/v1/jobs/{id}/checkpoints") => get(jobs::checkpoints),
         ("GET", "/v1/jobs/{id}/events") => get(jobs::events),
         ("GET", "/v1/jobs/{id}/diagnosis") => get(diagnosis::diagnosis),
+        ("GET", "/v1/jobs/{id}/plots/curves.svg") => get(plots::curves_svg),
+        ("GET", "/v1/jobs/{id}/plots/curves.png") => get(plots::curves_png),
         ("POST", "/v1/datasets") => {
             post(datasets::create).layer(DefaultBodyLimit::max(limits.upload_bytes))
         }
@@ -101,7 +110,11 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("GET", "/v1/sweeps/{id}") => get(sweeps::get),
         ("POST", "/v1/sweeps/{id}/cancel") => post(sweeps::cancel),
         ("POST", "/v1/sweeps/{id}/resume") => post(sweeps::resume),
+        ("GET", "/v1/sweeps/{id}/plot.svg") => get(plots::sweep_svg),
+        ("GET", "/v1/sweeps/{id}/plot.png") => get(plots::sweep_png),
         ("GET", "/v1/compare") => get(compare::compare),
+        ("GET", "/v1/compare/plot.svg") => get(plots::compare_svg),
+        ("GET", "/v1/compare/plot.png") => get(plots::compare_png),
         _ => unreachable!("ROUTES lists {method} {path} without a handler; this is a bug"),
     }
 }

@@ -83,6 +83,34 @@ pub struct SweepView {
 async fn view(state: &AppState, row: SweepRow, metric: Option<Metric>) -> Result<SweepView> {
     let spec: SweepSpec =
         serde_json::from_str(&row.spec).map_err(|err| Error::internal("reading a sweep", err))?;
+    let summary = summarize(state, &row, &spec, metric).await?;
+    Ok(SweepView {
+        id: row.id,
+        name: row.name,
+        created_at: row.created_at,
+        max_concurrent: row.max_concurrent,
+        spec: serde_json::to_value(&spec)
+            .map_err(|err| Error::internal("encoding a sweep", err))?,
+        summary,
+    })
+}
+
+/// Loads a sweep by the id in a path; anything that is not a sweep's id is a 404.
+pub(super) async fn load(state: &AppState, raw_id: &str) -> Result<(SweepRow, SweepSpec)> {
+    let row = state.jobs.get_sweep(sweep_id(raw_id)?).await?;
+    let spec: SweepSpec =
+        serde_json::from_str(&row.spec).map_err(|err| Error::internal("reading a sweep", err))?;
+    Ok((row, spec))
+}
+
+/// Judges a sweep's trials on `metric` (the sweep's own by default); shared by the JSON
+/// summary and the sweep's plot.
+pub(super) async fn summarize(
+    state: &AppState,
+    row: &SweepRow,
+    spec: &SweepSpec,
+    metric: Option<Metric>,
+) -> Result<SweepSummary> {
     let metric = metric.unwrap_or(spec.metric);
     let goal = if metric == spec.metric {
         spec.goal()
@@ -108,16 +136,16 @@ async fn view(state: &AppState, row: SweepRow, metric: Option<Metric>) -> Result
         });
     }
     let axes: Vec<String> = spec.axes.keys().cloned().collect();
-    let summary = analysis::summarize_sweep(metric, goal, &axes, trials);
-    Ok(SweepView {
-        id: row.id,
-        name: row.name,
-        created_at: row.created_at,
-        max_concurrent: row.max_concurrent,
-        spec: serde_json::to_value(&spec)
-            .map_err(|err| Error::internal("encoding a sweep", err))?,
-        summary,
+    Ok(analysis::summarize_sweep(metric, goal, &axes, trials))
+}
+
+/// The optional `metric` query parameter: a 422 naming it when unknown.
+pub(super) fn parse_metric(raw: Option<&str>) -> Result<Option<Metric>> {
+    raw.map(|m| {
+        m.parse::<Metric>()
+            .map_err(|msg| Error::invalid("metric", msg))
     })
+    .transpose()
 }
 
 /// Query of `GET /v1/sweeps/{id}`.
@@ -134,13 +162,7 @@ pub async fn get(
     Path(id): Path<String>,
     QueryParams(query): QueryParams<SweepQuery>,
 ) -> ApiResult<Json<SweepView>> {
-    let metric = query
-        .metric
-        .map(|m| {
-            m.parse::<Metric>()
-                .map_err(|msg| Error::invalid("metric", msg))
-        })
-        .transpose()?;
+    let metric = parse_metric(query.metric.as_deref())?;
     let row = state.jobs.get_sweep(sweep_id(&id)?).await?;
     Ok(Json(view(&state, row, metric).await?))
 }

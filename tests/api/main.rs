@@ -7,5 +7,6 @@ mod datasets;
 mod jobs;
 mod lifecycle;
 mod openapi;
+mod plots;
 mod predict;
 mod sweeps;

@@ -15,7 +15,7 @@ fn lr_sweep(lrs: &[f64], epochs: u32) -> Value {
     })
 }
 
-async fn wait_for_sweep(app: &TestApp, id: &str) -> Value {
+pub async fn wait_for_sweep(app: &TestApp, id: &str) -> Value {
     let started = std::time::Instant::now();
     loop {
         let (status, sweep) = app.get(&format!("/v1/sweeps/{id}")).await;
