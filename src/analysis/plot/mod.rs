@@ -563,7 +563,7 @@ pub(crate) fn legend_width(title: &str, entries: &[LegendEntry], cap: u32) -> u3
         .chain([text_width(title, LEGEND_FONT)])
         .max()
         .unwrap_or(0);
-    (widest + LEGEND_INDENT + 16).clamp(120, cap.max(120))
+    (widest + LEGEND_INDENT + 28).clamp(120, cap.max(120))
 }
 
 /// Draws a legend, one entry per line, top-aligned in `area`, under an optional title.

@@ -478,7 +478,7 @@ impl Chart for Effects<'_> {
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
         let body = titled(root, &self.title, &self.subtitle)?;
-        let legend = vec![
+        let mut legend = vec![
             LegendEntry {
                 swatch: Swatch::Line {
                     color: MEAN,
@@ -491,11 +491,18 @@ impl Chart for Effects<'_> {
                 swatch: Swatch::Dot(series_color(1).mix(0.55).to_rgba().rgb_color()),
                 label: "one trial".into(),
             },
-            LegendEntry {
+        ];
+        let missing = self
+            .summary
+            .axes
+            .iter()
+            .any(|a| a.values.iter().any(|v| v.mean.is_none()));
+        if missing {
+            legend.push(LegendEntry {
                 swatch: Swatch::Dot(NONE_MARK),
                 label: "no result".into(),
-            },
-        ];
+            });
+        }
         let (w, _) = body.dim_in_pixel();
         let (plots, legend_area) = body.split_horizontally(w - legend_width("", &legend, w / 4));
         draw_legend(&legend_area.margin(30, 0, 0, 0), "", &legend)?;
@@ -722,6 +729,10 @@ mod tests {
         ] {
             assert!(texts.iter().any(|t| t == want), "{want} in {texts:?}");
         }
+        assert!(
+            !texts.iter().any(|t| t == "no result"),
+            "the legend lists missing results only when there are some"
+        );
     }
 
     #[test]
