@@ -176,23 +176,25 @@ impl Collector<'_> {
             )));
         }
         let max = self.limits.max_image_bytes;
-        let mut bytes = Vec::new();
-        let read = data.take(max.saturating_add(1)).read_to_end(&mut bytes);
+        let read = read_at_most(data, max);
         if self.meter.exceeded() {
             return Err(self.expanded_too_far());
         }
-        if let Err(err) = read {
-            return Err(reject(format!(
-                "entry '{}' cannot be read: {err}",
-                shown(name)
-            )));
-        }
-        if bytes.len() as u64 > max {
-            return Err(reject(format!(
-                "entry '{}' is larger than {max} bytes, the largest image file allowed",
-                shown(name)
-            )));
-        }
+        let bytes = match read {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(reject(format!(
+                    "entry '{}' is larger than {max} bytes, the largest image file allowed",
+                    shown(name)
+                )));
+            }
+            Err(err) => {
+                return Err(reject(format!(
+                    "entry '{}' cannot be read: {err}",
+                    shown(name)
+                )));
+            }
+        };
         self.files.push(ArchiveFile {
             name: name.to_owned(),
             path,
@@ -224,6 +226,32 @@ impl Collector<'_> {
             .map(|n| format!(" after entry '{}'", shown(n)))
             .unwrap_or_default();
         reject(format!("the archive is corrupt{at}: {err}"))
+    }
+}
+
+/// Reads the whole entry if it has at most `max` bytes, else `None` as soon as it passes
+/// `max`. Unlike `read_to_end`, the buffer never grows past `max`, so an entry over the limit
+/// costs at most about `max` bytes of memory before it is refused.
+fn read_at_most(data: &mut dyn Read, max: u64) -> io::Result<Option<Vec<u8>>> {
+    const CHUNK: usize = 64 * 1024;
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let mut bytes: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; CHUNK];
+    loop {
+        let n = match data.read(&mut chunk) {
+            Ok(0) => return Ok(Some(bytes)),
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        if n > max - bytes.len() {
+            return Ok(None);
+        }
+        if bytes.capacity() - bytes.len() < n {
+            let grow = bytes.len().max(CHUNK).min(max - bytes.len()).max(n);
+            bytes.reserve_exact(grow);
+        }
+        bytes.extend_from_slice(&chunk[..n]);
     }
 }
 
