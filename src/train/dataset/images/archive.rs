@@ -139,13 +139,23 @@ struct Collector<'a> {
 }
 
 impl Collector<'_> {
-    fn count_entry(&mut self, total: Option<usize>) -> Result<()> {
-        self.entries += 1;
-        let count = total.unwrap_or(self.entries);
-        if count > self.limits.max_entries {
+    /// Refuses an archive that says it holds more entries than allowed.
+    fn check_total(&self, total: usize) -> Result<()> {
+        if total > self.limits.max_entries {
             return Err(reject(format!(
-                "the archive holds {}{count} entries (files and folders); at most {} are allowed",
-                if total.is_some() { "" } else { "more than " },
+                "the archive holds {total} entries (files and folders); at most {} are allowed",
+                self.limits.max_entries
+            )));
+        }
+        Ok(())
+    }
+
+    /// Counts one more entry of an archive read as a stream.
+    fn count_entry(&mut self) -> Result<()> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(reject(format!(
+                "the archive holds more than {} entries (files and folders), the most allowed",
                 self.limits.max_entries
             )));
         }
@@ -255,9 +265,37 @@ fn read_at_most(data: &mut dyn Read, max: u64) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// The entry count a zip's end-of-central-directory record declares (zip64 included), if it
+/// can be found. The zip reader allocates for that many entries before anything else can be
+/// checked, so too large a count is refused first.
+fn zip_declared_entries(bytes: &[u8]) -> Option<u64> {
+    const EOCD: &[u8] = b"PK\x05\x06";
+    let search_from = bytes.len().saturating_sub(22 + usize::from(u16::MAX));
+    let at = search_from + bytes[search_from..].windows(4).rposition(|w| w == EOCD)?;
+    let u16_at = |i: usize| Some(u16::from_le_bytes(bytes.get(i..i + 2)?.try_into().ok()?));
+    let u64_at = |i: usize| Some(u64::from_le_bytes(bytes.get(i..i + 8)?.try_into().ok()?));
+    let count = u16_at(at + 10)?;
+    if count != u16::MAX {
+        return Some(u64::from(count));
+    }
+    // Zip64: a locator just before the record points at the zip64 record with the real count.
+    let locator = at.checked_sub(20)?;
+    if bytes.get(locator..locator + 4)? != b"PK\x06\x07" {
+        return Some(u64::from(count));
+    }
+    let record = usize::try_from(u64_at(locator + 8)?).ok()?;
+    if bytes.get(record..record + 4)? != b"PK\x06\x06" {
+        return None;
+    }
+    u64_at(record + 32)
+}
+
 fn read_zip(bytes: &[u8], collector: &mut Collector<'_>) -> Result<()> {
+    if let Some(declared) = zip_declared_entries(bytes) {
+        collector.check_total(usize::try_from(declared).unwrap_or(usize::MAX))?;
+    }
     let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|err| collector.broken(err))?;
-    collector.count_entry(Some(zip.len()))?;
+    collector.check_total(zip.len())?;
     for index in 0..zip.len() {
         let (name, kind) = {
             let raw = zip
@@ -324,7 +362,7 @@ fn read_tar<R: Read>(reader: R, collector: &mut Collector<'_>) -> Result<()> {
     let entries = archive.entries().map_err(|err| collector.broken(err))?;
     for entry in entries {
         let mut entry = entry.map_err(|err| collector.broken(err))?;
-        collector.count_entry(None)?;
+        collector.count_entry()?;
         let kind = match entry.header().entry_type() {
             EntryType::Regular | EntryType::Continuous => Kind::File,
             EntryType::Directory => Kind::Folder,

@@ -73,7 +73,7 @@ pub(super) fn into_table(
             .collect()
     });
     Ok(Table {
-        feature_names: feature_names(channels, (width * height) as usize),
+        feature_names: feature_names(channels, width as usize * height as usize),
         features,
         labels,
         classes: layout.classes,

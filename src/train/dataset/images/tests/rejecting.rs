@@ -190,8 +190,31 @@ fn too_many_entries_are_rejected_before_and_while_reading() {
             &ImageOptions::default(),
             &limits,
         ));
-        assert_mentions(&message, &["entries", "at most 10"]);
+        assert_mentions(&message, &["entries", "10"]);
     }
+}
+
+#[test]
+fn a_zip_declaring_many_entries_is_refused_before_its_directory_is_read() {
+    let mut archive = zip_of(&class_files("", &["cat", "dog"], 5));
+    let end = archive.len() - 22;
+    assert_eq!(&archive[end..end + 4], b"PK\x05\x06");
+    // Claim 65,000 entries in the end record (both counts), as a crafted archive could.
+    for offset in [8, 10] {
+        archive[end + offset..end + offset + 2].copy_from_slice(&65_000u16.to_le_bytes());
+    }
+    let limits = ImageLimits {
+        max_entries: 1000,
+        ..ImageLimits::default()
+    };
+    let message = rejection(parse_image_archive(
+        &archive,
+        &ImageOptions::default(),
+        &limits,
+    ));
+    assert_mentions(&message, &["65000 entries", "at most 1000"]);
+    // Within the limit, the lie is found when the directory is read.
+    assert_mentions(&rejection(read(&archive)), &["corrupt"]);
 }
 
 #[test]
