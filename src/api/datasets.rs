@@ -206,12 +206,5 @@ pub async fn sample(
         )
     })?;
     let png = state.catalog.sample_png(&id, index).await?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, "image/png"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        png,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
 }
