@@ -1,21 +1,23 @@
-//! `/v1/datasets`: upload CSV files or generate synthetic data; list and inspect.
+//! `/v1/datasets`: upload CSV files or image archives, or generate synthetic data; list,
+//! inspect, and look at image samples.
 
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{is_json, read_body};
 use super::views::DatasetView;
-use crate::catalog::{CsvUpload, SyntheticRequest};
+use crate::catalog::{CsvUpload, ImageUpload, SyntheticRequest};
 use crate::domain::parse_json;
 use crate::error::Error;
 
 /// `POST /v1/datasets`: `multipart/form-data` with `name`, `label_column` and a `file` (or
-/// `train`, `val` and optional `test` files), or JSON `{"name", "synthetic": {...}}`.
+/// `train`, `val` and optional `test` files); or with `name`, an `archive` of images and
+/// optional `image_size` and `channels`; or JSON `{"name", "synthetic": {...}}`.
 pub async fn create(
     State(state): State<AppState>,
     request: Request,
@@ -38,11 +40,13 @@ pub async fn create(
                     rejection.body_text()
                 ))
             })?;
-        let upload = read_upload(multipart).await?;
-        state.catalog.add_csv(upload).await?
+        match read_upload(multipart).await? {
+            Upload::Csv(upload) => state.catalog.add_csv(upload).await?,
+            Upload::Images(upload) => state.catalog.add_images(upload).await?,
+        }
     } else {
         return Err(Error::UnsupportedMediaType {
-            message: "upload CSV files as multipart/form-data, or send application/json for a synthetic data set".into(),
+            message: "upload CSV files or an image archive as multipart/form-data, or send application/json for a synthetic data set".into(),
         }
         .into());
     };
@@ -54,7 +58,13 @@ pub async fn create(
     ))
 }
 
-async fn read_upload(mut multipart: Multipart) -> Result<CsvUpload, ApiError> {
+/// What a multipart upload holds.
+enum Upload {
+    Csv(CsvUpload),
+    Images(ImageUpload),
+}
+
+async fn read_upload(mut multipart: Multipart) -> Result<Upload, ApiError> {
     let mut upload = CsvUpload {
         name: String::new(),
         label_column: String::new(),
@@ -64,6 +74,7 @@ async fn read_upload(mut multipart: Multipart) -> Result<CsvUpload, ApiError> {
         test: None,
     };
     let mut seen_name = false;
+    let (mut archive, mut image_size, mut channels) = (None, None, None);
     loop {
         let field = multipart.next_field().await.map_err(multipart_error)?;
         let Some(field) = field else { break };
@@ -83,10 +94,14 @@ async fn read_upload(mut multipart: Multipart) -> Result<CsvUpload, ApiError> {
             "train" => upload.train = Some(bytes),
             "val" => upload.val = Some(bytes),
             "test" => upload.test = Some(bytes),
+            "archive" => archive = Some(bytes),
+            "image_size" => image_size = Some(text()?),
+            "channels" => channels = Some(text()?),
             other => {
                 return Err(Error::invalid(
                     other.to_string(),
-                    "unknown part; valid: name, label_column, file, train, val, test",
+                    "unknown part; valid: name, label_column, file, train, val, test \
+                     (CSV), or name, archive, image_size, channels (images)",
                 )
                 .into());
             }
@@ -95,7 +110,40 @@ async fn read_upload(mut multipart: Multipart) -> Result<CsvUpload, ApiError> {
     if !seen_name {
         return Err(Error::invalid("name", "give the data set a name").into());
     }
-    Ok(upload)
+    let Some(archive) = archive else {
+        if image_size.is_some() || channels.is_some() {
+            return Err(Error::invalid(
+                "archive",
+                "image_size and channels go with an image 'archive' part; attach the archive",
+            )
+            .into());
+        }
+        return Ok(Upload::Csv(upload));
+    };
+    let csv_part = [
+        (!upload.label_column.is_empty()).then_some("label_column"),
+        upload.file.as_ref().map(|_| "file"),
+        upload.train.as_ref().map(|_| "train"),
+        upload.val.as_ref().map(|_| "val"),
+        upload.test.as_ref().map(|_| "test"),
+    ]
+    .into_iter()
+    .flatten()
+    .next();
+    if let Some(part) = csv_part {
+        return Err(Error::invalid(
+            part,
+            "an image 'archive' upload takes only name, archive, image_size and channels; \
+             send CSV files in a separate upload",
+        )
+        .into());
+    }
+    Ok(Upload::Images(ImageUpload {
+        name: upload.name,
+        archive,
+        image_size,
+        channels,
+    }))
 }
 
 fn multipart_error(err: axum::extract::multipart::MultipartError) -> ApiError {
@@ -140,4 +188,23 @@ pub async fn get(
         .await?
         .ok_or_else(|| Error::not_found("data set", id))?;
     Ok(Json(DatasetView::new(row)?))
+}
+
+/// `GET /v1/datasets/{id}/samples/{index}.png`: one row of an image data set as a PNG. The
+/// router matches the last segment as `{index}`; the `.png` suffix is checked here.
+pub async fn sample(
+    State(state): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let Some(index) = file.strip_suffix(".png") else {
+        return Err(Error::not_found("sample", format!("{file} (samples are <index>.png)")).into());
+    };
+    let index: usize = index.parse().map_err(|_| {
+        Error::invalid(
+            "index",
+            format!("'{index}' is not a row number; use 0, 1, 2, ..."),
+        )
+    })?;
+    let png = state.catalog.sample_png(&id, index).await?;
+    Ok(([(header::CONTENT_TYPE, "image/png")], png).into_response())
 }

@@ -71,6 +71,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/datasets"),
     ("GET", "/v1/datasets"),
     ("GET", "/v1/datasets/{id}"),
+    ("GET", "/v1/datasets/{id}/samples/{index}.png"),
     ("POST", "/v1/models/{model}/predict"),
     ("POST", "/v1/sweeps"),
     ("GET", "/v1/sweeps"),
@@ -104,6 +105,7 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         }
         ("GET", "/v1/datasets") => get(datasets::list),
         ("GET", "/v1/datasets/{id}") => get(datasets::get),
+        ("GET", "/v1/datasets/{id}/samples/{index}.png") => get(datasets::sample),
         ("POST", "/v1/models/{model}/predict") => post(predict::predict),
         ("POST", "/v1/sweeps") => post(sweeps::create),
         ("GET", "/v1/sweeps") => get(sweeps::list),
@@ -123,7 +125,7 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
 pub fn router(state: AppState, limits: BodyLimits) -> Router {
     let mut router = Router::new();
     for &(method, path) in ROUTES {
-        router = router.route(path, handler(method, path, limits));
+        router = router.route(&axum_pattern(path), handler(method, path, limits));
     }
     router
         .fallback(route_not_found)
@@ -144,6 +146,13 @@ pub fn router(state: AppState, limits: BodyLimits) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// The router pattern of a `ROUTES` path. axum cannot match a parameter followed by a suffix
+/// in one segment (`{index}.png`), so such a segment is routed as the bare parameter and its
+/// handler checks the suffix.
+fn axum_pattern(path: &str) -> String {
+    path.replace("}.png", "}")
 }
 
 fn json_error(status: StatusCode, code: &'static str, message: String) -> Response {

@@ -1,25 +1,31 @@
-//! The data-set catalog: built-ins, CSV uploads and synthetic data sets, stored as files under
-//! the data folder and summarized in the database.
+//! The data-set catalog: built-ins, CSV and image-archive uploads and synthetic data sets,
+//! stored as files under the data folder and summarized in the database.
 
+mod images;
 mod summary;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+pub use images::ImageUpload;
 pub use summary::{ClassCount, DatasetSummary, SplitCounts};
 
 use crate::domain::DatasetId;
 use crate::error::{Error, Result};
 use crate::store::{DatasetRow, Store};
-use crate::train::dataset::{self, CsvLimits, RegionsParams, Table};
+use crate::train::dataset::{self, CsvLimits, ImageLimits, RegionsParams, ShapesParams, Table};
 
 /// Name of the built-in handwritten digits data set.
 pub const DIGITS: &str = "digits";
 /// Name of the built-in synthetic 2-D regions data set.
 pub const REGIONS: &str = "regions";
+/// Name of the built-in synthetic shapes image data set.
+pub const SHAPES: &str = "shapes";
+/// Images in the built-in `shapes` data set (kept small so the first start stays fast).
+pub const BUILTIN_SHAPES_SAMPLES: usize = 1500;
 
 /// Handle to the catalog; cheap to clone.
 #[derive(Clone)]
@@ -28,6 +34,7 @@ pub struct Catalog {
     dir: PathBuf,
     // Loaded tables, so that a sweep of jobs on one data set reads its files once.
     cache: Arc<Mutex<HashMap<DatasetId, Arc<Table>>>>,
+    image_limits: ImageLimits,
 }
 
 /// A CSV upload: one file, or one per split.
@@ -56,12 +63,32 @@ pub struct SyntheticRequest {
     pub synthetic: SyntheticKind,
 }
 
-/// The synthetic generators.
-#[derive(Clone, Debug, Deserialize)]
+/// The synthetic generators, with their parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SyntheticKind {
     /// Points in the plane labelled by region.
     Regions(RegionsParams),
+    /// RGB images of shapes labelled by shape.
+    Shapes(ShapesParams),
+}
+
+impl SyntheticKind {
+    /// Checks the parameters; errors name the field as `synthetic.<name>`.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            SyntheticKind::Regions(params) => params.validate(),
+            SyntheticKind::Shapes(params) => params.validate(),
+        }
+    }
+
+    /// Generates the table (CPU work: call it off the async executor).
+    pub fn generate(&self) -> Table {
+        match self {
+            SyntheticKind::Regions(params) => dataset::regions(params),
+            SyntheticKind::Shapes(params) => dataset::shapes(params),
+        }
+    }
 }
 
 impl Catalog {
@@ -71,7 +98,14 @@ impl Catalog {
             store,
             dir,
             cache: Arc::default(),
+            image_limits: ImageLimits::default(),
         }
+    }
+
+    /// The same catalog with other limits for image archives.
+    pub fn with_image_limits(mut self, limits: ImageLimits) -> Self {
+        self.image_limits = limits;
+        self
     }
 
     /// Makes sure the built-in data sets exist (first start, or a data folder that lost them).
@@ -84,9 +118,21 @@ impl Catalog {
                 .await?;
         }
         if self.store.find_dataset(REGIONS).await?.is_none() {
-            let params = RegionsParams::default();
-            let table = dataset::regions(&params);
+            let params = SyntheticKind::Regions(RegionsParams::default());
+            let table = params.generate();
             self.add(REGIONS, "builtin", table, Some(params), None)
+                .await?;
+        }
+        if self.store.find_dataset(SHAPES).await?.is_none() {
+            let params = SyntheticKind::Shapes(ShapesParams {
+                samples: BUILTIN_SHAPES_SAMPLES,
+                ..ShapesParams::default()
+            });
+            let generated = params.clone();
+            let table = tokio::task::spawn_blocking(move || generated.generate())
+                .await
+                .map_err(|err| Error::internal("building shapes", err))?;
+            self.add(SHAPES, "builtin", table, Some(params), None)
                 .await?;
         }
         Ok(())
@@ -101,6 +147,7 @@ impl Catalog {
                 "name the column that holds the labels",
             ));
         }
+        self.check_name_free(&upload.name).await?;
         let label = upload.label_column.clone();
         let table = tokio::task::spawn_blocking(move || -> Result<Table> {
             let limits = CsvLimits::default();
@@ -133,14 +180,25 @@ impl Catalog {
     /// Generates and stores a synthetic data set.
     pub async fn add_synthetic(&self, request: SyntheticRequest) -> Result<DatasetRow> {
         validate_name(&request.name)?;
-        let SyntheticKind::Regions(params) = request.synthetic;
+        let params = request.synthetic;
         params.validate()?;
+        self.check_name_free(&request.name).await?;
         let generated = params.clone();
-        let table = tokio::task::spawn_blocking(move || dataset::regions(&generated))
+        let table = tokio::task::spawn_blocking(move || generated.generate())
             .await
             .map_err(|err| Error::internal("generating a data set", err))?;
         self.add(&request.name, "synthetic", table, Some(params), None)
             .await
+    }
+
+    /// A 409 when `name` is taken; checked before expensive parsing (and again on insert).
+    async fn check_name_free(&self, name: &str) -> Result<()> {
+        if self.store.find_dataset(name).await?.is_some() {
+            return Err(Error::conflict(format!(
+                "a data set named '{name}' already exists"
+            )));
+        }
+        Ok(())
     }
 
     async fn add(
@@ -148,26 +206,49 @@ impl Catalog {
         name: &str,
         source: &str,
         table: Table,
-        synthetic: Option<RegionsParams>,
+        synthetic: Option<SyntheticKind>,
         label_column: Option<&str>,
     ) -> Result<DatasetRow> {
-        if self.store.find_dataset(name).await?.is_some() {
-            return Err(Error::conflict(format!(
-                "a data set named '{name}' already exists"
-            )));
-        }
+        self.check_name_free(name).await?;
         let id = DatasetId::new();
         let summary = DatasetSummary::of(&table, synthetic, label_column.map(str::to_string));
         let summary =
             serde_json::to_string(&summary).map_err(|err| Error::internal("summarizing", err))?;
+        // Saving and recording run as their own task: a client that hangs up mid-way cancels
+        // this future, but never leaves files without a row (or a row without files).
+        let catalog = self.clone();
+        let (name, source) = (name.to_owned(), source.to_owned());
+        tokio::spawn(async move {
+            catalog
+                .save_and_record(id, &name, &source, &summary, table)
+                .await
+        })
+        .await
+        .map_err(|err| Error::internal("storing a data set", err))?
+    }
+
+    async fn save_and_record(
+        &self,
+        id: DatasetId,
+        name: &str,
+        source: &str,
+        summary: &str,
+        table: Table,
+    ) -> Result<DatasetRow> {
         let folder = self.dir.join(id.to_string());
         let table = Arc::new(table);
         let to_save = Arc::clone(&table);
         let target = folder.clone();
-        tokio::task::spawn_blocking(move || dataset::save(&to_save, &target))
+        let saved = tokio::task::spawn_blocking(move || dataset::save(&to_save, &target))
             .await
-            .map_err(|err| Error::internal("saving a data set", err))??;
-        match self.store.insert_dataset(id, name, source, &summary).await {
+            .map_err(|err| Error::internal("saving a data set", err))
+            .and_then(|saved| saved);
+        if let Err(err) = saved {
+            // `save` removes its own temporary folder; this catches anything past the rename.
+            let _ = std::fs::remove_dir_all(&folder);
+            return Err(err);
+        }
+        match self.store.insert_dataset(id, name, source, summary).await {
             Ok(row) => {
                 self.cache
                     .lock()

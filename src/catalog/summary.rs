@@ -1,5 +1,6 @@
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
+use super::SyntheticKind;
 use crate::domain::DataSpec;
 use crate::train::dataset::{LabelKind, RegionsParams, Split, SplitPlan, Table, split};
 
@@ -10,7 +11,8 @@ pub struct DatasetSummary {
     pub rows: usize,
     /// Number of input features.
     pub features: usize,
-    /// The feature columns, in order (what a prediction row must contain).
+    /// The feature columns, in order (what a prediction row must contain); empty for image
+    /// data sets, whose rows are their images flattened channel by channel, row by row.
     pub feature_names: Vec<String>,
     /// The label column of an upload.
     pub label_column: Option<String>,
@@ -20,12 +22,35 @@ pub struct DatasetSummary {
     pub classes: Vec<ClassCount>,
     /// When rows are also images: channels, height, width.
     pub image_shape: Option<[usize; 3]>,
+    /// When rows are images: their channels (1 grayscale, 3 RGB).
+    #[serde(default)]
+    pub channels: Option<usize>,
     /// The split the user uploaded, if any; jobs then use it instead of ratios.
     pub fixed_split: Option<SplitCounts>,
     /// Rows per split under a job's default data settings.
     pub default_split: Option<SplitCounts>,
-    /// Generator parameters of a synthetic data set.
-    pub synthetic: Option<RegionsParams>,
+    /// Generator and parameters of a synthetic data set.
+    #[serde(default, deserialize_with = "synthetic_of_any_version")]
+    pub synthetic: Option<SyntheticKind>,
+}
+
+/// Summaries stored before the `shapes` generator existed hold bare regions parameters,
+/// without a `kind`.
+fn synthetic_of_any_version<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SyntheticKind>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Tagged(SyntheticKind),
+        Untagged(RegionsParams),
+    }
+    Ok(
+        Option::<Stored>::deserialize(deserializer)?.map(|stored| match stored {
+            Stored::Tagged(kind) => kind,
+            Stored::Untagged(params) => SyntheticKind::Regions(params),
+        }),
+    )
 }
 
 /// A class label and its number of rows.
@@ -52,7 +77,7 @@ impl DatasetSummary {
     /// Summarizes a table.
     pub fn of(
         table: &Table,
-        synthetic: Option<RegionsParams>,
+        synthetic: Option<SyntheticKind>,
         label_column: Option<String>,
     ) -> Self {
         let counts = table.class_counts();
@@ -75,7 +100,11 @@ impl DatasetSummary {
         DatasetSummary {
             rows: table.n_rows(),
             features: table.n_features(),
-            feature_names: table.feature_names.clone(),
+            feature_names: if table.image_shape.is_some() {
+                Vec::new()
+            } else {
+                table.feature_names.clone()
+            },
             label_column,
             label_kind: table.label_kind,
             classes: counts
@@ -87,9 +116,56 @@ impl DatasetSummary {
                 })
                 .collect(),
             image_shape: table.image_shape,
+            channels: table.image_shape.map(|[c, _, _]| c),
             fixed_split,
             default_split,
             synthetic,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::dataset::{ShapesParams, digits, shapes};
+
+    #[test]
+    fn an_image_table_shows_its_shape_and_channels_but_no_feature_names() {
+        let table = shapes(&ShapesParams {
+            samples: 60,
+            ..ShapesParams::default()
+        });
+        let params = SyntheticKind::Shapes(ShapesParams::default());
+        let summary = DatasetSummary::of(&table, Some(params.clone()), None);
+        assert_eq!(summary.image_shape, Some([3, 32, 32]));
+        assert_eq!(summary.channels, Some(3));
+        assert_eq!(summary.features, 3072);
+        assert!(summary.feature_names.is_empty());
+        assert_eq!(summary.classes.len(), 3);
+        assert_eq!(summary.classes[0].label, serde_json::json!("circle"));
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["synthetic"]["kind"], "shapes");
+        let back: DatasetSummary = serde_json::from_value(json).unwrap();
+        assert_eq!(back.synthetic, Some(params));
+        assert_eq!(DatasetSummary::of(&digits(), None, None).channels, Some(1));
+    }
+
+    #[test]
+    fn summaries_stored_before_shapes_existed_still_read() {
+        let old = r#"{"rows": 2000, "features": 2, "feature_names": ["x", "y"], "label_column": null,
+            "label_kind": "integer", "classes": [], "image_shape": null, "fixed_split": null,
+            "default_split": null, "synthetic": {"classes": 5, "samples": 2000, "seed": 0, "label_noise": 0.0}}"#;
+        let summary: DatasetSummary = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            summary.synthetic,
+            Some(SyntheticKind::Regions(RegionsParams::default()))
+        );
+        assert_eq!(summary.channels, None);
+        let none = old.replace(
+            r#"{"classes": 5, "samples": 2000, "seed": 0, "label_noise": 0.0}"#,
+            "null",
+        );
+        let summary: DatasetSummary = serde_json::from_str(&none).unwrap();
+        assert_eq!(summary.synthetic, None);
     }
 }

@@ -49,7 +49,7 @@ async fn the_built_in_data_sets_are_ready_on_first_start() {
         .map(|d| d["name"].as_str().unwrap())
         .collect();
     assert!(
-        names.contains(&"digits") && names.contains(&"regions"),
+        names.contains(&"digits") && names.contains(&"regions") && names.contains(&"shapes"),
         "{names:?}"
     );
 
@@ -57,6 +57,7 @@ async fn the_built_in_data_sets_are_ready_on_first_start() {
     assert_eq!(digits["rows"], 1797);
     assert_eq!(digits["features"], 64);
     assert_eq!(digits["image_shape"], json!([1, 8, 8]));
+    assert_eq!(digits["channels"], 1);
     let classes = digits["classes"].as_array().unwrap();
     assert_eq!(classes.len(), 10);
     assert!(classes.iter().all(|c| c["count"].as_u64().unwrap() > 170));
@@ -158,13 +159,13 @@ async fn a_broken_csv_is_rejected_with_its_line_and_column_and_leaves_nothing_be
     let (_, list) = app.get("/v1/datasets").await;
     assert_eq!(
         list["datasets"].as_array().unwrap().len(),
-        2,
+        3,
         "only the built-ins: {list}"
     );
     let folders = std::fs::read_dir(app.dir.path().join("datasets"))
         .unwrap()
         .count();
-    assert_eq!(folders, 2, "no files were left by failed uploads");
+    assert_eq!(folders, 3, "no files were left by failed uploads");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

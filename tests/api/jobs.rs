@@ -228,7 +228,8 @@ async fn jobs_can_be_filtered_sorted_and_paged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_stream_reports_epochs_and_ends_with_the_job() {
     let app = TestApp::spawn().await;
-    let id = app.submit(digits_spec(3, 32)).await;
+    // Long enough (a few hundred steps) that the stream opens while the job still runs.
+    let id = app.submit(digits_spec(6, 4)).await;
     let text = tokio::time::timeout(
         Duration::from_secs(60),
         app.client

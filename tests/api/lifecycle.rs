@@ -19,7 +19,7 @@ fn epochs_of(metrics: &Value) -> Vec<i64> {
 async fn a_job_killed_mid_training_resumes_from_its_checkpoint_with_one_row_per_epoch() {
     // Arrange: a job long enough to be killed in the middle.
     let dir = tempfile::tempdir().unwrap();
-    let spec = digits_spec(12, 8);
+    let spec = digits_spec(20, 8);
     let mut server = ServerProcess::start(&data_dir(&dir)).await;
     let id = server.submit(spec.clone()).await;
     server
@@ -48,7 +48,7 @@ async fn a_job_killed_mid_training_resumes_from_its_checkpoint_with_one_row_per_
         "claimed once before the kill and once after"
     );
     let (_, metrics) = server.get(&format!("/v1/jobs/{id}/metrics")).await;
-    assert_eq!(epochs_of(&metrics), (1..=12).collect::<Vec<_>>());
+    assert_eq!(epochs_of(&metrics), (1..=20).collect::<Vec<_>>());
 
     // The resumed run continued the same trajectory as an uninterrupted one: weights, optimizer
     // state, shuffling and dropout all came back from the checkpoint and the seed.

@@ -4,6 +4,7 @@ mod helpers;
 
 mod bad_input;
 mod datasets;
+mod images;
 mod jobs;
 mod lifecycle;
 mod openapi;

@@ -59,7 +59,8 @@ async fn every_operation_in_the_spec_is_wired_to_a_handler() {
     for (method, path) in spec_operations(trainserve::api::OPENAPI_YAML) {
         let concrete = path
             .replace("{id}", "0190aaaa-0000-7000-8000-000000000000")
-            .replace("{model}", "0190aaaa-0000-7000-8000-000000000000");
+            .replace("{model}", "0190aaaa-0000-7000-8000-000000000000")
+            .replace("{index}", "0");
         let method: Method = method.parse().unwrap();
         let response = app
             .client

@@ -116,14 +116,11 @@ pub(crate) fn render(chart: &impl Chart, format: ImageFormat) -> Result<Vec<u8>>
 }
 
 fn encode_png(rgb: &[u8], width: u32, height: u32) -> Result<Vec<u8>> {
+    use image::ImageEncoder;
     let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, width, height);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let failed = |err: png::EncodingError| Error::Internal(format!("encoding a PNG: {err}"));
-    let mut writer = encoder.write_header().map_err(failed)?;
-    writer.write_image_data(rgb).map_err(failed)?;
-    writer.finish().map_err(failed)?;
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(rgb, width, height, image::ExtendedColorType::Rgb8)
+        .map_err(|err| Error::internal("encoding a chart PNG", err))?;
     Ok(out)
 }
 

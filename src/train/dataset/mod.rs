@@ -1,14 +1,18 @@
-//! Labelled tables of numeric features: parsing uploads, built-in and synthetic data sets,
-//! splitting, standardisation and on-disk storage.
+//! Labelled tables of numeric features: parsing uploads (CSV files and image archives),
+//! built-in and synthetic data sets, splitting, standardisation and on-disk storage.
 
 pub mod builtin;
 pub mod csv;
+pub mod images;
+pub mod shapes;
 pub mod split;
 pub mod storage;
 pub mod synthetic;
 
 pub use self::builtin::digits;
 pub use self::csv::{CsvLimits, parse_csv, parse_split_csvs};
+pub use self::images::{ImageLimits, ImageOptions, parse_image_archive, sample_png};
+pub use self::shapes::{ShapesParams, shapes};
 pub use self::split::{SplitIndices, SplitPlan, Standardizer, split};
 pub use self::storage::{load, save};
 pub use self::synthetic::{RegionsParams, regions};

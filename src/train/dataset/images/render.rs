@@ -1,0 +1,93 @@
+//! Drawing one row of an image table as a PNG, for people to look at.
+
+use image::codecs::png::PngEncoder;
+use image::{ExtendedColorType, ImageEncoder};
+
+use crate::error::{Error, Result};
+use crate::train::dataset::Table;
+
+/// Sample PNGs are scaled up (nearest neighbour) until their shorter side is at least this.
+pub const MIN_SAMPLE_SIDE: usize = 64;
+/// ... but never past this longer side.
+const MAX_SAMPLE_SIDE: usize = 4096;
+
+/// Row `index` of an image table as a PNG: grayscale for 1 channel, RGB for 3, scaled up by a
+/// whole factor so the shorter side is at least [`MIN_SAMPLE_SIDE`] pixels. Values in [0, 1]
+/// map to 0..255; a row with values outside [0, 1] (such as `digits`, 0 to 16) is stretched
+/// from its own minimum to its maximum.
+///
+/// Errors: [`Error::NotFound`] for an index past the last row; [`Error::Invalid`] on field `id`
+/// for a table that has no images, or images of other than 1 or 3 channels.
+pub fn sample_png(table: &Table, name: &str, index: usize) -> Result<Vec<u8>> {
+    let Some([channels, height, width]) = table.image_shape else {
+        return Err(Error::invalid(
+            "id",
+            format!("data set '{name}' has no images; its rows are plain feature vectors"),
+        ));
+    };
+    let color = match channels {
+        1 => ExtendedColorType::L8,
+        3 => ExtendedColorType::Rgb8,
+        _ => {
+            return Err(Error::invalid(
+                "id",
+                format!(
+                    "data set '{name}' has {channels}-channel images; only 1 or 3 can be drawn"
+                ),
+            ));
+        }
+    };
+    let pixels = height * width;
+    if index >= table.n_rows() || channels * pixels != table.n_features() || pixels == 0 {
+        return Err(Error::NotFound {
+            what: "sample",
+            id: format!(
+                "{index} of data set '{name}' (it has rows 0 to {})",
+                table.n_rows().saturating_sub(1)
+            ),
+        });
+    }
+    let row = table.row(index);
+    let to_byte = byte_scale(row);
+    let scale = (MIN_SAMPLE_SIDE.div_ceil(height.min(width)))
+        .min(MAX_SAMPLE_SIDE / height.max(width))
+        .max(1);
+    let (out_h, out_w) = (height * scale, width * scale);
+    let mut bytes = Vec::with_capacity(out_h * out_w * channels);
+    for y in 0..out_h {
+        for x in 0..out_w {
+            let pixel = (y / scale) * width + x / scale;
+            for c in 0..channels {
+                bytes.push(to_byte(row[c * pixels + pixel]));
+            }
+        }
+    }
+    let mut png = Vec::new();
+    let (w, h) = (u32::try_from(out_w), u32::try_from(out_h));
+    let (Ok(w), Ok(h)) = (w, h) else {
+        return Err(Error::Internal(format!(
+            "a sample of {out_w}x{out_h} pixels"
+        )));
+    };
+    PngEncoder::new(&mut png)
+        .write_image(&bytes, w, h, color)
+        .map_err(|err| Error::internal("encoding a sample PNG", err))?;
+    Ok(png)
+}
+
+/// Maps a row's values to bytes: [0, 1] as is, anything else by the row's own range.
+fn byte_scale(row: &[f32]) -> impl Fn(f32) -> u8 {
+    let (min, max) = row
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let (offset, span) = if min >= 0.0 && max <= 1.0 {
+        (0.0, 1.0)
+    } else if max > min {
+        (min, max - min)
+    } else {
+        (min, 1.0)
+    };
+    move |v: f32| (((v - offset) / span).clamp(0.0, 1.0) * 255.0).round() as u8
+}
