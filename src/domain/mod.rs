@@ -8,6 +8,8 @@ mod status;
 pub use ids::{DatasetId, JobId};
 pub use json::parse_json;
 pub use spec::{
-    Activation, CheckpointSpec, DataSpec, JobSpec, MlpSpec, ModelSpec, OptimizerSpec, TrainingSpec,
+    Activation, CheckpointSpec, DataSpec, EarlyStoppingSpec, GradClipSpec, InitSpec, JobSpec,
+    MAX_PARAMETERS, Metric, MetricMode, MlpSpec, ModelSpec, OptimizerSpec, ScheduleSpec,
+    TrainingSpec, Warmup,
 };
 pub use status::JobStatus;
