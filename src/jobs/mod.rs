@@ -78,7 +78,8 @@ impl Jobs {
         }
     }
 
-    /// Validates a spec, fills in what it leaves open (data set id, seed) and queues it.
+    /// Validates a spec, fills in what it leaves open (data set id, seed, defaults that depend
+    /// on other fields) and queues it.
     pub async fn submit(&self, mut spec: JobSpec) -> Result<JobRow> {
         if *self.inner.stopping.borrow() {
             return Err(Error::Unavailable {
@@ -101,6 +102,7 @@ impl Jobs {
                 )
             })?;
         spec.name = Some(spec.display_name());
+        spec.fill_defaults();
         if spec.training.seed.is_none() {
             spec.training.seed = Some(rand::random::<u32>() as u64);
         }

@@ -5,6 +5,8 @@ mod checkpoints;
 mod datasets;
 mod epochs;
 mod jobs;
+mod layers;
+mod steps;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -15,8 +17,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use checkpoints::CheckpointRow;
 pub use datasets::DatasetRow;
-pub use epochs::EpochRow;
+pub use epochs::{EpochCommit, EpochRow};
 pub use jobs::{CancelOutcome, Claim, JobFilter, JobRow, JobSort, NewJob, RecoveryReport};
+pub use layers::LayerGradRow;
+pub use steps::StepBatch;
 
 use crate::error::{Error, Result};
 
