@@ -15,10 +15,10 @@ pub struct StepPoint {
     pub count: usize,
     /// Mean loss of the bucket's steps.
     pub mean: f64,
-    /// Lowest loss in the bucket.
-    pub min: f32,
+    /// Lowest loss in the bucket (the stored f32, widened exactly).
+    pub min: f64,
     /// Highest loss in the bucket.
-    pub max: f32,
+    pub max: f64,
 }
 
 /// Groups `(step, loss)` pairs (in step order) into at most `max_points` buckets of
@@ -40,8 +40,8 @@ pub fn downsample(steps: &[(i64, f32)], max_points: usize) -> (Vec<StepPoint>, u
                 last_step: chunk[chunk.len() - 1].0,
                 count: chunk.len(),
                 mean: sum / chunk.len() as f64,
-                min,
-                max,
+                min: f64::from(min),
+                max: f64::from(max),
             }
         })
         .collect();
@@ -86,7 +86,7 @@ mod tests {
         assert_eq!(bucket, 4);
         assert_eq!(points.len(), 3);
         assert_eq!((points[1].first_step, points[1].last_step), (5, 8));
-        assert_eq!((points[1].min, points[1].max), (0.1, 9.0));
+        assert_eq!((points[1].min, points[1].max), (f64::from(0.1f32), 9.0));
         assert!((points[1].mean - 11.1 / 4.0).abs() < 1e-6);
         assert_eq!(
             (points[2].first_step, points[2].last_step, points[2].count),
@@ -112,8 +112,8 @@ mod tests {
             for p in &points {
                 let inside: Vec<f32> = steps.iter().filter(|(s, _)| *s >= p.first_step && *s <= p.last_step).map(|(_, l)| *l).collect();
                 proptest::prop_assert_eq!(inside.len(), p.count);
-                proptest::prop_assert_eq!(inside.iter().cloned().fold(f32::INFINITY, f32::min), p.min);
-                proptest::prop_assert_eq!(inside.iter().cloned().fold(f32::NEG_INFINITY, f32::max), p.max);
+                proptest::prop_assert_eq!(f64::from(inside.iter().cloned().fold(f32::INFINITY, f32::min)), p.min);
+                proptest::prop_assert_eq!(f64::from(inside.iter().cloned().fold(f32::NEG_INFINITY, f32::max)), p.max);
             }
         }
     }

@@ -17,16 +17,28 @@ use crate::error::Error;
 const DEFAULT_MAX_POINTS: usize = 1000;
 const MAX_MAX_POINTS: usize = 100_000;
 
-/// Query of `GET /v1/jobs/{id}/steps`.
+/// Query of `GET /v1/jobs/{id}/steps`; numbers are parsed here so that a malformed one is a
+/// 422 naming its parameter.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepsQuery {
     /// First step (global, 1-based), default 1.
-    from_step: Option<i64>,
+    from_step: Option<String>,
     /// Last step, default the last recorded.
-    to_step: Option<i64>,
+    to_step: Option<String>,
     /// Most points to return, 1 to 100000 (default 1000).
-    max_points: Option<usize>,
+    max_points: Option<String>,
+}
+
+/// An optional integer query parameter, or a 422 naming it.
+fn integer(field: &str, value: Option<&str>) -> Result<Option<i64>, Error> {
+    value
+        .map(|v| {
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| Error::invalid(field, format!("'{v}' is not an integer")))
+        })
+        .transpose()
 }
 
 /// The step losses of a job.
@@ -49,11 +61,11 @@ pub async fn steps(
     Path(id): Path<String>,
     QueryParams(query): QueryParams<StepsQuery>,
 ) -> ApiResult<Json<StepsView>> {
-    let from_step = query.from_step.unwrap_or(1);
+    let from_step = integer("from_step", query.from_step.as_deref())?.unwrap_or(1);
     if from_step < 1 {
         return Err(Error::invalid("from_step", format!("{from_step}; valid: 1 or more")).into());
     }
-    let to_step = query.to_step.unwrap_or(i64::MAX);
+    let to_step = integer("to_step", query.to_step.as_deref())?.unwrap_or(i64::MAX);
     if to_step < from_step {
         return Err(Error::invalid(
             "to_step",
@@ -61,14 +73,16 @@ pub async fn steps(
         )
         .into());
     }
-    let max_points = query.max_points.unwrap_or(DEFAULT_MAX_POINTS);
-    if !(1..=MAX_MAX_POINTS).contains(&max_points) {
+    let max_points =
+        integer("max_points", query.max_points.as_deref())?.unwrap_or(DEFAULT_MAX_POINTS as i64);
+    if !(1..=MAX_MAX_POINTS as i64).contains(&max_points) {
         return Err(Error::invalid(
             "max_points",
             format!("{max_points}; valid: 1 to {MAX_MAX_POINTS}"),
         )
         .into());
     }
+    let max_points = max_points as usize;
     let row = state.jobs.get(job_id(&id)?).await?;
     let total_steps = state.store.count_steps(row.id).await?;
     let to_step = to_step.min(total_steps.max(from_step));

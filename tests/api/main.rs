@@ -5,6 +5,8 @@ mod helpers;
 mod bad_input;
 mod datasets;
 mod jobs;
+mod knobs;
 mod lifecycle;
+mod measurements;
 mod openapi;
 mod predict;
