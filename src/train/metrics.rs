@@ -60,8 +60,13 @@ pub struct LayerStats {
     pub weight_norm: f64,
 }
 
-/// Evaluation forward passes take this many rows at a time.
-const EVAL_BATCH: usize = 4096;
+/// Evaluation forward passes keep each activation below this many elements where that still
+/// leaves batches of `MIN_EVAL_ROWS`: candle runs larger element-wise operations on its barrier
+/// pool, whose spinning workers cost more than they save for small layers (measured: evaluating
+/// the whole digits training split in one batch slowed `trainserve bench` by about a fifth on
+/// 2 cores; in batches of 1023 rows, by a few percent).
+const EVAL_ELEMENTS: usize = 64 * 1024 - 1;
+const MIN_EVAL_ROWS: usize = 256;
 
 /// How many predictions of a batch are right.
 pub fn count_correct(logits: &Tensor, y: &Tensor) -> candle_core::Result<f64> {
@@ -78,9 +83,10 @@ pub fn count_correct(logits: &Tensor, y: &Tensor) -> candle_core::Result<f64> {
 /// Mean loss and accuracy of the model on a split, in evaluation mode.
 pub fn evaluate(model: &Mlp, split: &SplitTensors) -> Result<(f64, f64)> {
     let (mut loss_sum, mut correct) = (0f64, 0f64);
+    let rows = (EVAL_ELEMENTS / model.widest().max(1)).max(MIN_EVAL_ROWS);
     let mut start = 0;
     while start < split.len {
-        let len = EVAL_BATCH.min(split.len - start);
+        let len = rows.min(split.len - start);
         let x = split.x.narrow(0, start, len)?;
         let y = split.y.narrow(0, start, len)?;
         let logits = model.forward(&x, &mut Mode::Eval)?;

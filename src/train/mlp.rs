@@ -254,6 +254,17 @@ impl Mlp {
         self.hidden.len()
     }
 
+    /// The most values per row any layer takes or gives (inputs, width or classes).
+    pub fn widest(&self) -> usize {
+        let (outputs, inputs) = self.output.weight.as_tensor().dims2().unwrap_or((0, 0));
+        let first_inputs = self
+            .hidden
+            .first()
+            .and_then(|h| h.dense.weight.as_tensor().dims2().ok())
+            .map_or(0, |(_, i)| i);
+        outputs.max(inputs).max(first_inputs)
+    }
+
     /// Every tensor that defines the network (parameters and running statistics).
     fn state_vars(&self) -> Vec<(String, Var)> {
         let mut vars = self.trainable();
