@@ -154,14 +154,14 @@ pub async fn gradients(
     Path(id): Path<String>,
     QueryParams(query): QueryParams<GradientsQuery>,
 ) -> ApiResult<Json<GradientsView>> {
-    if let Some(layer) = &query.layer {
-        if layer.is_empty() || layer.len() > 200 {
-            return Err(Error::invalid(
-                "layer",
-                "a tensor name or its prefix up to a dot, 1 to 200 characters, e.g. hidden.3",
-            )
-            .into());
-        }
+    if let Some(layer) = &query.layer
+        && (layer.is_empty() || layer.len() > 200)
+    {
+        return Err(Error::invalid(
+            "layer",
+            "a tensor name or its prefix up to a dot, 1 to 200 characters, e.g. hidden.3",
+        )
+        .into());
     }
     let row = state.jobs.get(job_id(&id)?).await?;
     let rows = state

@@ -32,7 +32,7 @@ impl StepBlob {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        if losses.len() as i64 != self.steps || self.losses.len() % 4 != 0 {
+        if losses.len() as i64 != self.steps || !self.losses.len().is_multiple_of(4) {
             return Err(Error::Internal(format!(
                 "step losses of epoch {} are corrupt: {} bytes for {} steps",
                 self.epoch,
