@@ -1,6 +1,7 @@
 //! trainserve: an HTTP service that trains MLPs on a user's data and serves their predictions.
 //!
-//! Dependencies point one way: `api → {jobs, predict, catalog, analysis} → {store, train} → domain`.
+//! Dependencies point one way: `api → {jobs, predict, catalog, analysis} → {store, train} →
+//! domain`.
 
 pub mod analysis;
 pub mod api;

@@ -1,7 +1,7 @@
 use serde::Serialize;
 
 use super::{best_epoch, metric_value};
-use crate::domain::{Goal, JobId, Metric};
+use crate::domain::{Goal, JobId, RankMetric};
 use crate::store::EpochRow;
 
 /// Epochs the validation loss must keep rising (while training loss falls) to call overfitting.
@@ -91,7 +91,7 @@ pub struct CurvePoint {
 #[derive(Clone, Debug, Serialize)]
 pub struct Comparison {
     /// The metric ranked by.
-    pub metric: Metric,
+    pub metric: RankMetric,
     /// Whether higher or lower is better.
     pub goal: Goal,
     /// The jobs, best first (jobs without epochs last).
@@ -104,7 +104,7 @@ pub fn compare_job(
     name: &str,
     status: &str,
     epochs: &[EpochRow],
-    metric: Metric,
+    metric: RankMetric,
     goal: Goal,
     max_points: usize,
 ) -> JobSummary {
@@ -154,7 +154,7 @@ pub fn overfitting_onset(epochs: &[EpochRow]) -> Option<i64> {
     (rises && trend_up && train_falls).then_some(min.epoch)
 }
 
-fn speed(epochs: &[EpochRow], metric: Metric, goal: Goal, best: Option<f64>) -> SpeedSummary {
+fn speed(epochs: &[EpochRow], metric: RankMetric, goal: Goal, best: Option<f64>) -> SpeedSummary {
     if epochs.is_empty() {
         return SpeedSummary::default();
     }
@@ -254,7 +254,7 @@ mod tests {
             "j",
             "succeeded",
             &epochs,
-            Metric::ValAcc,
+            RankMetric::ValAcc,
             Goal::Max,
             100,
         );
@@ -277,7 +277,7 @@ mod tests {
             "j",
             "succeeded",
             &epochs,
-            Metric::ValAcc,
+            RankMetric::ValAcc,
             Goal::Max,
             50,
         );

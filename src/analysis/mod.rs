@@ -4,6 +4,7 @@
 
 mod compare;
 mod diagnosis;
+mod downsample;
 pub mod plot;
 mod sweep;
 
@@ -11,22 +12,23 @@ pub use compare::{
     Comparison, CurvePoint, GapSummary, JobSummary, SpeedSummary, compare_job, overfitting_onset,
 };
 pub use diagnosis::{Finding, RunFacts, diagnose};
+pub use downsample::{StepPoint, downsample};
 pub use sweep::{
     AxisEffect, AxisValueEffect, HeatmapGrid, SweepSummary, TrialResult, summarize_sweep,
 };
 
-use crate::domain::{Goal, Metric};
+use crate::domain::{Goal, RankMetric};
 use crate::store::EpochRow;
 
 /// The value of a metric in an epoch (test metrics are absent without a test split).
-pub fn metric_value(epoch: &EpochRow, metric: Metric) -> Option<f64> {
+pub fn metric_value(epoch: &EpochRow, metric: RankMetric) -> Option<f64> {
     match metric {
-        Metric::ValAcc => Some(epoch.val_acc),
-        Metric::ValLoss => Some(epoch.val_loss),
-        Metric::TestAcc => epoch.test_acc,
-        Metric::TestLoss => epoch.test_loss,
-        Metric::TrainAcc => Some(epoch.train_acc),
-        Metric::TrainLoss => Some(epoch.train_loss),
+        RankMetric::ValAcc => Some(epoch.val_acc),
+        RankMetric::ValLoss => Some(epoch.val_loss),
+        RankMetric::TestAcc => epoch.test_acc,
+        RankMetric::TestLoss => epoch.test_loss,
+        RankMetric::TrainAcc => Some(epoch.train_acc),
+        RankMetric::TrainLoss => Some(epoch.train_loss),
     }
 }
 
@@ -39,7 +41,7 @@ pub fn better(a: f64, b: f64, goal: Goal) -> bool {
 }
 
 /// The epoch with the best value of the metric (the earliest among ties).
-pub fn best_epoch(epochs: &[EpochRow], metric: Metric, goal: Goal) -> Option<&EpochRow> {
+pub fn best_epoch(epochs: &[EpochRow], metric: RankMetric, goal: Goal) -> Option<&EpochRow> {
     epochs
         .iter()
         .filter(|e| metric_value(e, metric).is_some_and(f64::is_finite))
@@ -79,6 +81,9 @@ pub(crate) fn epoch(n: i64, train_loss: f64, val_loss: f64, val_acc: f64) -> Epo
         test_acc: Some(val_acc - 0.01),
         lr: 0.001,
         steps: 10,
+        train_eval_loss: Some(train_loss),
+        train_eval_acc: Some(1.0 - train_loss / 3.0),
+        step_loss_cv: Some(0.1),
         epoch_seconds: 0.5,
         samples_per_sec: 1000.0,
     }

@@ -4,7 +4,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{better, mean_std};
-use crate::domain::{Goal, JobId, Metric};
+use crate::domain::{Goal, JobId, RankMetric};
 
 /// One trial's outcome.
 #[derive(Clone, Debug, Serialize)]
@@ -72,7 +72,7 @@ pub struct HeatmapGrid {
 #[derive(Clone, Debug, Serialize)]
 pub struct SweepSummary {
     /// The metric.
-    pub metric: Metric,
+    pub metric: RankMetric,
     /// Its goal.
     pub goal: Goal,
     /// Trials per job status.
@@ -103,7 +103,7 @@ fn values_in_order(trials: &[TrialResult], path: &str) -> Vec<Value> {
 
 /// Summarizes a sweep: best and worst trial, per-axis effects and, for two axes, a grid.
 pub fn summarize_sweep(
-    metric: Metric,
+    metric: RankMetric,
     goal: Goal,
     axes: &[String],
     trials: Vec<TrialResult>,
@@ -244,7 +244,7 @@ mod tests {
             trial(3, 0.01, 2, Some(0.7)),
         ];
         let s = summarize_sweep(
-            Metric::ValAcc,
+            RankMetric::ValAcc,
             Goal::Max,
             &["lr".into(), "depth".into()],
             trials,

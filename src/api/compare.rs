@@ -8,7 +8,7 @@ use super::error::ApiResult;
 use super::extract::QueryParams;
 use super::jobs::job_id;
 use crate::analysis::{self, Comparison};
-use crate::domain::{Goal, Metric};
+use crate::domain::{Goal, RankMetric};
 use crate::error::{Error, Result};
 
 /// Most jobs one comparison may include.
@@ -39,7 +39,7 @@ pub async fn compare(
 /// Loads, judges and ranks the jobs a compare query names; shared by the JSON comparison and
 /// its plot, so both read and validate the query the same way.
 pub(super) async fn load(state: &AppState, query: &CompareQuery) -> Result<Comparison> {
-    let metric: Metric = query
+    let metric: RankMetric = query
         .metric
         .as_deref()
         .unwrap_or("val_acc")

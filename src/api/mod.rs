@@ -7,6 +7,7 @@ pub mod error;
 mod extract;
 mod health;
 mod jobs;
+mod measurements;
 mod plots;
 mod predict;
 mod sweeps;
@@ -63,6 +64,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/jobs/{id}"),
     ("POST", "/v1/jobs/{id}/cancel"),
     ("GET", "/v1/jobs/{id}/metrics"),
+    ("GET", "/v1/jobs/{id}/steps"),
+    ("GET", "/v1/jobs/{id}/gradients"),
     ("GET", "/v1/jobs/{id}/checkpoints"),
     ("GET", "/v1/jobs/{id}/events"),
     ("GET", "/v1/jobs/{id}/diagnosis"),
@@ -95,6 +98,8 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("GET", "/v1/jobs/{id}") => get(jobs::get),
         ("POST", "/v1/jobs/{id}/cancel") => post(jobs::cancel),
         ("GET", "/v1/jobs/{id}/metrics") => get(jobs::metrics),
+        ("GET", "/v1/jobs/{id}/steps") => get(measurements::steps),
+        ("GET", "/v1/jobs/{id}/gradients") => get(measurements::gradients),
         ("GET", "/v1/jobs/{id}/checkpoints") => get(jobs::checkpoints),
         ("GET", "/v1/jobs/{id}/events") => get(jobs::events),
         ("GET", "/v1/jobs/{id}/diagnosis") => get(diagnosis::diagnosis),

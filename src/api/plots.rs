@@ -53,7 +53,8 @@ async fn curves(
     query: CurvesQuery,
     format: ImageFormat,
 ) -> ApiResult<Response> {
-    let metric = parse_metric(query.metric.as_deref())?.unwrap_or(crate::domain::Metric::ValAcc);
+    let metric =
+        parse_metric(query.metric.as_deref())?.unwrap_or(crate::domain::RankMetric::ValAcc);
     let row = state.jobs.get(job_id(&id)?).await?;
     let epochs = state.store.list_epochs(row.id).await?;
     let summary = analysis::compare_job(

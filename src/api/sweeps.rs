@@ -13,7 +13,7 @@ use super::AppState;
 use super::error::ApiResult;
 use super::extract::{JsonBody, QueryParams};
 use crate::analysis::{self, SweepSummary, TrialResult};
-use crate::domain::{Metric, SweepId, SweepSpec};
+use crate::domain::{RankMetric, SweepId, SweepSpec};
 use crate::error::{Error, Result};
 use crate::store::SweepRow;
 
@@ -80,7 +80,7 @@ pub struct SweepView {
     summary: SweepSummary,
 }
 
-async fn view(state: &AppState, row: SweepRow, metric: Option<Metric>) -> Result<SweepView> {
+async fn view(state: &AppState, row: SweepRow, metric: Option<RankMetric>) -> Result<SweepView> {
     let spec: SweepSpec =
         serde_json::from_str(&row.spec).map_err(|err| Error::internal("reading a sweep", err))?;
     let summary = summarize(state, &row, &spec, metric).await?;
@@ -109,7 +109,7 @@ pub(super) async fn summarize(
     state: &AppState,
     row: &SweepRow,
     spec: &SweepSpec,
-    metric: Option<Metric>,
+    metric: Option<RankMetric>,
 ) -> Result<SweepSummary> {
     let metric = metric.unwrap_or(spec.metric);
     let goal = if metric == spec.metric {
@@ -140,9 +140,9 @@ pub(super) async fn summarize(
 }
 
 /// The optional `metric` query parameter: a 422 naming it when unknown.
-pub(super) fn parse_metric(raw: Option<&str>) -> Result<Option<Metric>> {
+pub(super) fn parse_metric(raw: Option<&str>) -> Result<Option<RankMetric>> {
     raw.map(|m| {
-        m.parse::<Metric>()
+        m.parse::<RankMetric>()
             .map_err(|msg| Error::invalid("metric", msg))
     })
     .transpose()

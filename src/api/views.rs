@@ -23,11 +23,21 @@ pub struct JobView {
     pub progress: ProgressView,
     pub latest: Option<EpochRow>,
     pub best: Option<EpochRow>,
+    pub stopped_early: Option<EarlyStopView>,
     pub failure: Option<String>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub updated_at: String,
+}
+
+/// Where and why early stopping ended a job.
+#[derive(Serialize)]
+pub struct EarlyStopView {
+    /// The last epoch trained.
+    pub epoch: i64,
+    /// Why it stopped.
+    pub reason: String,
 }
 
 /// How far a job has come.
@@ -95,6 +105,10 @@ impl JobView {
             },
             latest: extras.latest,
             best: extras.best,
+            stopped_early: row.stopped_early_epoch.map(|epoch| EarlyStopView {
+                epoch,
+                reason: row.stop_reason.clone().unwrap_or_default(),
+            }),
             failure: row.failure,
             created_at: row.created_at,
             started_at: row.started_at,

@@ -12,12 +12,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         let inner = err.into_inner();
         match inner.classify() {
             Category::Data => {
+                let message = strip_position(&inner.to_string());
                 let field = if path == "." {
                     "body".to_string()
                 } else {
                     path
                 };
-                Error::invalid(field, strip_position(&inner.to_string()))
+                Error::invalid(with_unknown_field(field, &message), message)
             }
             Category::Syntax | Category::Eof | Category::Io => {
                 Error::bad_request(format!("malformed JSON: {inner}"))
@@ -28,6 +29,25 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         .end()
         .map_err(|err| Error::bad_request(format!("malformed JSON: {err}")))?;
     Ok(value)
+}
+
+/// Inside internally tagged enums (`{"kind": ...}`) serde reports an unknown field at the
+/// enum's path; this appends the field's name, so `training.schedule` becomes
+/// `training.schedule.gamma`.
+fn with_unknown_field(path: String, message: &str) -> String {
+    let Some(name) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    else {
+        return path;
+    };
+    if path == "body" {
+        name.to_string()
+    } else if path.rsplit('.').next() == Some(name) {
+        path
+    } else {
+        format!("{path}.{name}")
+    }
 }
 
 // serde_json appends " at line 1 column 57" to data errors; the field path says more.

@@ -9,7 +9,9 @@ mod sweep;
 pub use ids::{DatasetId, JobId, SweepId};
 pub use json::parse_json;
 pub use spec::{
-    Activation, CheckpointSpec, DataSpec, JobSpec, MlpSpec, ModelSpec, OptimizerSpec, TrainingSpec,
+    Activation, CheckpointSpec, DataSpec, EarlyStoppingSpec, GradClipSpec, InitSpec, JobSpec,
+    MAX_PARAMETERS, Metric, MetricMode, MlpSpec, ModelSpec, OptimizerSpec, ScheduleSpec,
+    TrainingSpec, Warmup,
 };
 pub use status::JobStatus;
-pub use sweep::{Axis, Distribution, Goal, Metric, Search, SweepSpec, Trial};
+pub use sweep::{Axis, Distribution, Goal, RankMetric, Search, SweepSpec, Trial};

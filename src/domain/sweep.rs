@@ -36,7 +36,7 @@ pub struct SweepSpec {
     pub max_concurrent: u32,
     /// The metric trials are ranked by, at their best epoch.
     #[serde(default = "default_metric")]
-    pub metric: Metric,
+    pub metric: RankMetric,
     /// Whether a higher or lower metric is better; follows the metric by default.
     #[serde(default)]
     pub goal: Option<Goal>,
@@ -51,8 +51,8 @@ fn one() -> u32 {
 fn default_concurrency() -> u32 {
     2
 }
-fn default_metric() -> Metric {
-    Metric::ValAcc
+fn default_metric() -> RankMetric {
+    RankMetric::ValAcc
 }
 
 /// What to try along one axis.
@@ -99,7 +99,7 @@ pub enum Search {
 /// A per-epoch metric a sweep or comparison ranks by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Metric {
+pub enum RankMetric {
     /// Validation accuracy.
     ValAcc,
     /// Validation loss.
@@ -114,11 +114,11 @@ pub enum Metric {
     TrainLoss,
 }
 
-impl Metric {
+impl RankMetric {
     /// The better direction of this metric.
     pub fn natural_goal(self) -> Goal {
         match self {
-            Metric::ValAcc | Metric::TestAcc | Metric::TrainAcc => Goal::Max,
+            RankMetric::ValAcc | RankMetric::TestAcc | RankMetric::TrainAcc => Goal::Max,
             _ => Goal::Min,
         }
     }
@@ -126,17 +126,17 @@ impl Metric {
     /// Its name in the API.
     pub fn as_str(self) -> &'static str {
         match self {
-            Metric::ValAcc => "val_acc",
-            Metric::ValLoss => "val_loss",
-            Metric::TestAcc => "test_acc",
-            Metric::TestLoss => "test_loss",
-            Metric::TrainAcc => "train_acc",
-            Metric::TrainLoss => "train_loss",
+            RankMetric::ValAcc => "val_acc",
+            RankMetric::ValLoss => "val_loss",
+            RankMetric::TestAcc => "test_acc",
+            RankMetric::TestLoss => "test_loss",
+            RankMetric::TrainAcc => "train_acc",
+            RankMetric::TrainLoss => "train_loss",
         }
     }
 }
 
-impl std::str::FromStr for Metric {
+impl std::str::FromStr for RankMetric {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         serde_json::from_value(Value::String(s.to_string())).map_err(|_| {

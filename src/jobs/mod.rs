@@ -118,6 +118,7 @@ impl Jobs {
                 )
             })?;
         spec.name = Some(spec.display_name());
+        spec.fill_defaults();
         if spec.training.seed.is_none() {
             spec.training.seed = Some(rand::random::<u32>() as u64);
         }

@@ -7,10 +7,10 @@ use tracing::Instrument;
 use super::{JobEvent, Jobs, now_ms, retention};
 use crate::domain::{JobId, JobSpec, JobStatus};
 use crate::error::{Error, Result};
-use crate::store::{CheckpointRow, Claim, EpochRow};
+use crate::store::{CheckpointRow, Claim, EpochCommit, EpochRow, LayerGradRow, StepBatch};
 use crate::train::checkpoint::{self, CheckpointData};
 use crate::train::{
-    EpochMetrics, EpochReport, FitOutcome, InterruptReason, TrainError, fit, prepare,
+    EpochMetrics, EpochReport, FitOutcome, InterruptReason, LayerStats, TrainError, fit, prepare,
 };
 
 /// How a claimed job ends on this worker.
@@ -69,7 +69,8 @@ impl Jobs {
                 return Ok(Ending::LeaseLost);
             }
         }
-        if job.epochs_done >= job.epochs_total {
+        // An early stop is committed with its epoch, so a restart after it does not train on.
+        if job.epochs_done >= job.epochs_total || job.stopped_early_epoch.is_some() {
             return Ok(Ending::Succeeded);
         }
         let resume = self.resume_point(job.id, job.epochs_done).await?;
@@ -186,8 +187,9 @@ impl Jobs {
         Ok(Some((epochs_done as u32, saved)))
     }
 
-    /// Writes an epoch's checkpoint file, then commits its metrics and checkpoint row in one
-    /// transaction, then applies retention. False when the claim was lost.
+    /// Writes an epoch's checkpoint file, then commits its metrics, step losses, layer norms,
+    /// checkpoint row and any early stop in one transaction, then applies retention. False
+    /// when the claim was lost.
     async fn persist(&self, id: JobId, lease_epoch: i64, report: EpochReport) -> Result<bool> {
         let metrics = epoch_row(&report.metrics);
         let relative = format!("checkpoints/{id}/{:06}.safetensors", metrics.epoch);
@@ -206,10 +208,23 @@ impl Jobs {
             val_acc: metrics.val_acc,
             val_loss: metrics.val_loss,
         };
+        let steps = StepBatch {
+            epoch: metrics.epoch,
+            first_step: report.first_step as i64,
+            losses: report.step_losses,
+        };
+        let layers = layer_rows(metrics.epoch, &report.layers);
+        let commit = EpochCommit {
+            epoch: &metrics,
+            checkpoint: &row,
+            steps: &steps,
+            layers: &layers,
+            stopped_early: report.stopped_early.as_deref(),
+        };
         if !self
             .inner
             .store
-            .commit_epoch(id, lease_epoch, &metrics, &row)
+            .commit_epoch(id, lease_epoch, &commit)
             .await?
         {
             return Ok(false);
@@ -288,13 +303,34 @@ fn epoch_row(metrics: &EpochMetrics) -> EpochRow {
         epoch: i64::from(metrics.epoch),
         train_loss: metrics.train_loss,
         train_acc: metrics.train_acc,
+        train_eval_loss: Some(metrics.train_eval_loss),
+        train_eval_acc: Some(metrics.train_eval_acc),
         val_loss: metrics.val_loss,
         val_acc: metrics.val_acc,
         test_loss: metrics.test_loss,
         test_acc: metrics.test_acc,
         lr: metrics.lr,
         steps: metrics.steps as i64,
+        step_loss_cv: Some(metrics.step_loss_cv),
         epoch_seconds: metrics.epoch_seconds,
         samples_per_sec: metrics.samples_per_sec,
     }
+}
+
+fn layer_rows(epoch: i64, layers: &[LayerStats]) -> Vec<LayerGradRow> {
+    layers
+        .iter()
+        .enumerate()
+        .map(|(position, l)| LayerGradRow {
+            position: position as i64,
+            epoch,
+            tensor: l.name.clone(),
+            layer: l.layer.clone(),
+            layer_index: l.index as i64,
+            role: l.role.clone(),
+            grad_norm_mean: Some(l.grad_norm_mean),
+            grad_norm_max: Some(l.grad_norm_max),
+            weight_norm: Some(l.weight_norm),
+        })
+        .collect()
 }

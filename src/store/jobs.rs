@@ -42,6 +42,10 @@ pub struct JobRow {
     pub best_val_acc: Option<f64>,
     /// That epoch's validation loss.
     pub best_val_loss: Option<f64>,
+    /// The epoch after which early stopping ended the job, if it did.
+    pub stopped_early_epoch: Option<i64>,
+    /// Why early stopping ended the job.
+    pub stop_reason: Option<String>,
     /// When it was submitted.
     pub created_at: String,
     /// When it first started.
@@ -152,7 +156,7 @@ pub struct RecoveryReport {
 
 const JOB_COLUMNS: &str = "id, name, dataset_id, spec, status, priority, attempt, lease_epoch, \
     cancel_requested, epochs_total, epochs_done, preprocessing, failure, best_epoch, best_val_acc, \
-    best_val_loss, created_at, started_at, finished_at, updated_at, sweep_id";
+    best_val_loss, stopped_early_epoch, stop_reason, created_at, started_at, finished_at, updated_at, sweep_id";
 
 impl Store {
     /// Inserts a job as `queued`: from here on it is durable.

@@ -5,6 +5,8 @@ mod checkpoints;
 mod datasets;
 mod epochs;
 mod jobs;
+mod layers;
+mod steps;
 mod sweeps;
 
 use std::path::Path;
@@ -16,10 +18,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use checkpoints::CheckpointRow;
 pub use datasets::DatasetRow;
-pub use epochs::EpochRow;
+pub use epochs::{EpochCommit, EpochRow};
 pub use jobs::{
     CancelOutcome, Claim, JobFilter, JobRow, JobSort, NewJob, OptionalSweepId, RecoveryReport,
 };
+pub use layers::LayerGradRow;
+pub use steps::StepBatch;
 pub use sweeps::{NewTrial, SweepRow, TrialRow};
 
 use crate::error::{Error, Result};

@@ -11,30 +11,45 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-/// Prefix of optimizer-state tensors inside a checkpoint; everything else is the model.
+/// Prefix of optimizer-state tensors inside a checkpoint.
 pub const OPTIMIZER_PREFIX: &str = "optimizer/";
+/// Prefix of the training loop's own state (schedule, early stopping) inside a checkpoint;
+/// everything without a prefix is the model.
+pub const TRAINER_PREFIX: &str = "trainer/";
 
-/// A checkpoint in memory: model tensors plus optimizer state.
+/// A checkpoint in memory: model tensors, optimizer state and the loop's state.
+#[derive(Default)]
 pub struct CheckpointData {
     /// Model tensors by torch-style name.
     pub model: HashMap<String, Tensor>,
     /// Optimizer state by name.
     pub optimizer: HashMap<String, Tensor>,
+    /// Schedule and early-stopping state by name (empty in checkpoints from older versions).
+    pub trainer: HashMap<String, Tensor>,
 }
 
-/// Serializes model and optimizer tensors into safetensors bytes.
-pub fn encode(
-    model: Vec<(String, Tensor)>,
-    optimizer: Vec<(String, Tensor)>,
-    epoch: u32,
-) -> Result<Vec<u8>> {
-    let tensors: Vec<(String, Tensor)> = model
+/// The three sections of a checkpoint, as named tensors.
+pub struct CheckpointParts {
+    /// Model tensors.
+    pub model: Vec<(String, Tensor)>,
+    /// Optimizer state.
+    pub optimizer: Vec<(String, Tensor)>,
+    /// Schedule and early-stopping state.
+    pub trainer: Vec<(String, Tensor)>,
+}
+
+/// Serializes a checkpoint's tensors into safetensors bytes.
+pub fn encode(parts: CheckpointParts, epoch: u32) -> Result<Vec<u8>> {
+    let prefixed = |prefix: &'static str, tensors: Vec<(String, Tensor)>| {
+        tensors
+            .into_iter()
+            .map(move |(name, t)| (format!("{prefix}{name}"), t))
+    };
+    let tensors: Vec<(String, Tensor)> = parts
+        .model
         .into_iter()
-        .chain(
-            optimizer
-                .into_iter()
-                .map(|(name, t)| (format!("{OPTIMIZER_PREFIX}{name}"), t)),
-        )
+        .chain(prefixed(OPTIMIZER_PREFIX, parts.optimizer))
+        .chain(prefixed(TRAINER_PREFIX, parts.trainer))
         .collect();
     let metadata = HashMap::from([
         ("format".to_string(), "trainserve".to_string()),
@@ -82,15 +97,15 @@ pub fn read_verified(path: &Path, sha256: &str, device: &Device) -> Result<Check
         )));
     }
     let tensors = candle_core::safetensors::load_buffer(&bytes, device)?;
-    let mut data = CheckpointData {
-        model: HashMap::new(),
-        optimizer: HashMap::new(),
-    };
+    let mut data = CheckpointData::default();
     for (name, tensor) in tensors {
-        match name.strip_prefix(OPTIMIZER_PREFIX) {
-            Some(rest) => data.optimizer.insert(rest.to_string(), tensor),
-            None => data.model.insert(name, tensor),
-        };
+        if let Some(rest) = name.strip_prefix(OPTIMIZER_PREFIX) {
+            data.optimizer.insert(rest.to_string(), tensor);
+        } else if let Some(rest) = name.strip_prefix(TRAINER_PREFIX) {
+            data.trainer.insert(rest.to_string(), tensor);
+        } else {
+            data.model.insert(name, tensor);
+        }
     }
     Ok(data)
 }
@@ -105,9 +120,13 @@ mod tests {
         let path = dir.path().join("jobs").join("3.safetensors");
         let w = Tensor::new(&[1f32, 2.0, 3.0], &Device::Cpu).unwrap();
         let m = Tensor::new(&[0.5f32], &Device::Cpu).unwrap();
+        let plateau = Tensor::new(&[0.25f64, f64::NAN, 2.0, 1.0], &Device::Cpu).unwrap();
         let bytes = encode(
-            vec![("output.weight".into(), w)],
-            vec![("m.output.weight".into(), m)],
+            CheckpointParts {
+                model: vec![("output.weight".into(), w)],
+                optimizer: vec![("m.output.weight".into(), m)],
+                trainer: vec![("schedule".into(), plateau)],
+            },
             3,
         )
         .unwrap();
@@ -122,6 +141,11 @@ mod tests {
         assert_eq!(
             data.optimizer["m.output.weight"].to_vec1::<f32>().unwrap(),
             vec![0.5]
+        );
+        assert_eq!(
+            data.trainer["schedule"].to_vec1::<f64>().unwrap()[0],
+            0.25,
+            "f64 state keeps its precision"
         );
 
         let mut corrupt = bytes.clone();

@@ -1,47 +1,39 @@
+//! The training loop: seeded shuffling and dropout, the schedule's rate at every step,
+//! gradient measurement and clipping, evaluation, early stopping, and a checkpoint of
+//! everything a resumed run needs after every epoch.
+
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::loss::cross_entropy;
 use rand::seq::SliceRandom;
 
-use super::checkpoint::{self, CheckpointData};
+use super::checkpoint::{self, CheckpointData, CheckpointParts};
+use super::grads::{self, GradStats};
+use super::metrics::{coefficient_of_variation, count_correct, evaluate};
+use super::monitor::EarlyStopping;
+use super::schedule::Schedule;
 use super::seed::{Purpose, rng};
-use super::{InterruptReason, Interrupter, Mlp, Mode, Optimizer, PreparedData, SplitTensors};
+use super::{
+    EpochMetrics, InterruptReason, Interrupter, LayerStats, Mlp, Mode, Optimizer, PreparedData,
+};
 use crate::domain::{JobSpec, ModelSpec};
 use crate::error::Error;
 
-/// The measurements of one finished epoch.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EpochMetrics {
-    /// 1-based epoch number.
-    pub epoch: u32,
-    /// Mean loss over the epoch's steps, in training mode.
-    pub train_loss: f64,
-    /// Accuracy over the epoch's steps, in training mode.
-    pub train_acc: f64,
-    /// Validation loss at the end of the epoch.
-    pub val_loss: f64,
-    /// Validation accuracy at the end of the epoch.
-    pub val_acc: f64,
-    /// Test loss at the end of the epoch, if there is a test split.
-    pub test_loss: Option<f64>,
-    /// Test accuracy at the end of the epoch, if there is a test split.
-    pub test_acc: Option<f64>,
-    /// Learning rate in effect.
-    pub lr: f64,
-    /// Optimizer steps taken.
-    pub steps: u64,
-    /// Wall time of training plus evaluation.
-    pub epoch_seconds: f64,
-    /// Training samples per second of training time.
-    pub samples_per_sec: f64,
-}
-
-/// An epoch's metrics and the checkpoint taken after it.
+/// An epoch's measurements, the loss of each of its steps, per-parameter norms, and the
+/// checkpoint taken after it.
 pub struct EpochReport {
     /// The measurements.
     pub metrics: EpochMetrics,
-    /// safetensors bytes of the model and optimizer state.
+    /// Global number (1-based) of the epoch's first step.
+    pub first_step: u64,
+    /// The loss of every step of the epoch, in order.
+    pub step_losses: Vec<f32>,
+    /// Gradient and weight norms of every parameter tensor, in model order.
+    pub layers: Vec<LayerStats>,
+    /// Why training stops after this epoch, when early stopping ends it.
+    pub stopped_early: Option<String>,
+    /// safetensors bytes of the model, optimizer and loop state.
     pub checkpoint: Vec<u8>,
 }
 
@@ -61,13 +53,15 @@ pub struct Progress {
 }
 
 /// How a complete run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FitOutcome {
     /// The last epoch trained.
     pub epochs: u32,
+    /// Why early stopping ended the run, if it did.
+    pub stopped_early: Option<String>,
 }
 
-/// Why training stopped early.
+/// Why training stopped before its end.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// The loss stopped being a finite number.
@@ -96,7 +90,27 @@ impl From<candle_core::Error> for TrainError {
     }
 }
 
-const EVAL_BATCH: usize = 4096;
+/// What one pass over the training split produced.
+struct EpochPass {
+    losses: Vec<f32>,
+    /// Σ loss·batch length, for the sample-weighted mean.
+    loss_sum: f64,
+    grads: GradStats,
+    correct: f64,
+    seen: usize,
+    last_lr: f64,
+}
+
+/// The model and the state around it that a checkpoint restores.
+struct Trainer<'a> {
+    spec: &'a JobSpec,
+    model: Mlp,
+    optimizer: Optimizer,
+    schedule: Schedule,
+    early_stopping: Option<EarlyStopping>,
+    batch_size: usize,
+    steps_per_epoch: u64,
+}
 
 /// Trains `spec` on `data`, starting after `resume`'s epoch when given. Calls `on_step` after
 /// every step and `on_epoch` after every epoch; checks `interrupter` before every batch.
@@ -109,74 +123,15 @@ pub fn fit(
     on_step: &mut dyn FnMut(Progress),
     on_epoch: &mut dyn FnMut(EpochReport) -> crate::error::Result<()>,
 ) -> Result<FitOutcome, TrainError> {
-    let ModelSpec::Mlp(mlp_spec) = &spec.model;
-    let seed = spec.training.seed.unwrap_or(0);
-    let inputs = data.preprocessing.n_features();
-    let (model, start_epoch, saved_optimizer) = match resume {
-        Some((epoch, saved)) => {
-            let model = Mlp::from_tensors(mlp_spec, inputs, data.n_classes, &saved.model, device)?;
-            (model, epoch + 1, Some(saved.optimizer))
-        }
-        None => {
-            let mut init = rng(seed, Purpose::Init, 0);
-            (
-                Mlp::seeded(mlp_spec, inputs, data.n_classes, &mut init, device)?,
-                1,
-                None,
-            )
-        }
-    };
-    let mut optimizer = Optimizer::new(&spec.training.optimizer, model.trainable())?;
-    if let Some(state) = saved_optimizer {
-        optimizer.load_state(&state)?;
-    }
-
-    let batch_size = spec.training.batch_size.min(data.train.len).max(1);
-    let steps_per_epoch = data.train.len.div_ceil(batch_size) as u64;
-    let mut global_step = steps_per_epoch * u64::from(start_epoch - 1);
+    let (mut trainer, start_epoch) = Trainer::start(spec, data, resume, device)?;
+    let mut global_step = trainer.steps_per_epoch * u64::from(start_epoch - 1);
     for epoch in start_epoch..=spec.training.epochs {
         let started = Instant::now();
-        let mut order: Vec<u32> = (0..data.train.len as u32).collect();
-        order.shuffle(&mut rng(seed, Purpose::Shuffle, u64::from(epoch)));
-        let mut dropout_rng = rng(seed, Purpose::Dropout, u64::from(epoch));
-        let (mut loss_sum, mut correct, mut seen) = (0f64, 0f64, 0usize);
-        for (i, chunk) in order.chunks(batch_size).enumerate() {
-            if let Some(reason) = interrupter.reason() {
-                return Err(TrainError::Interrupted(reason));
-            }
-            let index = Tensor::from_slice(chunk, chunk.len(), device)?;
-            let x = data.train.x.index_select(&index, 0)?;
-            let y = data.train.y.index_select(&index, 0)?;
-            let logits = model.forward(&x, &mut Mode::Train(&mut dropout_rng))?;
-            let loss = cross_entropy(&logits, &y)?;
-            let loss_value = loss.to_scalar::<f32>()?;
-            global_step += 1;
-            if !loss_value.is_finite() {
-                return Err(TrainError::Diverged {
-                    epoch,
-                    step: global_step,
-                    loss: loss_value,
-                });
-            }
-            optimizer.step(&loss.backward()?)?;
-            correct += count_correct(&logits, &y)?;
-            loss_sum += f64::from(loss_value) * chunk.len() as f64;
-            seen += chunk.len();
-            on_step(Progress {
-                epoch,
-                step_in_epoch: i as u64 + 1,
-                steps_per_epoch,
-                global_step,
-                loss: loss_value,
-            });
-        }
+        let first_step = global_step + 1;
+        let pass = trainer.train_epoch(data, epoch, interrupter, &mut global_step, on_step)?;
         let train_seconds = started.elapsed().as_secs_f64();
-        let (val_loss, val_acc) = evaluate(&model, &data.val)?;
-        let test = data
-            .test
-            .as_ref()
-            .map(|test| evaluate(&model, test))
-            .transpose()?;
+        let model = &trainer.model;
+        let (val_loss, val_acc) = evaluate(model, &data.val)?;
         if !val_loss.is_finite() {
             return Err(TrainError::Diverged {
                 epoch,
@@ -184,54 +139,213 @@ pub fn fit(
                 loss: val_loss as f32,
             });
         }
+        let test = data
+            .test
+            .as_ref()
+            .map(|test| evaluate(model, test))
+            .transpose()?;
+        let (train_eval_loss, train_eval_acc) = evaluate(model, &data.train)?;
+        let seen = pass.seen.max(1) as f64;
         let metrics = EpochMetrics {
             epoch,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_acc: correct / seen.max(1) as f64,
+            train_loss: pass.loss_sum / seen,
+            train_acc: pass.correct / seen,
+            train_eval_loss,
+            train_eval_acc,
             val_loss,
             val_acc,
             test_loss: test.map(|(loss, _)| loss),
             test_acc: test.map(|(_, acc)| acc),
-            lr: optimizer.lr(),
-            steps: steps_per_epoch,
+            lr: pass.last_lr,
+            steps: pass.losses.len() as u64,
+            step_loss_cv: coefficient_of_variation(&pass.losses),
             epoch_seconds: started.elapsed().as_secs_f64(),
-            samples_per_sec: seen as f64 / train_seconds.max(1e-9),
+            samples_per_sec: pass.seen as f64 / train_seconds.max(1e-9),
         };
-        let checkpoint = checkpoint::encode(model.state()?, optimizer.state()?, epoch)?;
+        let layers = trainer.layer_stats(&pass.grads)?;
+        trainer.schedule.end_epoch(epoch, &metrics);
+        let stopped_early = trainer
+            .early_stopping
+            .as_mut()
+            .and_then(|early| early.observe(epoch, &metrics));
+        let checkpoint = checkpoint::encode(trainer.checkpoint_parts()?, epoch)?;
         on_epoch(EpochReport {
             metrics,
+            first_step,
+            step_losses: pass.losses,
+            layers,
+            stopped_early: stopped_early.clone(),
             checkpoint,
         })?;
+        if stopped_early.is_some() {
+            return Ok(FitOutcome {
+                epochs: epoch,
+                stopped_early,
+            });
+        }
     }
     Ok(FitOutcome {
         epochs: spec.training.epochs,
+        stopped_early: None,
     })
 }
 
-fn count_correct(logits: &Tensor, y: &Tensor) -> candle_core::Result<f64> {
-    let predicted = logits.argmax(1)?;
-    Ok(f64::from(
-        predicted
-            .eq(y)?
-            .to_dtype(DType::F32)?
-            .sum_all()?
-            .to_scalar::<f32>()?,
-    ))
-}
-
-/// Mean loss and accuracy of the model on a split, in evaluation mode.
-fn evaluate(model: &Mlp, split: &SplitTensors) -> Result<(f64, f64), TrainError> {
-    let (mut loss_sum, mut correct) = (0f64, 0f64);
-    let mut start = 0;
-    while start < split.len {
-        let len = EVAL_BATCH.min(split.len - start);
-        let x = split.x.narrow(0, start, len)?;
-        let y = split.y.narrow(0, start, len)?;
-        let logits = model.forward(&x, &mut Mode::Eval)?;
-        loss_sum += f64::from(cross_entropy(&logits, &y)?.to_scalar::<f32>()?) * len as f64;
-        correct += count_correct(&logits, &y)?;
-        start += len;
+impl<'a> Trainer<'a> {
+    /// A fresh trainer, or one restored from a checkpoint; also returns the first epoch to run.
+    fn start(
+        spec: &'a JobSpec,
+        data: &PreparedData,
+        resume: Option<(u32, CheckpointData)>,
+        device: &Device,
+    ) -> Result<(Self, u32), TrainError> {
+        let ModelSpec::Mlp(mlp_spec) = &spec.model;
+        let seed = spec.training.seed.unwrap_or(0);
+        let inputs = data.preprocessing.n_features();
+        let (model, start_epoch, saved) = match resume {
+            Some((epoch, saved)) => {
+                let model =
+                    Mlp::from_tensors(mlp_spec, inputs, data.n_classes, &saved.model, device)?;
+                (model, epoch + 1, Some(saved))
+            }
+            None => {
+                let mut init = rng(seed, Purpose::Init, 0);
+                let model = Mlp::seeded(mlp_spec, inputs, data.n_classes, &mut init, device)?;
+                (model, 1, None)
+            }
+        };
+        let batch_size = spec.training.batch_size.min(data.train.len).max(1);
+        let steps_per_epoch = data.train.len.div_ceil(batch_size) as u64;
+        let mut trainer = Trainer {
+            spec,
+            optimizer: Optimizer::new(&spec.training.optimizer, model.trainable())?,
+            model,
+            schedule: Schedule::new(&spec.training, steps_per_epoch),
+            early_stopping: spec
+                .training
+                .early_stopping
+                .as_ref()
+                .map(EarlyStopping::new),
+            batch_size,
+            steps_per_epoch,
+        };
+        if let Some(saved) = saved {
+            trainer.optimizer.load_state(&saved.optimizer)?;
+            trainer.schedule.load_state(&saved.trainer)?;
+            if let Some(early) = &mut trainer.early_stopping {
+                early.load_state(&saved.trainer)?;
+            }
+        }
+        Ok((trainer, start_epoch))
     }
-    let n = split.len.max(1) as f64;
-    Ok((loss_sum / n, correct / n))
+
+    /// One pass over the training split in a seeded order.
+    fn train_epoch(
+        &mut self,
+        data: &PreparedData,
+        epoch: u32,
+        interrupter: &Interrupter,
+        global_step: &mut u64,
+        on_step: &mut dyn FnMut(Progress),
+    ) -> Result<EpochPass, TrainError> {
+        let seed = self.spec.training.seed.unwrap_or(0);
+        let device = data.train.x.device();
+        let mut order: Vec<u32> = (0..data.train.len as u32).collect();
+        order.shuffle(&mut rng(seed, Purpose::Shuffle, u64::from(epoch)));
+        let mut dropout_rng = rng(seed, Purpose::Dropout, u64::from(epoch));
+        let mut pass = EpochPass {
+            losses: Vec::with_capacity(self.steps_per_epoch as usize),
+            grads: GradStats::new(self.optimizer.params().len()),
+            loss_sum: 0.0,
+            correct: 0.0,
+            seen: 0,
+            last_lr: self.schedule.lr(epoch, 0),
+        };
+        for (i, chunk) in order.chunks(self.batch_size).enumerate() {
+            if let Some(reason) = interrupter.reason() {
+                return Err(TrainError::Interrupted(reason));
+            }
+            let lr = self.schedule.lr(epoch, i as u64);
+            let index = Tensor::from_slice(chunk, chunk.len(), device)?;
+            let x = data.train.x.index_select(&index, 0)?;
+            let y = data.train.y.index_select(&index, 0)?;
+            let logits = self.model.forward(&x, &mut Mode::Train(&mut dropout_rng))?;
+            let loss = cross_entropy(&logits, &y)?;
+            let loss_value = loss.to_scalar::<f32>()?;
+            *global_step += 1;
+            if !loss_value.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch,
+                    step: *global_step,
+                    loss: loss_value,
+                });
+            }
+            let mut grads = {
+                let store = loss.backward()?;
+                self.optimizer
+                    .params()
+                    .iter()
+                    .map(|(_, var)| store.get(var.as_tensor()).cloned())
+                    .collect::<Vec<_>>()
+            };
+            let squared = grads::squared_norms(&grads)?;
+            pass.grads.record(&squared);
+            if let Some(clip) = &self.spec.training.grad_clip {
+                grads::clip(&mut grads, clip, &squared)?;
+            }
+            self.optimizer.step(&grads, lr)?;
+            pass.correct += count_correct(&logits, &y)?;
+            pass.losses.push(loss_value);
+            pass.loss_sum += f64::from(loss_value) * chunk.len() as f64;
+            pass.seen += chunk.len();
+            pass.last_lr = lr;
+            on_step(Progress {
+                epoch,
+                step_in_epoch: i as u64 + 1,
+                steps_per_epoch: self.steps_per_epoch,
+                global_step: *global_step,
+                loss: loss_value,
+            });
+        }
+        Ok(pass)
+    }
+
+    /// Gradient norms of the epoch and weight norms now, per parameter tensor.
+    fn layer_stats(&self, grads: &GradStats) -> Result<Vec<LayerStats>, TrainError> {
+        let params = self.optimizer.params();
+        let weights: Vec<Option<Tensor>> = params
+            .iter()
+            .map(|(_, var)| Some(var.as_tensor().clone()))
+            .collect();
+        let weight_norms = grads::squared_norms(&weights)?;
+        Ok(params
+            .iter()
+            .zip(weight_norms)
+            .enumerate()
+            .map(|(i, ((name, _), squared))| {
+                let info = self.model.describe(name);
+                LayerStats {
+                    name: name.clone(),
+                    layer: info.layer,
+                    index: info.index,
+                    role: info.role,
+                    grad_norm_mean: grads.mean(i),
+                    grad_norm_max: grads.max(i),
+                    weight_norm: squared.sqrt(),
+                }
+            })
+            .collect())
+    }
+
+    /// Everything a resumed run needs.
+    fn checkpoint_parts(&self) -> Result<CheckpointParts, TrainError> {
+        let mut trainer = self.schedule.state()?;
+        if let Some(early) = &self.early_stopping {
+            trainer.extend(early.state()?);
+        }
+        Ok(CheckpointParts {
+            model: self.model.state()?,
+            optimizer: self.optimizer.state()?,
+            trainer,
+        })
+    }
 }

@@ -4,7 +4,8 @@ use candle_core::{D, DType, Device, Tensor, Var};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::domain::{Activation, MlpSpec};
+use super::init;
+use crate::domain::{Activation, InitSpec, MlpSpec};
 use crate::error::{Error, Result};
 
 /// Whether a forward pass trains (batch statistics, dropout) or evaluates.
@@ -21,7 +22,19 @@ pub struct Mlp {
     hidden: Vec<Hidden>,
     output: Dense,
     activation: Activation,
+    leaky_slope: f64,
     dropout: f32,
+}
+
+/// Where a parameter tensor sits in the network, for people reading per-layer measurements.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamInfo {
+    /// The layer's name: `hidden.3` or `output`.
+    pub layer: String,
+    /// The layer's position: 0-based for hidden layers, `depth` for the output layer.
+    pub index: usize,
+    /// The tensor's role in the layer: `weight`, `bias`, `bn.weight` or `bn.bias`.
+    pub role: String,
 }
 
 struct Dense {
@@ -46,17 +59,15 @@ const BN_MOMENTUM: f64 = 0.1;
 
 impl Dense {
     fn seeded(
-        inputs: usize,
-        outputs: usize,
+        init: &InitSpec,
+        (inputs, outputs): (usize, usize),
+        gain: f64,
         rng: &mut ChaCha8Rng,
         device: &Device,
     ) -> Result<Self> {
-        // torch.nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias.
-        let bound = 1.0 / (inputs as f32).sqrt();
-        let mut uniform =
-            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-bound..bound)).collect() };
-        let weight = Var::from_vec(uniform(inputs * outputs), (outputs, inputs), device)?;
-        let bias = Var::from_vec(uniform(outputs), outputs, device)?;
+        let (weight, bias) = init::dense(init, inputs, outputs, gain, rng);
+        let weight = Var::from_vec(weight, (outputs, inputs), device)?;
+        let bias = Var::from_vec(bias, outputs, device)?;
         Ok(Dense { weight, bias })
     }
 
@@ -115,10 +126,12 @@ impl Mlp {
         rng: &mut ChaCha8Rng,
         device: &Device,
     ) -> Result<Self> {
+        let init = spec.resolved_init();
+        let gain = init::gain(spec.activation, spec.leaky_relu_slope);
         let mut hidden = Vec::with_capacity(spec.depth);
         let mut width_in = inputs;
         for _ in 0..spec.depth {
-            let dense = Dense::seeded(width_in, spec.width, rng, device)?;
+            let dense = Dense::seeded(&init, (width_in, spec.width), gain, rng, device)?;
             let batch_norm = if spec.batch_norm {
                 Some(BatchNorm::fresh(spec.width, device)?)
             } else {
@@ -127,11 +140,12 @@ impl Mlp {
             hidden.push(Hidden { dense, batch_norm });
             width_in = spec.width;
         }
-        let output = Dense::seeded(width_in, classes, rng, device)?;
+        let output = Dense::seeded(&init, (width_in, classes), 1.0, rng, device)?;
         Ok(Mlp {
             hidden,
             output,
             activation: spec.activation,
+            leaky_slope: spec.leaky_relu_slope,
             dropout: spec.dropout as f32,
         })
     }
@@ -175,8 +189,11 @@ impl Mlp {
             }
             h = match self.activation {
                 Activation::Relu => h.relu()?,
+                Activation::LeakyRelu => candle_nn::ops::leaky_relu(&h, self.leaky_slope)?,
+                Activation::Gelu => h.gelu_erf()?,
                 Activation::Tanh => h.tanh()?,
                 Activation::Sigmoid => candle_nn::ops::sigmoid(&h)?,
+                Activation::Identity => h,
             };
             if let (Mode::Train(rng), true) = (&mut *mode, self.dropout > 0.0) {
                 h = dropout(&h, self.dropout, rng)?;
@@ -207,6 +224,45 @@ impl Mlp {
         vars.push(("output.weight".into(), self.output.weight.clone()));
         vars.push(("output.bias".into(), self.output.bias.clone()));
         vars
+    }
+
+    /// Where the parameter called `name` (as in [`Mlp::trainable`]) sits in the network.
+    pub fn describe(&self, name: &str) -> ParamInfo {
+        let (layer, role) = match name.strip_prefix("hidden.") {
+            Some(rest) => match rest.split_once('.') {
+                Some((index, role)) => (format!("hidden.{index}"), role),
+                None => (name.to_string(), ""),
+            },
+            None => match name.split_once('.') {
+                Some((layer, role)) => (layer.to_string(), role),
+                None => (name.to_string(), ""),
+            },
+        };
+        let index = layer
+            .strip_prefix("hidden.")
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(self.hidden.len());
+        ParamInfo {
+            layer,
+            index,
+            role: role.to_string(),
+        }
+    }
+
+    /// Number of hidden layers.
+    pub fn depth(&self) -> usize {
+        self.hidden.len()
+    }
+
+    /// The most values per row any layer takes or gives (inputs, width or classes).
+    pub fn widest(&self) -> usize {
+        let (outputs, inputs) = self.output.weight.as_tensor().dims2().unwrap_or((0, 0));
+        let first_inputs = self
+            .hidden
+            .first()
+            .and_then(|h| h.dense.weight.as_tensor().dims2().ok())
+            .map_or(0, |(_, i)| i);
+        outputs.max(inputs).max(first_inputs)
     }
 
     /// Every tensor that defines the network (parameters and running statistics).

@@ -1,18 +1,26 @@
-//! Training with candle: data sets, models, optimizers, the loop, metrics and checkpoints.
-//! Everything here is synchronous and blocking; callers run it on dedicated threads.
+//! Training with candle: data sets, models, optimizers, schedules, the loop, metrics and
+//! checkpoints. Everything here is synchronous and blocking; callers run it on dedicated threads.
 
 pub mod checkpoint;
 pub mod dataset;
 mod fit;
+#[cfg(test)]
+mod fit_tests;
 pub mod fused;
+mod grads;
+mod init;
 mod interrupt;
+mod metrics;
 mod mlp;
+mod monitor;
 mod optim;
 mod prepare;
+mod schedule;
 mod seed;
 
-pub use fit::{EpochMetrics, EpochReport, FitOutcome, Progress, TrainError, fit};
+pub use fit::{EpochReport, FitOutcome, Progress, TrainError, fit};
 pub use interrupt::{InterruptReason, Interrupter};
-pub use mlp::{Mlp, Mode};
+pub use metrics::{EpochMetrics, LayerStats};
+pub use mlp::{Mlp, Mode, ParamInfo};
 pub use optim::Optimizer;
 pub use prepare::{PreparedData, Preprocessing, SplitTensors, prepare};

@@ -76,6 +76,46 @@ async fn impossible_job_specs_get_a_422_naming_the_field() {
             },
             "colour",
         ),
+        (
+            {
+                let mut s = base();
+                s["training"] = json!({"schedule": {"kind": "step", "gamma": 1.5}});
+                s
+            },
+            "training.schedule.gamma",
+        ),
+        (
+            {
+                let mut s = base();
+                s["training"] = json!({"schedule": {"kind": "cosine", "gamma": 0.5}});
+                s
+            },
+            "training.schedule.gamma",
+        ),
+        (
+            {
+                let mut s = base();
+                s["training"] = json!({"optimizer": {"kind": "sgd", "nesterov": true}});
+                s
+            },
+            "training.optimizer.nesterov",
+        ),
+        (
+            {
+                let mut s = base();
+                s["training"] = json!({"grad_clip": {"max_norm": -1}});
+                s
+            },
+            "training.grad_clip.max_norm",
+        ),
+        (
+            {
+                let mut s = base();
+                s["training"] = json!({"early_stopping": {"patience": 0}});
+                s
+            },
+            "training.early_stopping.patience",
+        ),
     ];
     for (spec, field) in cases {
         let (status, body) = rejected(&app, spec.clone()).await;

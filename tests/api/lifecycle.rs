@@ -17,9 +17,13 @@ fn epochs_of(metrics: &Value) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_killed_mid_training_resumes_from_its_checkpoint_with_one_row_per_epoch() {
-    // Arrange: a job long enough to be killed in the middle.
+    // Arrange: a job long enough to be killed in the middle, with every kind of state a resume
+    // must restore: optimizer moments, a plateau schedule that acts, early-stopping counters.
     let dir = tempfile::tempdir().unwrap();
-    let spec = digits_spec(20, 8);
+    let mut spec = digits_spec(20, 8);
+    spec["training"]["schedule"] = serde_json::json!({"kind": "reduce_on_plateau", "metric": "train_eval_loss", "patience": 0, "factor": 0.7, "min_delta": 0.01});
+    spec["training"]["early_stopping"] = serde_json::json!({"patience": 50});
+    spec["model"]["dropout"] = serde_json::json!(0.1);
     let mut server = ServerProcess::start(&data_dir(&dir)).await;
     let id = server.submit(spec.clone()).await;
     server
@@ -74,7 +78,23 @@ async fn a_job_killed_mid_training_resumes_from_its_checkpoint_with_one_row_per_
             "epoch {}",
             resumed["epoch"]
         );
+        assert_eq!(resumed["lr"], straight["lr"], "epoch {}", resumed["epoch"]);
     }
+    let (_, resumed_steps) = server.get(&format!("/v1/jobs/{id}/steps")).await;
+    let (_, straight_steps) = reference
+        .get(&format!("/v1/jobs/{reference_id}/steps"))
+        .await;
+    assert_eq!(resumed_steps["points"], straight_steps["points"]);
+    let lrs: Vec<f64> = expected["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["lr"].as_f64().unwrap())
+        .collect();
+    assert!(
+        lrs.windows(2).any(|w| w[1] < w[0]),
+        "the schedule acted: {lrs:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use super::{
     fmt_value, legend_width, panel, render, segments, series_color, titled,
 };
 use crate::analysis::CurvePoint;
-use crate::domain::Metric;
+use crate::domain::RankMetric;
 use crate::error::Result;
 
 /// Markers on every point up to this many epochs; lines only beyond.
@@ -21,7 +21,7 @@ pub fn learning_curves(
     job_name: &str,
     status: &str,
     points: &[CurvePoint],
-    best: Option<(i64, Metric, f64)>,
+    best: Option<(i64, RankMetric, f64)>,
     format: ImageFormat,
 ) -> Result<Vec<u8>> {
     let title = format!("Learning curves: {job_name}");
@@ -48,7 +48,7 @@ pub fn learning_curves(
 
 const SIZE: (u32, u32) = (960, 780);
 
-fn subtitle(status: &str, points: &[CurvePoint], best: Option<(i64, Metric, f64)>) -> String {
+fn subtitle(status: &str, points: &[CurvePoint], best: Option<(i64, RankMetric, f64)>) -> String {
     let n = points.last().map_or(0, |p| p.epoch);
     let mut s = format!("{status}, {n} epoch{}", if n == 1 { "" } else { "s" });
     if let Some((epoch, metric, value)) = best {
@@ -246,7 +246,7 @@ mod tests {
         }
     }
 
-    fn svg(points: &[CurvePoint], best: Option<(i64, Metric, f64)>) -> String {
+    fn svg(points: &[CurvePoint], best: Option<(i64, RankMetric, f64)>) -> String {
         let bytes =
             learning_curves("digits-mlp", "succeeded", points, best, ImageFormat::Svg).unwrap();
         String::from_utf8(bytes).unwrap()
@@ -257,7 +257,7 @@ mod tests {
         let points: Vec<CurvePoint> = (1..=10)
             .map(|e| point(e, 2.0 / e as f64, 0.5 + e as f64 / 25.0, true))
             .collect();
-        let svg = svg(&points, Some((7, Metric::ValAcc, 0.76)));
+        let svg = svg(&points, Some((7, RankMetric::ValAcc, 0.76)));
         let texts = texts(&svg);
         for want in [
             "Learning curves: digits-mlp",
@@ -313,7 +313,10 @@ mod tests {
 
     #[test]
     fn a_single_epoch_is_drawn_as_points() {
-        let svg = svg(&[point(1, 0.5, 0.9, true)], Some((1, Metric::ValAcc, 0.88)));
+        let svg = svg(
+            &[point(1, 0.5, 0.9, true)],
+            Some((1, RankMetric::ValAcc, 0.88)),
+        );
         let texts = texts(&svg);
         assert!(texts.iter().any(|t| t == "1"), "an epoch tick: {texts:?}");
         assert!(svg.contains("<circle"));
@@ -346,7 +349,7 @@ mod tests {
                 )
             })
             .collect();
-        let svg = svg(&points, Some((900, Metric::ValAcc, 0.96)));
+        let svg = svg(&points, Some((900, RankMetric::ValAcc, 0.96)));
         let texts = texts(&svg);
         let ticks: Vec<&String> = texts
             .iter()

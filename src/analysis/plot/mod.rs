@@ -781,7 +781,7 @@ mod tests {
         use serde_json::json;
 
         use crate::analysis::{Comparison, TrialResult, compare_job, summarize_sweep};
-        use crate::domain::{Goal, JobId, Metric};
+        use crate::domain::{Goal, JobId, RankMetric};
         use crate::store::EpochRow;
 
         let dir = std::env::var("PLOT_DIR").unwrap_or_else(|_| "/tmp/trainserve-plots".into());
@@ -811,6 +811,9 @@ mod tests {
                         test_acc: Some(1.0 - val_loss / 2.3 - 0.03),
                         lr: 0.001,
                         steps: 10,
+                        train_eval_loss: Some(train_loss),
+                        train_eval_acc: Some(1.0 - train_loss / 2.5),
+                        step_loss_cv: Some(0.1),
                         epoch_seconds: 0.5,
                         samples_per_sec: 1000.0,
                     }
@@ -823,7 +826,7 @@ mod tests {
                 name,
                 "succeeded",
                 epochs,
-                Metric::ValAcc,
+                RankMetric::ValAcc,
                 Goal::Max,
                 2000,
             )
@@ -831,7 +834,7 @@ mod tests {
         let best = |s: &crate::analysis::JobSummary| {
             s.best_epoch
                 .zip(s.best_value)
-                .map(|(e, v)| (e, Metric::ValAcc, v))
+                .map(|(e, v)| (e, RankMetric::ValAcc, v))
         };
         let job = summary("digits-mlp-2x64", &run(30, 0.25, true));
         let draw = |f| learning_curves(&job.name, "succeeded", &job.curve, best(&job), f).unwrap();
@@ -847,7 +850,7 @@ mod tests {
         .map(|(n, s)| summary(n, &run(40, *s, false)))
         .collect();
         let mut comparison = Comparison {
-            metric: Metric::ValAcc,
+            metric: RankMetric::ValAcc,
             goal: Goal::Max,
             jobs,
         };
@@ -890,7 +893,7 @@ mod tests {
             }
         }
         let s = summarize_sweep(
-            Metric::ValAcc,
+            RankMetric::ValAcc,
             Goal::Max,
             &["model.depth".into(), "model.width".into()],
             trials,
@@ -915,7 +918,7 @@ mod tests {
             }
         }
         let s = summarize_sweep(
-            Metric::ValAcc,
+            RankMetric::ValAcc,
             Goal::Max,
             &["training.optimizer.lr".into()],
             trials,
@@ -951,7 +954,7 @@ mod tests {
             "model.batch_norm".into(),
             "training.batch_size".into(),
         ];
-        let s = summarize_sweep(Metric::ValLoss, Goal::Min, &axes, trials);
+        let s = summarize_sweep(RankMetric::ValLoss, Goal::Min, &axes, trials);
         write(
             "sweep-3axes",
             sweep_chart("three axes", &s, ImageFormat::Svg).unwrap(),

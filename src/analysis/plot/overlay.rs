@@ -9,7 +9,7 @@ use super::{
     fmt_value, legend_width, panel, render, segments, series_color, titled, truncate,
 };
 use crate::analysis::{Comparison, CurvePoint, JobSummary};
-use crate::domain::{Goal, Metric};
+use crate::domain::{Goal, RankMetric};
 use crate::error::Result;
 
 const SIZE: (u32, u32) = (1100, 640);
@@ -17,14 +17,14 @@ const MARKERS_UP_TO: usize = 40;
 const NO_DATA: RGBColor = RGBColor(0xAA, 0xAA, 0xAA);
 
 /// The value of a metric at a curve point.
-pub(crate) fn curve_value(p: &CurvePoint, metric: Metric) -> Option<f64> {
+pub(crate) fn curve_value(p: &CurvePoint, metric: RankMetric) -> Option<f64> {
     match metric {
-        Metric::ValAcc => Some(p.val_acc),
-        Metric::ValLoss => Some(p.val_loss),
-        Metric::TestAcc => p.test_acc,
-        Metric::TestLoss => p.test_loss,
-        Metric::TrainAcc => Some(p.train_acc),
-        Metric::TrainLoss => Some(p.train_loss),
+        RankMetric::ValAcc => Some(p.val_acc),
+        RankMetric::ValLoss => Some(p.val_loss),
+        RankMetric::TestAcc => p.test_acc,
+        RankMetric::TestLoss => p.test_loss,
+        RankMetric::TrainAcc => Some(p.train_acc),
+        RankMetric::TrainLoss => Some(p.train_loss),
     }
 }
 
@@ -179,7 +179,7 @@ mod tests {
     use crate::domain::JobId;
     use crate::store::EpochRow;
 
-    fn comparison(jobs: &[(&str, Vec<EpochRow>)], metric: Metric) -> Comparison {
+    fn comparison(jobs: &[(&str, Vec<EpochRow>)], metric: RankMetric) -> Comparison {
         let goal = metric.natural_goal();
         let jobs = jobs
             .iter()
@@ -215,7 +215,7 @@ mod tests {
                 ("lr=0.1", run(8, 2.0)),
                 ("lr=<1e-5> & co", run(3, 3.0)),
             ],
-            Metric::ValAcc,
+            RankMetric::ValAcc,
         );
         let svg = svg(&c);
         let texts = texts(&svg);
@@ -243,7 +243,10 @@ mod tests {
 
     #[test]
     fn losses_spanning_decades_get_a_log_axis() {
-        let c = comparison(&[("a", run(50, 1.0)), ("b", run(50, 5.0))], Metric::ValLoss);
+        let c = comparison(
+            &[("a", run(50, 1.0)), ("b", run(50, 5.0))],
+            RankMetric::ValLoss,
+        );
         let texts = texts(&svg(&c));
         assert!(
             texts.iter().any(|t| t == "val_loss (log scale)"),
@@ -255,20 +258,20 @@ mod tests {
     fn jobs_without_epochs_are_listed_and_all_empty_says_so() {
         let c = comparison(
             &[("done", run(4, 1.0)), ("waiting", vec![])],
-            Metric::ValAcc,
+            RankMetric::ValAcc,
         );
         let shown = texts(&svg(&c));
         assert!(
             shown.iter().any(|t| t == "waiting: no epochs yet"),
             "{shown:?}"
         );
-        let c = comparison(&[("waiting", vec![])], Metric::ValAcc);
+        let c = comparison(&[("waiting", vec![])], RankMetric::ValAcc);
         let shown = texts(&svg(&c));
         assert!(
             shown.iter().any(|t| t == "No epochs with val_acc yet"),
             "{shown:?}"
         );
-        let c = comparison(&[("no test split", run(3, 1.0))], Metric::TestAcc);
+        let c = comparison(&[("no test split", run(3, 1.0))], RankMetric::TestAcc);
         let mut c2 = c.clone();
         for p in &mut c2.jobs[0].curve {
             p.test_acc = None;
@@ -287,7 +290,7 @@ mod tests {
             .collect();
         let refs: Vec<(&str, Vec<EpochRow>)> =
             jobs.iter().map(|(n, e)| (n.as_str(), e.clone())).collect();
-        let svg = svg(&comparison(&refs, Metric::ValAcc));
+        let svg = svg(&comparison(&refs, RankMetric::ValAcc));
         let texts = texts(&svg);
         assert!(texts.iter().any(|t| t.starts_with("… and ")), "{texts:?}");
     }

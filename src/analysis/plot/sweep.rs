@@ -322,7 +322,7 @@ impl Chart for Heatmap<'_> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Metric against each axis
+// RankMetric against each axis
 
 struct Effects<'a> {
     title: String,
@@ -538,7 +538,7 @@ mod tests {
     use super::super::svg_check::{no_bad_numbers, texts};
     use super::*;
     use crate::analysis::summarize_sweep;
-    use crate::domain::{JobId, Metric};
+    use crate::domain::{JobId, RankMetric};
 
     fn trial(index: i64, params: &[(&str, Value)], repeat: i64, value: Option<f64>) -> TrialResult {
         TrialResult {
@@ -584,7 +584,7 @@ mod tests {
             }
         }
         let s = summarize_sweep(
-            Metric::ValAcc,
+            RankMetric::ValAcc,
             Goal::Max,
             &["model.depth".into(), "model.width".into()],
             trials,
@@ -657,7 +657,7 @@ mod tests {
             }
         }
         let s = summarize_sweep(
-            Metric::ValAcc,
+            RankMetric::ValAcc,
             Goal::Max,
             &["training.optimizer.lr".into()],
             trials,
@@ -709,7 +709,7 @@ mod tests {
             "model.batch_norm".into(),
             "model.depth".into(),
         ];
-        let s = summarize_sweep(Metric::ValAcc, Goal::Max, &axes, trials);
+        let s = summarize_sweep(RankMetric::ValAcc, Goal::Max, &axes, trials);
         assert!(s.heatmap.is_none());
         let texts = texts(&svg(&s));
         assert!(
@@ -738,7 +738,7 @@ mod tests {
     #[test]
     fn a_sweep_without_results_says_so() {
         let s = summarize_sweep(
-            Metric::ValLoss,
+            RankMetric::ValLoss,
             Goal::Min,
             &["lr".into()],
             vec![trial(0, &[("lr", json!(0.1))], 0, None)],

@@ -18,6 +18,7 @@ struct Dense {
 pub struct FusedMlp {
     layers: Vec<Dense>,
     activation: Activation,
+    leaky_slope: f32,
     dropout: f32,
     threads: usize,
     // Per-step buffers, kept to avoid allocating every step.
@@ -41,7 +42,7 @@ pub struct StepOutput {
 impl FusedMlp {
     /// True when this path implements everything the spec asks for.
     pub fn supports(spec: &MlpSpec) -> bool {
-        !spec.batch_norm
+        !spec.batch_norm && spec.activation != Activation::Gelu
     }
 
     /// Builds the network from named tensors as `Mlp::state` produces them.
@@ -95,6 +96,7 @@ impl FusedMlp {
             masks: vec![Vec::new(); layers.len()],
             layers,
             activation: spec.activation,
+            leaky_slope: spec.leaky_relu_slope as f32,
             dropout: spec.dropout as f32,
             threads: threads.max(1),
             delta: Vec::new(),
@@ -147,10 +149,21 @@ impl FusedMlp {
             Activation::Relu => z.iter_mut().for_each(|v| *v = v.max(0.0)),
             Activation::Tanh => z.iter_mut().for_each(|v| *v = v.tanh()),
             Activation::Sigmoid => z.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+            Activation::LeakyRelu => {
+                let slope = self.leaky_slope;
+                z.iter_mut().for_each(|v| {
+                    if *v < 0.0 {
+                        *v *= slope
+                    }
+                })
+            }
+            Activation::Identity => {}
+            // `supports` keeps GELU (whose derivative needs the pre-activation) off this path.
+            Activation::Gelu => {}
         }
     }
 
-    // d(activation)/dz expressed through the activation's output a.
+    // d(activation)/dz expressed through the activation's output a (relu'(0) = 0, as in PyTorch).
     fn backprop_activation(&self, delta: &mut [f32], a: &[f32]) {
         match self.activation {
             Activation::Relu => delta.iter_mut().zip(a).for_each(|(d, a)| {
@@ -163,6 +176,15 @@ impl FusedMlp {
                 .iter_mut()
                 .zip(a)
                 .for_each(|(d, a)| *d *= a * (1.0 - a)),
+            Activation::LeakyRelu => {
+                let slope = self.leaky_slope;
+                delta.iter_mut().zip(a).for_each(|(d, a)| {
+                    if *a < 0.0 {
+                        *d *= slope
+                    }
+                })
+            }
+            Activation::Identity | Activation::Gelu => {}
         }
     }
 
@@ -348,6 +370,11 @@ mod tests {
             activation,
             batch_norm: false,
             dropout,
+            // Non-zero biases: with zero biases a sample whose previous layer is all zeros has a
+            // pre-activation of exactly 0, where candle takes relu'(0) = 1 and this path, like
+            // PyTorch, takes 0.
+            init: Some(crate::domain::InitSpec::TorchDefault),
+            ..MlpSpec::default()
         };
         let (inputs, classes, batch) = (5, 4, 6);
         let model = Mlp::seeded(
@@ -423,7 +450,13 @@ mod tests {
 
     #[test]
     fn gradients_match_candles_autograd_for_every_activation() {
-        for activation in [Activation::Relu, Activation::Tanh, Activation::Sigmoid] {
+        for activation in [
+            Activation::Relu,
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::LeakyRelu,
+            Activation::Identity,
+        ] {
             check_against_candle(activation, 0.0);
         }
     }

@@ -1,0 +1,154 @@
+//! The job spec: what a user POSTs, parsed with serde (unknown fields rejected) and checked by
+//! [`JobSpec::validate`], which names the field at fault and what would be valid.
+
+mod check;
+mod model;
+mod optimizer;
+mod training;
+
+use serde::{Deserialize, Serialize};
+
+pub use model::{Activation, InitSpec, MlpSpec, ModelSpec};
+pub use optimizer::OptimizerSpec;
+pub use training::{
+    EarlyStoppingSpec, GradClipSpec, Metric, MetricMode, ScheduleSpec, TrainingSpec, Warmup,
+};
+
+use crate::error::Result;
+use check::{check, unit_interval};
+
+/// A training job as a user writes it. Every omitted field gets the documented default, so the
+/// stored spec is always complete; `JobSpec::validate` rejects impossible values by field path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// A label for people; defaults to `<dataset>-<model summary>`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A data set's name or id (`digits`, `regions`, or an upload).
+    pub dataset: String,
+    /// How the data set is split and preprocessed.
+    #[serde(default)]
+    pub data: DataSpec,
+    /// The network.
+    pub model: ModelSpec,
+    /// Optimizer, epochs, batch size, seed, schedule, clipping, early stopping.
+    #[serde(default)]
+    pub training: TrainingSpec,
+    /// Which checkpoints are kept.
+    #[serde(default)]
+    pub checkpoints: CheckpointSpec,
+    /// Higher runs first among queued jobs.
+    #[serde(default)]
+    pub priority: i32,
+}
+
+/// Splitting and preprocessing of the data set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSpec {
+    /// Fraction of each class held out for validation (ignored when the data set has its own split).
+    pub val_fraction: f64,
+    /// Fraction of each class held out for the final test.
+    pub test_fraction: f64,
+    /// Seed of the split; the default 0 gives every job on a data set the same split.
+    pub split_seed: u64,
+    /// Standardize each feature with the training split's mean and standard deviation.
+    pub standardize: bool,
+}
+
+impl Default for DataSpec {
+    fn default() -> Self {
+        DataSpec {
+            val_fraction: 0.15,
+            test_fraction: 0.15,
+            split_seed: 0,
+            standardize: true,
+        }
+    }
+}
+
+/// Which checkpoints are kept. The best (by validation accuracy) and the last always are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointSpec {
+    /// Keep a checkpoint of every n-th epoch.
+    pub every: u32,
+    /// Of those, keep the most recent n.
+    pub keep_last: u32,
+}
+
+impl Default for CheckpointSpec {
+    fn default() -> Self {
+        CheckpointSpec {
+            every: 1,
+            keep_last: 5,
+        }
+    }
+}
+
+/// Largest number of trainable parameters a job may ask for.
+pub const MAX_PARAMETERS: usize = 50_000_000;
+
+impl JobSpec {
+    /// Rejects impossible values, naming the field and what would be valid.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(name) = &self.name {
+            check(!name.trim().is_empty() && name.len() <= 200, "name", || {
+                "must be 1 to 200 characters".into()
+            })?;
+            check(!name.chars().any(char::is_control), "name", || {
+                "must not contain control characters".into()
+            })?;
+        }
+        check(!self.dataset.trim().is_empty(), "dataset", || {
+            "must name a data set, e.g. 'digits' or 'regions'".into()
+        })?;
+        self.data.validate()?;
+        match &self.model {
+            ModelSpec::Mlp(mlp) => mlp.validate(MAX_PARAMETERS)?,
+        }
+        self.training.validate()?;
+        check(self.checkpoints.every >= 1, "checkpoints.every", || {
+            "must be at least 1".into()
+        })?;
+        Ok(())
+    }
+
+    /// Writes out the defaults that depend on other fields (the initialization for the
+    /// activation, the better direction of watched metrics), so the stored spec says exactly
+    /// what ran.
+    pub fn fill_defaults(&mut self) {
+        let ModelSpec::Mlp(mlp) = &mut self.model;
+        mlp.init = Some(mlp.resolved_init());
+        self.training.fill_defaults();
+    }
+
+    /// The name to show: the user's, or one derived from the data set and model.
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            let ModelSpec::Mlp(mlp) = &self.model;
+            format!("{}-mlp-{}x{}", self.dataset, mlp.depth, mlp.width)
+        })
+    }
+}
+
+impl DataSpec {
+    fn validate(&self) -> Result<()> {
+        unit_interval(self.val_fraction, "data.val_fraction", false)?;
+        unit_interval(self.test_fraction, "data.test_fraction", true)?;
+        check(
+            self.val_fraction + self.test_fraction < 0.9,
+            "data.test_fraction",
+            || {
+                format!(
+                    "val_fraction + test_fraction = {} leaves too little to train on; valid: a sum below 0.9",
+                    self.val_fraction + self.test_fraction
+                )
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

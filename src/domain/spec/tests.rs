@@ -1,0 +1,258 @@
+use super::*;
+use crate::domain::parse_json;
+use crate::error::Error;
+
+fn parse(json: &str) -> Result<JobSpec> {
+    let spec: JobSpec = parse_json(json.as_bytes())?;
+    spec.validate()?;
+    Ok(spec)
+}
+
+fn field_of(result: Result<JobSpec>) -> String {
+    match result {
+        Err(Error::Invalid { field, .. }) => field,
+        other => panic!("expected a 422, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_minimal_spec_gets_every_default() {
+    let spec = parse(r#"{"dataset": "digits", "model": {"kind": "mlp"}}"#).unwrap();
+    assert_eq!(spec.model, ModelSpec::Mlp(MlpSpec::default()));
+    assert_eq!(spec.training, TrainingSpec::default());
+    assert_eq!(spec.data, DataSpec::default());
+    assert_eq!(spec.display_name(), "digits-mlp-2x64");
+}
+
+#[test]
+fn the_design_documents_example_parses() {
+    let spec = parse(
+        r#"{"name": "digits-mlp-6x32", "dataset": "digits",
+            "model": {"kind": "mlp", "depth": 6, "width": 32, "activation": "relu", "batch_norm": false},
+            "training": {"optimizer": {"kind": "adam", "lr": 0.001}, "epochs": 30, "batch_size": 32, "seed": 7}}"#,
+    )
+    .unwrap();
+    assert_eq!(spec.training.seed, Some(7));
+    assert_eq!(spec.training.optimizer.lr(), 0.001);
+}
+
+#[test]
+fn impossible_values_name_their_field() {
+    let cases = [
+        (
+            r#""training": {"optimizer": {"kind": "adam", "lr": 0}}"#,
+            "training.optimizer.lr",
+        ),
+        (
+            r#""training": {"optimizer": {"kind": "sgd", "lr": -1}}"#,
+            "training.optimizer.lr",
+        ),
+        (r#""training": {"batch_size": 0}"#, "training.batch_size"),
+        (r#""training": {"epochs": 0}"#, "training.epochs"),
+        (r#""training": {"epochs": 1000000}"#, "training.epochs"),
+        (r#""data": {"val_fraction": 0}"#, "data.val_fraction"),
+        (
+            r#""data": {"val_fraction": 0.5, "test_fraction": 0.45}"#,
+            "data.test_fraction",
+        ),
+        (
+            r#""training": {"optimizer": {"kind": "sgd", "nesterov": true}}"#,
+            "training.optimizer.nesterov",
+        ),
+        (
+            r#""training": {"optimizer": {"kind": "sgd", "weight_decay": -1}}"#,
+            "training.optimizer.weight_decay",
+        ),
+        (
+            r#""training": {"optimizer": {"kind": "adamw", "beta2": 1}}"#,
+            "training.optimizer.beta2",
+        ),
+        (
+            r#""training": {"optimizer": {"kind": "rmsprop", "alpha": 1.5}}"#,
+            "training.optimizer.alpha",
+        ),
+        (
+            r#""training": {"optimizer": {"kind": "rmsprop", "eps": 0}}"#,
+            "training.optimizer.eps",
+        ),
+        (
+            r#""training": {"schedule": {"kind": "step", "gamma": 0}}"#,
+            "training.schedule.gamma",
+        ),
+        (
+            r#""training": {"schedule": {"kind": "step", "step_size": 0}}"#,
+            "training.schedule.step_size",
+        ),
+        (
+            r#""training": {"schedule": {"kind": "cosine", "min_lr": 1}}"#,
+            "training.schedule.min_lr",
+        ),
+        (
+            r#""training": {"schedule": {"kind": "reduce_on_plateau", "factor": 1}}"#,
+            "training.schedule.factor",
+        ),
+        (
+            r#""training": {"schedule": {"kind": "constant", "warmup_epochs": 2, "warmup_steps": 10}}"#,
+            "training.schedule.warmup_steps",
+        ),
+        (
+            r#""training": {"epochs": 3, "schedule": {"kind": "constant", "warmup_epochs": 4}}"#,
+            "training.schedule.warmup_epochs",
+        ),
+        (
+            r#""training": {"schedule": {"kind": "cosine", "gamma": 0.5}}"#,
+            "training.schedule.gamma",
+        ),
+        (r#""training": {"grad_clip": {}}"#, "training.grad_clip"),
+        (
+            r#""training": {"grad_clip": {"max_norm": 0}}"#,
+            "training.grad_clip.max_norm",
+        ),
+        (
+            r#""training": {"grad_clip": {"max_value": -2}}"#,
+            "training.grad_clip.max_value",
+        ),
+        (
+            r#""training": {"early_stopping": {"patience": 0}}"#,
+            "training.early_stopping.patience",
+        ),
+        (
+            r#""training": {"early_stopping": {"metric": "test_acc"}}"#,
+            "training.early_stopping.metric",
+        ),
+        (
+            r#""training": {"early_stopping": {"min_delta": -0.1}}"#,
+            "training.early_stopping.min_delta",
+        ),
+    ];
+    for (fragment, field) in cases {
+        let json = format!(r#"{{"dataset": "digits", "model": {{"kind": "mlp"}}, {fragment}}}"#);
+        assert_eq!(field_of(parse(&json)), field, "{json}");
+    }
+    let depth0 = r#"{"dataset": "digits", "model": {"kind": "mlp", "depth": 0}}"#;
+    assert_eq!(field_of(parse(depth0)), "model.depth");
+    for (model, field) in [
+        (r#""init": {"kind": "normal", "std": 0}"#, "model.init.std"),
+        // Inside the tagged model, serde can only name `model`; the message names the variant.
+        (r#""init": {"kind": "orthogonal"}"#, "model"),
+        (r#""leaky_relu_slope": 1.5"#, "model.leaky_relu_slope"),
+    ] {
+        let json = format!(r#"{{"dataset": "digits", "model": {{"kind": "mlp", {model}}}}}"#);
+        let got = field_of(parse(&json));
+        assert!(got.starts_with(field), "{json}: {got}");
+    }
+}
+
+#[test]
+fn every_optimizer_parses_with_pytorchs_defaults() {
+    let optimizer = |json: &str| {
+        let text = format!(
+            r#"{{"dataset": "d", "model": {{"kind": "mlp"}}, "training": {{"optimizer": {json}}}}}"#
+        );
+        parse(&text).unwrap().training.optimizer
+    };
+    assert_eq!(
+        optimizer(r#"{"kind": "sgd"}"#),
+        OptimizerSpec::Sgd {
+            lr: 0.01,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0
+        }
+    );
+    assert_eq!(
+        optimizer(r#"{"kind": "adamw"}"#),
+        OptimizerSpec::Adamw {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.01
+        }
+    );
+    assert_eq!(
+        optimizer(r#"{"kind": "rmsprop", "centered": true}"#),
+        OptimizerSpec::Rmsprop {
+            lr: 0.01,
+            alpha: 0.99,
+            eps: 1e-8,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            centered: true
+        }
+    );
+}
+
+#[test]
+fn filling_defaults_writes_the_init_and_metric_modes_that_will_run() {
+    let mut spec = parse(
+        r#"{"dataset": "d", "model": {"kind": "mlp", "activation": "sigmoid"},
+            "training": {"schedule": {"kind": "reduce_on_plateau", "metric": "val_acc"},
+                         "early_stopping": {"metric": "train_eval_loss", "patience": 3}}}"#,
+    )
+    .unwrap();
+    spec.fill_defaults();
+    let ModelSpec::Mlp(mlp) = &spec.model;
+    assert_eq!(mlp.init, Some(InitSpec::Xavier));
+    assert!(matches!(
+        spec.training.schedule,
+        ScheduleSpec::ReduceOnPlateau {
+            mode: Some(MetricMode::Max),
+            ..
+        }
+    ));
+    let early = spec.training.early_stopping.as_ref().unwrap();
+    assert_eq!(early.mode, Some(MetricMode::Min));
+    let relu = MlpSpec::default();
+    assert_eq!(relu.resolved_init(), InitSpec::Kaiming);
+    // A filled-in spec parses back to itself: what is stored is what runs.
+    let text = serde_json::to_string(&spec).unwrap();
+    assert_eq!(parse(&text).unwrap(), spec);
+}
+
+#[test]
+fn a_warmup_combines_with_any_schedule() {
+    let spec = parse(
+        r#"{"dataset": "d", "model": {"kind": "mlp"},
+            "training": {"epochs": 20, "schedule": {"kind": "cosine", "min_lr": 1e-5, "warmup_epochs": 2}}}"#,
+    )
+    .unwrap();
+    assert_eq!(spec.training.schedule.warmup(), Warmup::Epochs(2));
+    let spec = parse(
+        r#"{"dataset": "d", "model": {"kind": "mlp"},
+            "training": {"schedule": {"kind": "step", "step_size": 3, "warmup_steps": 100}}}"#,
+    )
+    .unwrap();
+    assert_eq!(spec.training.schedule.warmup(), Warmup::Steps(100));
+}
+
+#[test]
+fn unknown_fields_and_activations_are_rejected() {
+    let unknown = r#"{"dataset": "digits", "model": {"kind": "mlp"}, "trainig": {}}"#;
+    assert_eq!(field_of(parse(unknown)), "trainig");
+    let activation = r#"{"dataset": "digits", "model": {"kind": "mlp", "activation": "swish"}}"#;
+    assert!(field_of(parse(activation)).starts_with("model"));
+    let kind = r#"{"dataset": "digits", "model": {"kind": "transformer"}}"#;
+    assert!(field_of(parse(kind)).starts_with("model"));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+    #[test]
+    fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+        let _ = parse_json::<JobSpec>(&bytes).and_then(|spec| spec.validate());
+    }
+
+    #[test]
+    fn parsing_arbitrary_numbers_in_a_spec_never_panics(
+        depth in proptest::prelude::any::<i64>(), width in proptest::prelude::any::<i64>(),
+        lr in proptest::prelude::any::<f64>(), epochs in proptest::prelude::any::<i64>(),
+        batch in proptest::prelude::any::<i64>(), dropout in proptest::prelude::any::<f64>(),
+    ) {
+        let json = format!(
+            r#"{{"dataset": "d", "model": {{"kind": "mlp", "depth": {depth}, "width": {width}, "dropout": {dropout:?}}},
+                 "training": {{"optimizer": {{"kind": "sgd", "lr": {lr:?}}}, "epochs": {epochs}, "batch_size": {batch}}}}}"#
+        );
+        let _ = parse(&json);
+    }
+}

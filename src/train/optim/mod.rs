@@ -1,0 +1,161 @@
+//! Optimizers over named parameters, written out because candle 0.11 has neither momentum SGD
+//! nor RMSprop nor coupled-L2 Adam, and hides its AdamW moments. Each follows PyTorch's update
+//! rule, and its whole state is exported as named tensors so that a job resumed from a
+//! checkpoint continues bit for bit.
+
+mod adam;
+mod rmsprop;
+mod sgd;
+
+use std::collections::HashMap;
+
+use candle_core::{Tensor, Var};
+
+use crate::domain::OptimizerSpec;
+use crate::error::{Error, Result};
+
+/// One update rule with its per-parameter state.
+trait Rule: Send {
+    /// Updates every parameter that has a gradient (`grads` is aligned with `params`).
+    fn step(&mut self, params: &[(String, Var)], grads: &[Option<Tensor>], lr: f64) -> Result<()>;
+    /// The state as named tensors.
+    fn state(&self, params: &[(String, Var)]) -> Result<Vec<(String, Tensor)>>;
+    /// Restores what [`Rule::state`] wrote.
+    fn load_state(
+        &mut self,
+        params: &[(String, Var)],
+        state: &HashMap<String, Tensor>,
+    ) -> Result<()>;
+}
+
+/// An optimizer over named parameters whose state can be checkpointed and restored. The
+/// learning rate is passed to every step, so schedules live outside it.
+pub struct Optimizer {
+    params: Vec<(String, Var)>,
+    rule: Box<dyn Rule>,
+}
+
+impl Optimizer {
+    /// An optimizer with fresh state for `params`.
+    pub fn new(spec: &OptimizerSpec, params: Vec<(String, Var)>) -> Result<Self> {
+        let rule: Box<dyn Rule> = match *spec {
+            OptimizerSpec::Sgd {
+                momentum,
+                nesterov,
+                weight_decay,
+                ..
+            } => Box::new(sgd::Sgd::new(
+                momentum,
+                nesterov,
+                weight_decay,
+                params.len(),
+            )),
+            OptimizerSpec::Adam {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => Box::new(adam::Adam::new(
+                adam::AdamConfig {
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                    decoupled: false,
+                },
+                &params,
+            )?),
+            OptimizerSpec::Adamw {
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            } => Box::new(adam::Adam::new(
+                adam::AdamConfig {
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                    decoupled: true,
+                },
+                &params,
+            )?),
+            OptimizerSpec::Rmsprop {
+                alpha,
+                eps,
+                momentum,
+                weight_decay,
+                centered,
+                ..
+            } => Box::new(rmsprop::Rmsprop::new(
+                rmsprop::RmspropConfig {
+                    alpha,
+                    eps,
+                    momentum,
+                    weight_decay,
+                    centered,
+                },
+                &params,
+            )?),
+        };
+        Ok(Optimizer { params, rule })
+    }
+
+    /// The parameters, in the order gradients are passed to [`Optimizer::step`].
+    pub fn params(&self) -> &[(String, Var)] {
+        &self.params
+    }
+
+    /// Applies one update with learning rate `lr`; `grads[i]` belongs to `params()[i]`.
+    pub fn step(&mut self, grads: &[Option<Tensor>], lr: f64) -> Result<()> {
+        if grads.len() != self.params.len() {
+            return Err(Error::Internal(format!(
+                "{} gradients for {} parameters",
+                grads.len(),
+                self.params.len()
+            )));
+        }
+        self.rule.step(&self.params, grads, lr)
+    }
+
+    /// The optimizer's state as named tensors, for a checkpoint.
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        self.rule.state(&self.params)
+    }
+
+    /// Restores state written by [`Optimizer::state`].
+    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        self.rule.load_state(&self.params, state)
+    }
+}
+
+/// `g + weight_decay·θ`: weight decay as an L2 term in the gradient (PyTorch's coupled form).
+fn with_l2(g: &Tensor, var: &Var, weight_decay: f64) -> Result<Tensor> {
+    Ok(if weight_decay > 0.0 {
+        (g + (var.as_tensor() * weight_decay)?)?
+    } else {
+        g.clone()
+    })
+}
+
+/// A saved tensor by key, or an error saying the checkpoint lacks it.
+fn saved(state: &HashMap<String, Tensor>, key: &str) -> Result<Tensor> {
+    state.get(key).cloned().ok_or_else(|| {
+        Error::Internal(format!(
+            "optimizer state '{key}' is missing from the checkpoint"
+        ))
+    })
+}
+
+/// Zeros shaped like each parameter.
+fn zeros_like(params: &[(String, Var)]) -> Result<Vec<Tensor>> {
+    Ok(params
+        .iter()
+        .map(|(_, var)| var.as_tensor().zeros_like())
+        .collect::<candle_core::Result<_>>()?)
+}
+
+#[cfg(test)]
+mod tests;
