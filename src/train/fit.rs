@@ -4,19 +4,17 @@
 
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
-use candle_nn::loss::cross_entropy;
+use candle_core::Device;
 use rand::seq::SliceRandom;
 
 use super::checkpoint::{self, CheckpointData, CheckpointParts};
-use super::grads::{self, GradStats};
-use super::metrics::{coefficient_of_variation, count_correct, evaluate};
+use super::engine::{Engine, fused_applies};
+use super::grads::GradStats;
+use super::metrics::coefficient_of_variation;
 use super::monitor::EarlyStopping;
 use super::schedule::Schedule;
 use super::seed::{Purpose, rng};
-use super::{
-    EpochMetrics, InterruptReason, Interrupter, LayerStats, Mlp, Mode, Optimizer, PreparedData,
-};
+use super::{EpochMetrics, InterruptReason, Interrupter, LayerStats, Mlp, PreparedData};
 use crate::domain::{JobSpec, ModelSpec};
 use crate::error::Error;
 
@@ -104,8 +102,8 @@ struct EpochPass {
 /// The model and the state around it that a checkpoint restores.
 struct Trainer<'a> {
     spec: &'a JobSpec,
-    model: Mlp,
-    optimizer: Optimizer,
+    engine: Engine,
+    device: Device,
     schedule: Schedule,
     early_stopping: Option<EarlyStopping>,
     batch_size: usize,
@@ -130,8 +128,8 @@ pub fn fit(
         let first_step = global_step + 1;
         let pass = trainer.train_epoch(data, epoch, interrupter, &mut global_step, on_step)?;
         let train_seconds = started.elapsed().as_secs_f64();
-        let model = &trainer.model;
-        let (val_loss, val_acc) = evaluate(model, &data.val)?;
+        let engine = &trainer.engine;
+        let (val_loss, val_acc) = engine.evaluate(&data.val)?;
         if !val_loss.is_finite() {
             return Err(TrainError::Diverged {
                 epoch,
@@ -142,9 +140,9 @@ pub fn fit(
         let test = data
             .test
             .as_ref()
-            .map(|test| evaluate(model, test))
+            .map(|test| engine.evaluate(test))
             .transpose()?;
-        let (train_eval_loss, train_eval_acc) = evaluate(model, &data.train)?;
+        let (train_eval_loss, train_eval_acc) = engine.evaluate(&data.train)?;
         let seen = pass.seen.max(1) as f64;
         let metrics = EpochMetrics {
             epoch,
@@ -215,10 +213,11 @@ impl<'a> Trainer<'a> {
         };
         let batch_size = spec.training.batch_size.min(data.train.len).max(1);
         let steps_per_epoch = data.train.len.div_ceil(batch_size) as u64;
+        let threads = candle_core::utils::get_num_threads();
         let mut trainer = Trainer {
             spec,
-            optimizer: Optimizer::new(&spec.training.optimizer, model.trainable())?,
-            model,
+            engine: Engine::build(spec, data, model, fused_applies(spec, device), threads)?,
+            device: device.clone(),
             schedule: Schedule::new(&spec.training, steps_per_epoch),
             early_stopping: spec
                 .training
@@ -229,7 +228,7 @@ impl<'a> Trainer<'a> {
             steps_per_epoch,
         };
         if let Some(saved) = saved {
-            trainer.optimizer.load_state(&saved.optimizer)?;
+            trainer.engine.load_optimizer(&saved.optimizer)?;
             trainer.schedule.load_state(&saved.trainer)?;
             if let Some(early) = &mut trainer.early_stopping {
                 early.load_state(&saved.trainer)?;
@@ -248,54 +247,36 @@ impl<'a> Trainer<'a> {
         on_step: &mut dyn FnMut(Progress),
     ) -> Result<EpochPass, TrainError> {
         let seed = self.spec.training.seed.unwrap_or(0);
-        let device = data.train.x.device();
         let mut order: Vec<u32> = (0..data.train.len as u32).collect();
         order.shuffle(&mut rng(seed, Purpose::Shuffle, u64::from(epoch)));
         let mut dropout_rng = rng(seed, Purpose::Dropout, u64::from(epoch));
         let mut pass = EpochPass {
             losses: Vec::with_capacity(self.steps_per_epoch as usize),
-            grads: GradStats::new(self.optimizer.params().len()),
+            grads: GradStats::new(self.engine.param_names().len()),
             loss_sum: 0.0,
             correct: 0.0,
             seen: 0,
             last_lr: self.schedule.lr(epoch, 0),
         };
+        let clip = self.spec.training.grad_clip.as_ref();
         for (i, chunk) in order.chunks(self.batch_size).enumerate() {
             if let Some(reason) = interrupter.reason() {
                 return Err(TrainError::Interrupted(reason));
             }
             let lr = self.schedule.lr(epoch, i as u64);
-            let index = Tensor::from_slice(chunk, chunk.len(), device)?;
-            let x = data.train.x.index_select(&index, 0)?;
-            let y = data.train.y.index_select(&index, 0)?;
-            let logits = self.model.forward(&x, &mut Mode::Train(&mut dropout_rng))?;
-            let loss = cross_entropy(&logits, &y)?;
-            let loss_value = loss.to_scalar::<f32>()?;
+            let step = self.engine.step(data, chunk, lr, &mut dropout_rng, clip)?;
             *global_step += 1;
-            if !loss_value.is_finite() {
+            if !step.loss.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch,
                     step: *global_step,
-                    loss: loss_value,
+                    loss: step.loss,
                 });
             }
-            let mut grads = {
-                let store = loss.backward()?;
-                self.optimizer
-                    .params()
-                    .iter()
-                    .map(|(_, var)| store.get(var.as_tensor()).cloned())
-                    .collect::<Vec<_>>()
-            };
-            let squared = grads::squared_norms(&grads)?;
-            pass.grads.record(&squared);
-            if let Some(clip) = &self.spec.training.grad_clip {
-                grads::clip(&mut grads, clip, &squared)?;
-            }
-            self.optimizer.step(&grads, lr)?;
-            pass.correct += count_correct(&logits, &y)?;
-            pass.losses.push(loss_value);
-            pass.loss_sum += f64::from(loss_value) * chunk.len() as f64;
+            pass.grads.record(&step.squared_grad_norms);
+            pass.correct += step.correct;
+            pass.losses.push(step.loss);
+            pass.loss_sum += f64::from(step.loss) * chunk.len() as f64;
             pass.seen += chunk.len();
             pass.last_lr = lr;
             on_step(Progress {
@@ -303,7 +284,7 @@ impl<'a> Trainer<'a> {
                 step_in_epoch: i as u64 + 1,
                 steps_per_epoch: self.steps_per_epoch,
                 global_step: *global_step,
-                loss: loss_value,
+                loss: step.loss,
             });
         }
         Ok(pass)
@@ -311,23 +292,20 @@ impl<'a> Trainer<'a> {
 
     /// Gradient norms of the epoch and weight norms now, per parameter tensor.
     fn layer_stats(&self, grads: &GradStats) -> Result<Vec<LayerStats>, TrainError> {
-        let params = self.optimizer.params();
-        let weights: Vec<Option<Tensor>> = params
-            .iter()
-            .map(|(_, var)| Some(var.as_tensor().clone()))
-            .collect();
-        let weight_norms = grads::squared_norms(&weights)?;
-        Ok(params
-            .iter()
+        let weight_norms = self.engine.weight_squared_norms()?;
+        Ok(self
+            .engine
+            .param_names()
+            .into_iter()
             .zip(weight_norms)
             .enumerate()
-            .map(|(i, ((name, _), squared))| {
-                let info = self.model.describe(name);
+            .map(|(i, (name, squared))| {
+                let info = self.engine.describe(&name);
                 LayerStats {
-                    name: name.clone(),
                     layer: info.layer,
                     index: info.index,
                     role: info.role,
+                    name,
                     grad_norm_mean: grads.mean(i),
                     grad_norm_max: grads.max(i),
                     weight_norm: squared.sqrt(),
@@ -343,8 +321,8 @@ impl<'a> Trainer<'a> {
             trainer.extend(early.state()?);
         }
         Ok(CheckpointParts {
-            model: self.model.state()?,
-            optimizer: self.optimizer.state()?,
+            model: self.engine.model_state(&self.device)?,
+            optimizer: self.engine.optimizer_state(&self.device)?,
             trainer,
         })
     }

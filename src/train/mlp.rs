@@ -37,6 +37,32 @@ pub struct ParamInfo {
     pub role: String,
 }
 
+impl ParamInfo {
+    /// Layer, index and role of a parameter named like `hidden.3.bn.weight` in a network of
+    /// `depth` hidden layers.
+    pub fn of(name: &str, depth: usize) -> ParamInfo {
+        let (layer, role) = match name.strip_prefix("hidden.") {
+            Some(rest) => match rest.split_once('.') {
+                Some((index, role)) => (format!("hidden.{index}"), role),
+                None => (name.to_string(), ""),
+            },
+            None => match name.split_once('.') {
+                Some((layer, role)) => (layer.to_string(), role),
+                None => (name.to_string(), ""),
+            },
+        };
+        let index = layer
+            .strip_prefix("hidden.")
+            .and_then(|i| i.parse().ok())
+            .unwrap_or(depth);
+        ParamInfo {
+            layer,
+            index,
+            role: role.to_string(),
+        }
+    }
+}
+
 struct Dense {
     weight: Var,
     bias: Var,
@@ -228,25 +254,7 @@ impl Mlp {
 
     /// Where the parameter called `name` (as in [`Mlp::trainable`]) sits in the network.
     pub fn describe(&self, name: &str) -> ParamInfo {
-        let (layer, role) = match name.strip_prefix("hidden.") {
-            Some(rest) => match rest.split_once('.') {
-                Some((index, role)) => (format!("hidden.{index}"), role),
-                None => (name.to_string(), ""),
-            },
-            None => match name.split_once('.') {
-                Some((layer, role)) => (layer.to_string(), role),
-                None => (name.to_string(), ""),
-            },
-        };
-        let index = layer
-            .strip_prefix("hidden.")
-            .and_then(|i| i.parse().ok())
-            .unwrap_or(self.hidden.len());
-        ParamInfo {
-            layer,
-            index,
-            role: role.to_string(),
-        }
+        ParamInfo::of(name, self.hidden.len())
     }
 
     /// Number of hidden layers.

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod dataset;
+mod engine;
 mod fit;
 #[cfg(test)]
 mod fit_tests;

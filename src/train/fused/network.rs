@@ -122,6 +122,18 @@ impl FusedMlp {
         Ok(out)
     }
 
+    /// Number of output classes.
+    pub fn classes(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.outputs)
+    }
+
+    /// Each layer's (weight, bias), in order.
+    pub fn weights(&self) -> impl Iterator<Item = (&[f32], &[f32])> {
+        self.layers
+            .iter()
+            .map(|l| (l.weight.as_slice(), l.bias.as_slice()))
+    }
+
     /// `hidden.{i}` or `output`.
     pub fn layer_name(&self, i: usize) -> String {
         if i + 1 == self.layers.len() {
