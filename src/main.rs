@@ -25,8 +25,12 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // candle asks the OS how many cores there are on every matrix product unless this is set
     // (a quarter of a small MLP's training time); fix it once, while the process has one thread.
-    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
-        let threads = candle_core::utils::get_num_threads();
+    let bench_threads = match &cli.command {
+        Some(Command::Bench(args)) if args.threads > 0 => Some(args.threads),
+        _ => None,
+    };
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() || bench_threads.is_some() {
+        let threads = bench_threads.unwrap_or_else(candle_core::utils::get_num_threads);
         // SAFETY: no other thread exists yet, so nothing can read the environment concurrently.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     }

@@ -41,6 +41,10 @@ pub struct BenchArgs {
     /// Run only trainserve's side.
     #[arg(long)]
     pub no_peer: bool,
+    /// Threads for both sides (trainserve's RAYON_NUM_THREADS and torch.set_num_threads);
+    /// 0 keeps each side's default (the physical cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// Runs the chosen workloads and prints JSON lines: one per measurement, one summary per workload.

@@ -16,6 +16,7 @@ use crate::domain::{JobId, JobSpec, ModelSpec};
 use crate::error::{Error, Result};
 use crate::store::{CheckpointRow, JobRow, Store};
 use crate::train::checkpoint;
+use crate::train::fused::FusedMlp;
 use crate::train::{Mlp, Preprocessing};
 
 /// Most rows one request may send.
@@ -66,8 +67,34 @@ pub struct PredictResponse {
 
 /// A checkpoint loaded for serving: never the weights being trained.
 pub struct LoadedModel {
-    model: Mlp,
+    network: Network,
     preprocessing: Preprocessing,
+}
+
+/// The loaded network, on the path that serves it fastest.
+enum Network {
+    Candle(Mlp),
+    /// Small MLPs: no per-operation overhead, which dominates at batch size 1.
+    Fused(FusedMlp),
+}
+
+impl Network {
+    fn probabilities(&self, x: Vec<f32>, rows: usize, width: usize) -> Result<Vec<Vec<f32>>> {
+        match self {
+            Network::Candle(model) => {
+                let x = Tensor::from_vec(x, (rows, width), &Device::Cpu)?;
+                Ok(model.probabilities(&x)?.to_vec2::<f32>()?)
+            }
+            Network::Fused(net) => {
+                let classes = net.classes().max(1);
+                Ok(net
+                    .probabilities(&x, rows)
+                    .chunks(classes)
+                    .map(<[f32]>::to_vec)
+                    .collect())
+            }
+        }
+    }
 }
 
 /// Handle to the prediction service; cheap to clone.
@@ -197,8 +224,20 @@ impl Predictor {
                 &Device::Cpu,
             )
             .map_err(|err| Error::Internal(format!("checkpoint does not fit its job: {err}")))?;
+            let network = if FusedMlp::supports(mlp) {
+                let (inputs, classes) = (preprocessing.n_features(), preprocessing.labels.len());
+                Network::Fused(FusedMlp::from_state(
+                    mlp,
+                    inputs,
+                    classes,
+                    &model.state()?,
+                    1,
+                )?)
+            } else {
+                Network::Candle(model)
+            };
             Ok(LoadedModel {
-                model,
+                network,
                 preprocessing,
             })
         })
@@ -237,8 +276,7 @@ fn run(loaded: &LoadedModel, inputs: &[Vec<f64>]) -> Result<Vec<Prediction>> {
             ));
         }
     }
-    let x = Tensor::from_vec(x, (inputs.len(), width), &Device::Cpu)?;
-    let probabilities = loaded.model.probabilities(&x)?.to_vec2::<f32>()?;
+    let probabilities = loaded.network.probabilities(x, inputs.len(), width)?;
     let labels = &loaded.preprocessing.labels;
     Ok(probabilities
         .into_iter()

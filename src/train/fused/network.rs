@@ -226,6 +226,19 @@ impl FusedMlp {
         input
     }
 
+    /// Class probabilities `[batch × classes]` in evaluation mode.
+    pub fn probabilities(&self, x: &[f32], batch: usize) -> Vec<f32> {
+        let classes = self.classes();
+        let mut out = self.logits(x, batch);
+        for row in out.chunks_mut(classes.max(1)) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            row.iter_mut().for_each(|v| *v = (*v - max).exp());
+            let sum: f32 = row.iter().sum();
+            row.iter_mut().for_each(|v| *v /= sum);
+        }
+        out
+    }
+
     /// One training step on a batch: forward with dropout, softmax cross-entropy, backward.
     /// Leaves the gradients in `self.grads`; the caller's optimizer applies them.
     pub fn train_step(&mut self, x: &[f32], y: &[u32], rng: &mut ChaCha8Rng) -> StepOutput {
