@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::overfitting_onset;
-use crate::store::EpochRow;
+use crate::store::{EpochRow, LayerGradRow};
 
 /// Accuracy at most this multiple of chance counts as "stuck at chance".
 pub const CHANCE_MULTIPLE: f64 = 1.5;
@@ -15,6 +15,12 @@ pub const FAR_FROM_CONVERGED_TRAIN_ACC: f64 = 0.9;
 pub const UNDERFIT_TRAIN_ACC: f64 = 0.8;
 /// A train-minus-validation accuracy gap above this at the end is worth reporting.
 pub const GAP_WORTH_REPORTING: f64 = 0.05;
+/// A weight tensor whose mean gradient norm is below this fraction of the largest one's has a vanishing gradient.
+pub const VANISHING_RATIO: f64 = 1e-3;
+/// A tensor's largest gradient norm growing this much from one epoch to the next is an explosion.
+pub const EXPLODING_JUMP: f64 = 10.0;
+/// A step-loss coefficient of variation above this within an epoch is noisy training.
+pub const NOISY_STEP_LOSS_CV: f64 = 0.5;
 
 /// One finding about a run.
 #[derive(Clone, Debug, Serialize)]
@@ -44,6 +50,8 @@ pub struct RunFacts<'a> {
     pub classes: usize,
     /// The learning rate asked for.
     pub lr: f64,
+    /// Per-tensor gradient norms by epoch (may be empty).
+    pub layers: &'a [LayerGradRow],
 }
 
 /// Findings about a run, most severe first; `healthy` when nothing stands out.
@@ -149,6 +157,19 @@ pub fn diagnose(facts: &RunFacts) -> Vec<Finding> {
             });
         }
     }
+    findings.extend(gradient_findings(facts.layers));
+    if let Some(noisy) = epochs.iter().rev().find(|e| e.step_loss_cv.is_some()) {
+        let cv = noisy.step_loss_cv.unwrap_or(0.0);
+        if cv > NOISY_STEP_LOSS_CV {
+            findings.push(Finding {
+                kind: "noisy_training",
+                severity: "info",
+                summary: format!("Step losses in epoch {} varied by {:.0}% of their mean (coefficient of variation {cv:.2}).", noisy.epoch, cv * 100.0),
+                evidence: json!({"epoch": noisy.epoch, "step_loss_cv": cv, "steps": noisy.steps}),
+                suggestion: "Noisy steps: a larger batch size or a lower learning rate smooths them (batch size 1 is the noisiest).".into(),
+            });
+        }
+    }
     findings.sort_by_key(|f| match f.severity {
         "error" => 0,
         "warning" => 1,
@@ -165,6 +186,81 @@ pub fn diagnose(facts: &RunFacts) -> Vec<Finding> {
             suggestion:
                 "Compare it with neighbours in a sweep to see whether another setting does better."
                     .into(),
+        });
+    }
+    findings
+}
+
+/// Vanishing gradients (weight tensors far below the largest, at the last epoch) and exploding
+/// ones (a tensor's largest gradient norm jumping by [`EXPLODING_JUMP`]× between epochs).
+fn gradient_findings(layers: &[LayerGradRow]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let Some(last_epoch) = layers.iter().map(|l| l.epoch).max() else {
+        return findings;
+    };
+    let weights: Vec<&LayerGradRow> = layers
+        .iter()
+        .filter(|l| l.epoch == last_epoch && l.role == "weight")
+        .collect();
+    let largest = weights
+        .iter()
+        .filter_map(|l| l.grad_norm_mean)
+        .fold(0.0, f64::max);
+    if largest > 0.0 {
+        let vanishing: Vec<&&LayerGradRow> = weights
+            .iter()
+            .filter(|l| {
+                l.grad_norm_mean
+                    .is_some_and(|g| g < largest * VANISHING_RATIO)
+            })
+            .collect();
+        if !vanishing.is_empty() {
+            let names: Vec<&str> = vanishing.iter().map(|l| l.tensor.as_str()).collect();
+            let smallest = vanishing
+                .iter()
+                .filter_map(|l| l.grad_norm_mean)
+                .fold(f64::INFINITY, f64::min);
+            findings.push(Finding {
+                kind: "vanishing_gradients",
+                severity: "warning",
+                summary: format!(
+                    "{} of {} weight tensors get gradients below {VANISHING_RATIO} of the largest ({largest:.2e}) at epoch {last_epoch}, down to {smallest:.2e}: {}.",
+                    names.len(),
+                    weights.len(),
+                    if names.len() > 6 { format!("{} … {}", names[..3].join(", "), names[names.len() - 1]) } else { names.join(", ") }
+                ),
+                evidence: json!({"epoch": last_epoch, "largest_grad_norm": largest, "smallest_grad_norm": smallest, "tensors": names}),
+                suggestion: "Layers far from the output barely learn: use batch normalization, relu with kaiming initialization, or a shallower network.".into(),
+            });
+        }
+    }
+    let mut jumps = Vec::new();
+    for pair in layers.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if a.tensor == b.tensor && b.epoch == a.epoch + 1 {
+            if let (Some(before), Some(after)) = (a.grad_norm_max, b.grad_norm_max) {
+                if before > 0.0 && after > before * EXPLODING_JUMP {
+                    jumps.push(
+                        json!({"tensor": b.tensor, "epoch": b.epoch, "from": before, "to": after}),
+                    );
+                }
+            }
+        }
+    }
+    if let Some(first) = jumps.first().cloned() {
+        findings.push(Finding {
+            kind: "exploding_gradients",
+            severity: "warning",
+            summary: format!(
+                "Gradient norms jumped {EXPLODING_JUMP}× or more between epochs {} time(s), first in {} at epoch {} ({:.2e} → {:.2e}).",
+                jumps.len(),
+                first["tensor"].as_str().unwrap_or(""),
+                first["epoch"],
+                first["from"].as_f64().unwrap_or(0.0),
+                first["to"].as_f64().unwrap_or(0.0)
+            ),
+            evidence: json!({"jumps": jumps}),
+            suggestion: "Clip gradients (training.grad_clip.max_norm), lower the learning rate, or add batch normalization.".into(),
         });
     }
     findings
@@ -188,6 +284,7 @@ mod tests {
             epochs: &epochs,
             classes: 10,
             lr: 1.0,
+            layers: &[],
         };
         assert_eq!(kinds(&facts), vec!["learning_rate_too_high"]);
     }
@@ -200,6 +297,7 @@ mod tests {
             epochs: &[],
             classes: 10,
             lr: 1.0,
+            layers: &[],
         };
         let findings = diagnose(&facts);
         assert_eq!(findings[0].kind, "diverged");
@@ -230,6 +328,7 @@ mod tests {
             epochs: &epochs,
             classes: 10,
             lr: 1e-5,
+            layers: &[],
         };
         assert!(
             kinds(&facts).contains(&"learning_rate_too_low"),
@@ -256,6 +355,7 @@ mod tests {
             epochs: &epochs,
             classes: 10,
             lr: 1e-3,
+            layers: &[],
         };
         let findings = diagnose(&facts);
         assert_eq!(findings[0].kind, "overfitting");
@@ -278,7 +378,42 @@ mod tests {
             epochs: &epochs,
             classes: 10,
             lr: 1e-3,
+            layers: &[],
         };
         assert_eq!(kinds(&facts), vec!["healthy"]);
+    }
+
+    fn layer(tensor: &str, epoch: i64, mean: f64, max: f64) -> LayerGradRow {
+        LayerGradRow {
+            position: 0,
+            epoch,
+            tensor: tensor.into(),
+            layer: tensor.rsplit_once('.').map_or(tensor, |(l, _)| l).into(),
+            layer_index: 0,
+            role: "weight".into(),
+            grad_norm_mean: Some(mean),
+            grad_norm_max: Some(max),
+            weight_norm: Some(1.0),
+        }
+    }
+
+    #[test]
+    fn tiny_first_layer_gradients_read_as_vanishing_and_jumps_as_exploding() {
+        let layers = vec![
+            layer("hidden.0.weight", 1, 1e-9, 1e-9),
+            layer("hidden.0.weight", 2, 1e-9, 2e-9),
+            layer("hidden.1.weight", 1, 1e-2, 1e-2),
+            layer("hidden.1.weight", 2, 1e-2, 5.0),
+            layer("output.weight", 1, 0.5, 0.5),
+            layer("output.weight", 2, 0.5, 0.6),
+        ];
+        let findings = gradient_findings(&layers);
+        let kinds: Vec<&str> = findings.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, vec!["vanishing_gradients", "exploding_gradients"]);
+        assert_eq!(findings[0].evidence["tensors"], json!(["hidden.0.weight"]));
+        assert_eq!(
+            findings[1].evidence["jumps"][0]["tensor"],
+            "hidden.1.weight"
+        );
     }
 }

@@ -86,7 +86,8 @@ pub(super) async fn load(state: &AppState, query: &CompareQuery) -> Result<Compa
             goal,
             max_points,
         );
-        summary.findings = super::diagnosis::findings_for(&row, &epochs)?;
+        let layers = state.store.list_layer_grads(id, None).await?;
+        summary.findings = super::diagnosis::findings_for(&row, &epochs, &layers)?;
         jobs.push(summary);
     }
     jobs.sort_by(|a, b| match (a.best_value, b.best_value) {

@@ -10,7 +10,7 @@ use super::jobs::job_id;
 use crate::analysis::{self, Finding, RunFacts};
 use crate::domain::{JobId, JobSpec};
 use crate::error::{Error, Result};
-use crate::store::{EpochRow, JobRow};
+use crate::store::{EpochRow, JobRow, LayerGradRow};
 
 /// A job's findings.
 #[derive(Serialize)]
@@ -20,8 +20,12 @@ pub struct DiagnosisView {
     findings: Vec<Finding>,
 }
 
-/// Diagnoses a stored job from its row and epochs.
-pub fn findings_for(row: &JobRow, epochs: &[EpochRow]) -> Result<Vec<Finding>> {
+/// Diagnoses a stored job from its row, epochs and per-tensor gradient norms.
+pub fn findings_for(
+    row: &JobRow,
+    epochs: &[EpochRow],
+    layers: &[LayerGradRow],
+) -> Result<Vec<Finding>> {
     let spec: JobSpec =
         serde_json::from_str(&row.spec).map_err(|err| Error::internal("reading a spec", err))?;
     let classes = row
@@ -35,6 +39,7 @@ pub fn findings_for(row: &JobRow, epochs: &[EpochRow]) -> Result<Vec<Finding>> {
         epochs,
         classes,
         lr: spec.training.optimizer.lr(),
+        layers,
     }))
 }
 
@@ -45,7 +50,8 @@ pub async fn diagnosis(
 ) -> ApiResult<Json<DiagnosisView>> {
     let row = state.jobs.get(job_id(&id)?).await?;
     let epochs = state.store.list_epochs(row.id).await?;
-    let findings = findings_for(&row, &epochs)?;
+    let layers = state.store.list_layer_grads(row.id, None).await?;
+    let findings = findings_for(&row, &epochs, &layers)?;
     Ok(Json(DiagnosisView {
         job_id: row.id,
         status: row.status.to_string(),

@@ -206,3 +206,44 @@ async fn the_diagnosis_says_what_a_too_high_and_a_too_low_learning_rate_did() {
     );
     assert!(body["findings"][0]["suggestion"].is_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_diagnosis_names_vanishing_gradients_in_a_deep_sigmoid_net_and_noise_at_batch_size_one()
+{
+    let app = TestApp::spawn_with(|c| c.worker_slots = 2).await;
+    let deep = app
+        .submit(json!({"dataset": "digits", "model": {"kind": "mlp", "depth": 100, "width": 16, "activation": "sigmoid"},
+                       "training": {"epochs": 1, "batch_size": 128, "seed": 2}}))
+        .await;
+    let noisy = app
+        .submit(
+            json!({"dataset": "regions", "model": {"kind": "mlp", "depth": 1, "width": 8},
+                       "training": {"epochs": 1, "batch_size": 1, "seed": 2}}),
+        )
+        .await;
+    app.wait_for_end(&deep).await;
+    app.wait_for_end(&noisy).await;
+    let (_, body) = app.get(&format!("/v1/jobs/{deep}/diagnosis")).await;
+    let vanishing = body["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "vanishing_gradients");
+    let vanishing = vanishing.unwrap_or_else(|| panic!("{body}"));
+    assert!(
+        vanishing["evidence"]["tensors"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("hidden.0.weight")),
+        "{vanishing}"
+    );
+    let (_, body) = app.get(&format!("/v1/jobs/{noisy}/diagnosis")).await;
+    assert!(
+        body["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "noisy_training"),
+        "{body}"
+    );
+}
