@@ -4,6 +4,7 @@
 
 mod compare;
 mod diagnosis;
+mod disagreements;
 mod downsample;
 pub mod plot;
 mod sweep;
@@ -12,6 +13,7 @@ pub use compare::{
     Comparison, CurvePoint, GapSummary, JobSummary, SpeedSummary, compare_job, overfitting_onset,
 };
 pub use diagnosis::{Finding, RunFacts, diagnose};
+pub use disagreements::{Answer, Disagreement, DisagreementSets, disagreements};
 pub use downsample::{StepPoint, downsample};
 pub use sweep::{
     AxisEffect, AxisValueEffect, HeatmapGrid, SweepSummary, TrialResult, summarize_sweep,

@@ -104,6 +104,11 @@ pub struct ListQuery {
     name: Option<String>,
     /// Only trials of this sweep.
     sweep: Option<String>,
+    /// Conditions, e.g. `best.val_acc > 0.9 and params.training.optimizer.lr = 0.01`.
+    #[serde(rename = "where")]
+    conditions: Option<String>,
+    /// A field to order by, optionally with a direction: `best.val_acc desc`.
+    order_by: Option<String>,
     /// created_at (default), best_val_acc, name, status.
     sort: Option<String>,
     /// asc or desc (default desc).
@@ -153,7 +158,32 @@ pub async fn list(
             .into());
         }
     };
-    let descending = match query.order.as_deref().unwrap_or("desc") {
+    let (order_by, order_direction) = match query.order_by.as_deref().map(str::trim) {
+        None | Some("") => (None, None),
+        Some(text) => {
+            let (field, direction) = match text.rsplit_once(char::is_whitespace) {
+                Some((field, dir))
+                    if dir.eq_ignore_ascii_case("asc") || dir.eq_ignore_ascii_case("desc") =>
+                {
+                    (field, Some(dir.to_ascii_lowercase()))
+                }
+                _ => (text, None),
+            };
+            (
+                Some(crate::domain::parse_field(field, "order_by")?),
+                direction,
+            )
+        }
+    };
+    let clauses = match &query.conditions {
+        Some(text) => crate::domain::parse_where(text)?,
+        None => Vec::new(),
+    };
+    let descending = match order_direction
+        .as_deref()
+        .or(query.order.as_deref())
+        .unwrap_or("desc")
+    {
         "desc" => true,
         "asc" => false,
         other => {
@@ -194,6 +224,8 @@ pub async fn list(
                     .map_err(|_| Error::invalid("sweep", format!("'{raw}' is not a sweep id")))?,
             ),
         },
+        clauses,
+        order_by,
         sort,
         descending,
         limit,

@@ -3,6 +3,7 @@
 mod compare;
 mod datasets;
 mod diagnosis;
+mod disagreements;
 pub mod error;
 mod extract;
 mod health;
@@ -84,6 +85,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/sweeps/{id}/plot.svg"),
     ("GET", "/v1/sweeps/{id}/plot.png"),
     ("GET", "/v1/compare"),
+    ("GET", "/v1/compare/disagreements"),
     ("GET", "/v1/compare/plot.svg"),
     ("GET", "/v1/compare/plot.png"),
 ];
@@ -120,6 +122,7 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("GET", "/v1/sweeps/{id}/plot.svg") => get(plots::sweep_svg),
         ("GET", "/v1/sweeps/{id}/plot.png") => get(plots::sweep_png),
         ("GET", "/v1/compare") => get(compare::compare),
+        ("GET", "/v1/compare/disagreements") => get(disagreements::disagreements),
         ("GET", "/v1/compare/plot.svg") => get(plots::compare_svg),
         ("GET", "/v1/compare/plot.png") => get(plots::compare_png),
         _ => unreachable!("ROUTES lists {method} {path} without a handler; this is a bug"),

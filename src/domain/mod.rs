@@ -2,12 +2,14 @@
 
 mod ids;
 mod json;
+mod query;
 mod spec;
 mod status;
 mod sweep;
 
 pub use ids::{DatasetId, JobId, SweepId};
 pub use json::parse_json;
+pub use query::{Clause, Field, Op, parse_field, parse_where};
 pub use spec::{
     Activation, CheckpointSpec, DataSpec, EarlyStoppingSpec, GradClipSpec, InitSpec, JobSpec,
     MAX_PARAMETERS, Metric, MetricMode, MlpSpec, ModelSpec, OptimizerSpec, ScheduleSpec,

@@ -160,6 +160,38 @@ impl Predictor {
         })
     }
 
+    /// The best checkpoint's class index and confidence for each raw row of a job's data set
+    /// (rows as the data set stores them; the job's preprocessing is applied here).
+    pub async fn classify_rows(
+        &self,
+        job: &JobRow,
+        rows: Vec<Vec<f32>>,
+    ) -> Result<(i64, Vec<(usize, f32)>)> {
+        let checkpoint = self.choose_checkpoint(job, None).await?;
+        let loaded = self.load(job, &checkpoint).await?;
+        let classified = tokio::task::spawn_blocking(move || -> Result<Vec<(usize, f32)>> {
+            let width = loaded.preprocessing.n_features();
+            let mut x = Vec::with_capacity(rows.len() * width);
+            for row in &rows {
+                let start = x.len();
+                x.extend_from_slice(row);
+                loaded.preprocessing.apply(&mut x[start..]);
+            }
+            let probabilities = loaded.network.probabilities(x, rows.len(), width)?;
+            Ok(probabilities
+                .iter()
+                .map(|p| {
+                    p.iter()
+                        .enumerate()
+                        .fold((0, f32::MIN), |a, (i, &v)| if v > a.1 { (i, v) } else { a })
+                })
+                .collect())
+        })
+        .await
+        .map_err(|err| Error::internal("classifying rows", err))??;
+        Ok((checkpoint.epoch, classified))
+    }
+
     async fn choose_checkpoint(
         &self,
         job: &JobRow,

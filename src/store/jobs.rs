@@ -1,7 +1,7 @@
 use sqlx::{FromRow, Row};
 
 use super::{NOW, Store, db_error};
-use crate::domain::{DatasetId, JobId, JobStatus, SweepId};
+use crate::domain::{Clause, DatasetId, Field, JobId, JobStatus, SweepId};
 use crate::error::{Error, Result};
 
 /// A job as stored.
@@ -122,6 +122,10 @@ pub struct JobFilter {
     pub name_contains: Option<String>,
     /// Only trials of this sweep.
     pub sweep_id: Option<SweepId>,
+    /// Conditions on best-epoch metrics, spec fields and columns (all must hold).
+    pub clauses: Vec<Clause>,
+    /// Order by this field instead of `sort` (in `descending` order; jobs without a value last).
+    pub order_by: Option<Field>,
     /// Order.
     pub sort: JobSort,
     /// Descending order.
@@ -177,18 +181,42 @@ impl Store {
     /// A page of jobs and the total number that match the filter.
     pub async fn list_jobs(&self, filter: &JobFilter) -> Result<(Vec<JobRow>, i64)> {
         let mut conditions = Vec::new();
+        let mut binds: Vec<Bind> = Vec::new();
         if !filter.statuses.is_empty() {
             let marks = vec!["?"; filter.statuses.len()].join(", ");
             conditions.push(format!("status IN ({marks})"));
+            binds.extend(
+                filter
+                    .statuses
+                    .iter()
+                    .map(|s| Bind::Text(s.as_str().to_string())),
+            );
         }
-        if filter.dataset_id.is_some() {
+        if let Some(dataset) = filter.dataset_id {
             conditions.push("dataset_id = ?".to_string());
+            binds.push(Bind::Text(dataset.to_string()));
         }
-        if filter.name_contains.is_some() {
+        if let Some(name) = &filter.name_contains {
             conditions.push("instr(lower(name), lower(?)) > 0".to_string());
+            binds.push(Bind::Text(name.clone()));
         }
-        if filter.sweep_id.is_some() {
+        if let Some(sweep) = filter.sweep_id {
             conditions.push("sweep_id = ?".to_string());
+            binds.push(Bind::Text(sweep.to_string()));
+        }
+        for clause in &filter.clauses {
+            let (expr, path) = field_sql(&clause.field);
+            binds.extend(path);
+            conditions.push(format!("{expr} {} ?", clause.op.sql()));
+            binds.push(match &clause.value {
+                serde_json::Value::Number(n) => Bind::Real(n.as_f64().unwrap_or(f64::NAN)),
+                serde_json::Value::Bool(b) => Bind::Int(i64::from(*b)),
+                other => Bind::Text(
+                    other
+                        .as_str()
+                        .map_or_else(|| other.to_string(), str::to_string),
+                ),
+            });
         }
         let where_clause = if conditions.is_empty() {
             String::new()
@@ -196,14 +224,26 @@ impl Store {
             format!("WHERE {}", conditions.join(" AND "))
         };
         let direction = if filter.descending { "DESC" } else { "ASC" };
-        let order = match filter.sort {
-            JobSort::CreatedAt => format!("seq {direction}"),
-            JobSort::BestValAcc => {
+        let mut order_binds = Vec::new();
+        let order = match (&filter.order_by, filter.sort) {
+            (Some(field), _) => {
+                let (expr, path) = field_sql(field);
+                order_binds.extend(path);
+                format!("{expr} IS NULL, {expr} {direction}, seq {direction}")
+            }
+            (None, JobSort::CreatedAt) => format!("seq {direction}"),
+            (None, JobSort::BestValAcc) => {
                 format!("best_val_acc IS NULL, best_val_acc {direction}, seq {direction}")
             }
-            JobSort::Name => format!("name {direction}, seq {direction}"),
-            JobSort::Status => format!("status {direction}, seq {direction}"),
+            (None, JobSort::Name) => format!("name {direction}, seq {direction}"),
+            (None, JobSort::Status) => format!("status {direction}, seq {direction}"),
         };
+        // A parameter path appears twice in the ORDER BY (null test and value).
+        let order_binds: Vec<Bind> = order_binds
+            .iter()
+            .cloned()
+            .chain(order_binds.iter().cloned())
+            .collect();
         let page_sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs {where_clause} ORDER BY {order} LIMIT ? OFFSET ?"
         );
@@ -211,21 +251,12 @@ impl Store {
 
         let mut page = sqlx::query_as::<_, JobRow>(&page_sql);
         let mut count = sqlx::query_scalar::<_, i64>(&count_sql);
-        for status in &filter.statuses {
-            page = page.bind(status.as_str());
-            count = count.bind(status.as_str());
+        for bind in &binds {
+            page = bind.to(page);
+            count = bind.to_scalar(count);
         }
-        if let Some(dataset) = filter.dataset_id {
-            page = page.bind(dataset.to_string());
-            count = count.bind(dataset.to_string());
-        }
-        if let Some(name) = &filter.name_contains {
-            page = page.bind(name.clone());
-            count = count.bind(name.clone());
-        }
-        if let Some(sweep) = filter.sweep_id {
-            page = page.bind(sweep.to_string());
-            count = count.bind(sweep.to_string());
+        for bind in &order_binds {
+            page = bind.to(page);
         }
         let rows = page
             .bind(filter.limit)
@@ -490,4 +521,56 @@ pub(super) async fn insert_job_with<'e, E: sqlx::SqliteExecutor<'e>>(
         .fetch_one(executor)
         .await
         .map_err(db_error("inserting a job"))
+}
+
+/// A value bound into a dynamically built statement.
+#[derive(Clone, Debug)]
+enum Bind {
+    Text(String),
+    Real(f64),
+    Int(i64),
+}
+
+type Args<'q> = sqlx::sqlite::SqliteArguments<'q>;
+
+impl Bind {
+    fn to<'q, O>(
+        &self,
+        q: sqlx::query::QueryAs<'q, sqlx::Sqlite, O, Args<'q>>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Sqlite, O, Args<'q>> {
+        match self {
+            Bind::Text(v) => q.bind(v.clone()),
+            Bind::Real(v) => q.bind(*v),
+            Bind::Int(v) => q.bind(*v),
+        }
+    }
+
+    fn to_scalar<'q, O>(
+        &self,
+        q: sqlx::query::QueryScalar<'q, sqlx::Sqlite, O, Args<'q>>,
+    ) -> sqlx::query::QueryScalar<'q, sqlx::Sqlite, O, Args<'q>> {
+        match self {
+            Bind::Text(v) => q.bind(v.clone()),
+            Bind::Real(v) => q.bind(*v),
+            Bind::Int(v) => q.bind(*v),
+        }
+    }
+}
+
+/// The SQL for a search field, and the JSON path to bind for a spec field. Metric and column
+/// names come from fixed lists in `domain::query`, never from the request.
+fn field_sql(field: &Field) -> (String, Option<Bind>) {
+    match field {
+        Field::Best(metric) => (
+            format!(
+                "(SELECT e.{metric} FROM epochs e WHERE e.job_id = jobs.id AND e.epoch = jobs.best_epoch)"
+            ),
+            None,
+        ),
+        Field::Param(parts) => (
+            "json_extract(spec, ?)".to_string(),
+            Some(Bind::Text(format!("$.{}", parts.join(".")))),
+        ),
+        Field::Column(column) => (column.to_string(), None),
+    }
 }

@@ -253,3 +253,66 @@ async fn the_event_stream_reports_epochs_and_ends_with_the_job() {
     );
     assert!(text.contains("\"status\":\"succeeded\""), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_can_be_searched_by_best_metrics_and_spec_fields() {
+    let app = TestApp::spawn_with(|c| c.worker_slots = 2).await;
+    let mut ids = Vec::new();
+    for (lr, width) in [(0.00001, 16), (0.003, 32), (0.001, 64)] {
+        let mut spec = digits_spec(3, 64);
+        spec["training"]["optimizer"]["lr"] = json!(lr);
+        spec["model"]["width"] = json!(width);
+        ids.push(app.submit(spec).await);
+    }
+    for id in &ids {
+        app.wait_for_end(id).await;
+    }
+    let search = |q: &str| format!("/v1/jobs?{}", serde_urlencoded_pair("where", q));
+    let (status, page) = app
+        .get(&search(
+            "best.val_acc > 0.5 and params.training.optimizer.lr = 0.003",
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["jobs"][0]["id"], json!(ids[1]));
+    let (_, page) = app
+        .get(&format!(
+            "{}&order_by=best.val_acc%20asc",
+            search("params.model.width >= 32")
+        ))
+        .await;
+    let found: Vec<&str> = page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(found.len(), 2);
+    let accs: Vec<f64> = page["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["best"]["val_acc"].as_f64().unwrap())
+        .collect();
+    assert!(accs[0] <= accs[1], "{accs:?}");
+    let (status, body) = app.get(&search("best.colour > 1")).await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("where"))
+    );
+}
+
+fn serde_urlencoded_pair(key: &str, value: &str) -> String {
+    let encoded: String = value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("{key}={encoded}")
+}

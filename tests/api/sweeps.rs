@@ -247,3 +247,59 @@ async fn the_diagnosis_names_vanishing_gradients_in_a_deep_sigmoid_net_and_noise
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disagreements_list_the_samples_the_best_model_gets_right_and_the_worst_gets_wrong() {
+    let app = TestApp::spawn_with(|c| c.worker_slots = 2).await;
+    let spec = |lr: f64| {
+        json!({"dataset": "shapes", "model": {"kind": "mlp", "depth": 1, "width": 32},
+        "training": {"optimizer": {"kind": "adam", "lr": lr}, "epochs": 3, "batch_size": 32, "seed": 1}})
+    };
+    let good = app.submit(spec(0.003)).await;
+    let poor = app.submit(spec(0.000001)).await;
+    app.wait_for_end(&good).await;
+    app.wait_for_end(&poor).await;
+
+    let (status, body) = app
+        .get(&format!(
+            "/v1/compare/disagreements?a={good}&b={poor}&split=test&limit=5"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["a_accuracy"].as_f64().unwrap() > body["b_accuracy"].as_f64().unwrap(),
+        "{body}"
+    );
+    let listed = body["a_right_b_wrong"].as_array().unwrap();
+    assert!(!listed.is_empty() && listed.len() <= 5, "{body}");
+    let first = &listed[0];
+    assert_eq!(first["a"]["label"], first["true_label"]);
+    assert_ne!(first["b"]["label"], first["true_label"]);
+    let url = body["sample_url"]
+        .as_str()
+        .unwrap()
+        .replace("{index}", &first["index"].to_string());
+    let image = app.client.get(app.url(&url)).send().await.unwrap();
+    assert_eq!(image.status(), StatusCode::OK);
+    assert_eq!(image.headers()["content-type"], "image/png");
+
+    let (status, body) = app
+        .get(&format!(
+            "/v1/compare/disagreements?a={good}&b={poor}&split=holdout"
+        ))
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("split"))
+    );
+    let other = app
+        .submit(json!({"dataset": "digits", "model": {"kind": "mlp"}, "training": {"epochs": 1}}))
+        .await;
+    let (status, body) = app
+        .get(&format!("/v1/compare/disagreements?a={good}&b={other}"))
+        .await;
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("b"))
+    );
+}
