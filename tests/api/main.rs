@@ -13,3 +13,4 @@ mod openapi;
 mod plots;
 mod predict;
 mod sweeps;
+mod walkthrough;

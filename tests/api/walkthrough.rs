@@ -1,0 +1,176 @@
+//! The README's walkthrough of the classic studies, run at small sizes: every spec in
+//! `docs/studies/` is posted as a sweep and answered with a summary, a plot, a comparison and
+//! a diagnosis.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Api, TestApp};
+
+fn study(name: &str) -> Value {
+    let path = format!("{}/docs/studies/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let mut spec: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    // Small sizes: the same questions, answered in seconds.
+    let epochs = spec["base"]["training"]["epochs"].as_u64().unwrap();
+    spec["base"]["training"]["epochs"] = json!(epochs.min(if name == "epochs" { 12 } else { 2 }));
+    if spec["base"]["model"]["depth"] == 100 {
+        spec["base"]["model"]["width"] = json!(8);
+        spec["base"]["training"]["epochs"] = json!(1);
+    }
+    spec
+}
+
+async fn answer(app: &TestApp, name: &str) -> (Value, Value) {
+    let (status, created) = app.post("/v1/sweeps", study(name)).await;
+    assert_eq!(status, StatusCode::CREATED, "{name}: {created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    let sweep = loop {
+        let (_, sweep) = app.get(&format!("/v1/sweeps/{id}")).await;
+        let counts = &sweep["summary"]["status_counts"];
+        if counts["queued"].as_u64().unwrap_or(0) + counts["running"].as_u64().unwrap_or(0) == 0 {
+            break sweep;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(240),
+            "{name} did not finish: {counts}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        sweep["summary"]["best_trial"].is_number(),
+        "{name}: {sweep}"
+    );
+    let plot = app
+        .client
+        .get(app.url(&format!("/v1/sweeps/{id}/plot.svg")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plot.status(), StatusCode::OK, "{name}");
+    assert!(plot.text().await.unwrap().starts_with("<svg"));
+    let jobs: Vec<String> = sweep["summary"]["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["job_id"].as_str().unwrap().to_string())
+        .collect();
+    let (status, comparison) = app
+        .get(&format!("/v1/compare?jobs={}", jobs.join(",")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{name}: {comparison}");
+    assert_eq!(comparison["jobs"][0]["rank"], 1);
+    let curves = app
+        .client
+        .get(app.url(&format!(
+            "/v1/compare/plot.svg?jobs={}&metric=val_loss",
+            jobs.join(",")
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(curves.status(), StatusCode::OK, "{name}");
+    for job in comparison["jobs"].as_array().unwrap() {
+        assert!(
+            !job["findings"].as_array().unwrap().is_empty(),
+            "{name}: every job gets a diagnosis: {job}"
+        );
+    }
+    (sweep, comparison)
+}
+
+fn findings_of(comparison: &Value, matches: impl Fn(&Value) -> bool) -> Vec<String> {
+    comparison["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| matches(j))
+        .flat_map(|j| {
+            j["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["kind"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_walkthrough_answers_each_classic_question() {
+    let app = TestApp::spawn_with(|c| c.worker_slots = 2).await;
+
+    let (sweep, comparison) = answer(&app, "learning-rate").await;
+    let trials = sweep["summary"]["trials"].as_array().unwrap();
+    let lr_of = |job: &Value| {
+        trials
+            .iter()
+            .find(|t| t["job_id"] == job["job_id"])
+            .map(|t| t["params"]["training.optimizer.lr"].as_f64().unwrap())
+    };
+    let too_high = findings_of(&comparison, |j| lr_of(j) == Some(1.0));
+    assert!(
+        too_high
+            .iter()
+            .any(|k| k == "diverged" || k == "learning_rate_too_high"),
+        "lr 1: {too_high:?}"
+    );
+    let too_low = findings_of(&comparison, |j| lr_of(j) == Some(0.00001));
+    assert!(
+        too_low
+            .iter()
+            .any(|k| k == "learning_rate_too_low" || k == "learning_rate_too_high"),
+        "lr 1e-5: {too_low:?}"
+    );
+
+    answer(&app, "epochs").await;
+    let (sweep, _) = answer(&app, "batch-norm").await;
+    assert_eq!(
+        sweep["summary"]["axes"][0]["values"][0]["trials"], 3,
+        "three seeds per value"
+    );
+    let (sweep, comparison) = answer(&app, "batch-size").await;
+    let bs1 = sweep["summary"]["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["params"]["training.batch_size"] == 1)
+        .unwrap()
+        .clone();
+    let noisy = findings_of(&comparison, |j| j["job_id"] == bs1["job_id"]);
+    assert!(
+        noisy.iter().any(|k| k == "noisy_training"),
+        "batch size 1: {noisy:?}"
+    );
+    let (sweep, _) = answer(&app, "depth-width").await;
+    assert_eq!(
+        sweep["summary"]["heatmap"]["mean"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+
+    let (sweep, comparison) = answer(&app, "gradients").await;
+    let plain_sigmoid = sweep["summary"]["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| {
+            t["params"]["model.activation"] == "sigmoid" && t["params"]["model.batch_norm"] == false
+        })
+        .unwrap();
+    let kinds = findings_of(&comparison, |j| j["job_id"] == plain_sigmoid["job_id"]);
+    assert!(
+        kinds.iter().any(|k| k == "vanishing_gradients"),
+        "{kinds:?}"
+    );
+    let (status, grads) = app
+        .get(&format!(
+            "/v1/jobs/{}/gradients?layer=hidden.0",
+            plain_sigmoid["job_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{grads}");
+}
