@@ -117,6 +117,10 @@ impl Jobs {
                     ),
                 )
             })?;
+        let image_shape = serde_json::from_str::<crate::catalog::DatasetSummary>(&dataset.summary)
+            .ok()
+            .and_then(|summary| summary.image_shape);
+        spec.validate_for_dataset(image_shape)?;
         spec.name = Some(spec.display_name());
         spec.fill_defaults();
         if spec.training.seed.is_none() {

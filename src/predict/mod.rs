@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::store::{CheckpointRow, JobRow, Store};
 use crate::train::checkpoint;
 use crate::train::fused::FusedMlp;
-use crate::train::{Mlp, Preprocessing};
+use crate::train::{Network as CandleNetwork, Preprocessing};
 
 /// Most rows one request may send.
 pub const MAX_ROWS: usize = 10_000;
@@ -73,7 +73,7 @@ pub struct LoadedModel {
 
 /// The loaded network, on the path that serves it fastest.
 enum Network {
-    Candle(Mlp),
+    Candle(CandleNetwork),
     /// Small MLPs: no per-operation overhead, which dominates at batch size 1.
     Fused(FusedMlp),
 }
@@ -215,26 +215,26 @@ impl Predictor {
         let sha256 = checkpoint.sha256.clone();
         let loaded = tokio::task::spawn_blocking(move || -> Result<LoadedModel> {
             let saved = checkpoint::read_verified(&path, &sha256, &Device::Cpu)?;
-            let ModelSpec::Mlp(mlp) = &spec.model;
-            let model = Mlp::from_tensors(
-                mlp,
-                preprocessing.n_features(),
-                preprocessing.labels.len(),
+            let model = CandleNetwork::from_tensors(
+                &spec.model,
+                &preprocessing,
                 &saved.model,
                 &Device::Cpu,
             )
             .map_err(|err| Error::Internal(format!("checkpoint does not fit its job: {err}")))?;
-            let network = if FusedMlp::supports(mlp) {
-                let (inputs, classes) = (preprocessing.n_features(), preprocessing.labels.len());
-                Network::Fused(FusedMlp::from_state(
-                    mlp,
-                    inputs,
-                    classes,
-                    &model.state()?,
-                    1,
-                )?)
-            } else {
-                Network::Candle(model)
+            let network = match &spec.model {
+                ModelSpec::Mlp(mlp) if FusedMlp::supports(mlp) => {
+                    let (inputs, classes) =
+                        (preprocessing.n_features(), preprocessing.labels.len());
+                    Network::Fused(FusedMlp::from_state(
+                        mlp,
+                        inputs,
+                        classes,
+                        &model.state()?,
+                        1,
+                    )?)
+                }
+                _ => Network::Candle(model),
             };
             Ok(LoadedModel {
                 network,

@@ -14,8 +14,8 @@ use super::metrics::coefficient_of_variation;
 use super::monitor::EarlyStopping;
 use super::schedule::Schedule;
 use super::seed::{Purpose, rng};
-use super::{EpochMetrics, InterruptReason, Interrupter, LayerStats, Mlp, PreparedData};
-use crate::domain::{JobSpec, ModelSpec};
+use super::{EpochMetrics, InterruptReason, Interrupter, LayerStats, Network, PreparedData};
+use crate::domain::JobSpec;
 use crate::error::Error;
 
 /// An epoch's measurements, the loss of each of its steps, per-parameter norms, and the
@@ -196,18 +196,16 @@ impl<'a> Trainer<'a> {
         resume: Option<(u32, CheckpointData)>,
         device: &Device,
     ) -> Result<(Self, u32), TrainError> {
-        let ModelSpec::Mlp(mlp_spec) = &spec.model;
         let seed = spec.training.seed.unwrap_or(0);
-        let inputs = data.preprocessing.n_features();
         let (model, start_epoch, saved) = match resume {
             Some((epoch, saved)) => {
                 let model =
-                    Mlp::from_tensors(mlp_spec, inputs, data.n_classes, &saved.model, device)?;
+                    Network::from_tensors(&spec.model, &data.preprocessing, &saved.model, device)?;
                 (model, epoch + 1, Some(saved))
             }
             None => {
                 let mut init = rng(seed, Purpose::Init, 0);
-                let model = Mlp::seeded(mlp_spec, inputs, data.n_classes, &mut init, device)?;
+                let model = Network::seeded(&spec.model, &data.preprocessing, &mut init, device)?;
                 (model, 1, None)
             }
         };

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod bad_input;
+mod cnn;
 mod datasets;
 mod images;
 mod jobs;
