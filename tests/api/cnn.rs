@@ -118,3 +118,136 @@ async fn bad_cnn_specs_are_refused_naming_the_field() {
         assert!(body.to_string().contains(says), "{body}");
     }
 }
+
+/// A row of a generated table (values in [0, 1], `C x H x W`) as a PNG of its own size.
+fn png_of(row: &[f32], [c, h, w]: [usize; 3]) -> Vec<u8> {
+    assert_eq!(c, 3);
+    let mut rgb = image::RgbImage::new(w as u32, h as u32);
+    for y in 0..h {
+        for x in 0..w {
+            let at = |ch: usize| (row[ch * h * w + y * w + x] * 255.0).round() as u8;
+            rgb.put_pixel(x as u32, y as u32, image::Rgb([at(0), at(1), at(2)]));
+        }
+    }
+    let mut bytes = Vec::new();
+    rgb.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .unwrap();
+    bytes
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn probabilities(answer: &Value) -> Vec<f64> {
+    answer["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            let mut values: Vec<(String, f64)> = p["probabilities"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_f64().unwrap()))
+                .collect();
+            values.sort_by(|a, b| a.0.cmp(&b.0));
+            values.into_iter().map(|(_, v)| v)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cnn_predicts_from_base64_and_multipart_images_like_from_rows() {
+    let app = TestApp::spawn().await;
+    create_small_shapes(&app, "image-shapes").await;
+    let id = app.submit(cnn_spec("image-shapes", 1)).await;
+    let job = app.wait_for_end(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let path = format!("/v1/models/{id}/predict");
+
+    let table =
+        trainserve::train::dataset::shapes(&serde_json::from_value(small_shapes()).unwrap());
+    let pngs: Vec<Vec<u8>> = (0..2).map(|i| png_of(table.row(i), [3, 16, 16])).collect();
+    let inputs: Vec<&[f32]> = (0..2).map(|i| table.row(i)).collect();
+    let (_, from_rows) = app.post(&path, json!({"inputs": inputs})).await;
+    let encoded: Vec<String> = pngs.iter().map(|p| base64(p)).collect();
+    let (status, from_base64) = app.post(&path, json!({"images": encoded})).await;
+    assert_eq!(status, StatusCode::OK, "{from_base64}");
+    let form = pngs
+        .iter()
+        .fold(reqwest::multipart::Form::new(), |form, png| {
+            form.part(
+                "image",
+                reqwest::multipart::Part::bytes(png.clone())
+                    .file_name("x.png")
+                    .mime_str("image/png")
+                    .unwrap(),
+            )
+        });
+    let response = app
+        .client
+        .post(app.url(&path))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (status, from_form) = crate::helpers::decode(response).await;
+    assert_eq!(status, StatusCode::OK, "{from_form}");
+    assert_eq!(probabilities(&from_base64), probabilities(&from_form));
+    // 8-bit PNGs of the same pixels: equal up to the rounding of each value to 1/255.
+    for (a, b) in probabilities(&from_rows)
+        .iter()
+        .zip(probabilities(&from_base64))
+    {
+        assert!((a - b).abs() < 0.02, "{from_rows} vs {from_base64}");
+    }
+
+    // A larger image is resized to the data set's 16×16.
+    let big = image::RgbImage::from_pixel(40, 30, image::Rgb([200, 10, 10]));
+    let mut bytes = Vec::new();
+    big.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Jpeg,
+    )
+    .unwrap();
+    let (status, answer) = app.post(&path, json!({"images": [base64(&bytes)]})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    let (status, body) = app
+        .post(
+            &path,
+            json!({"images": [base64(&pngs[0]), base64(b"not an image")]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "images[1]");
+    let (status, body) = app.post(&path, json!({"images": ["%%%"]})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "images[0]");
+    let (status, body) = app
+        .post(
+            &path,
+            json!({"images": [base64(&pngs[0])], "inputs": [table.row(0)]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}
