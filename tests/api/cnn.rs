@@ -251,3 +251,47 @@ async fn a_cnn_predicts_from_base64_and_multipart_images_like_from_rows() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cnn_killed_mid_training_resumes_bit_identically() {
+    use crate::helpers::{ServerProcess, data_dir};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = cnn_spec("resume-shapes", 12);
+    spec["training"]["schedule"] = json!({"kind": "reduce_on_plateau", "metric": "train_eval_loss", "patience": 0, "factor": 0.7, "min_delta": 0.01});
+    let mut server = ServerProcess::start(&data_dir(&dir)).await;
+    create_small_shapes(&server, "resume-shapes").await;
+    let id = server.submit(spec.clone()).await;
+    server
+        .wait_until(&id, Duration::from_secs(60), |job| {
+            job["progress"]["epochs_done"].as_i64() >= Some(2)
+        })
+        .await;
+    server.kill_hard();
+    let server = ServerProcess::start(&data_dir(&dir)).await;
+    let job = server.wait_for_end(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["attempt"], 2, "{job}");
+
+    let reference = TestApp::spawn().await;
+    create_small_shapes(&reference, "resume-shapes").await;
+    let reference_id = reference.submit(spec).await;
+    reference.wait_for_end(&reference_id).await;
+    let (_, resumed) = server.get(&format!("/v1/jobs/{id}/metrics")).await;
+    let (_, straight) = reference
+        .get(&format!("/v1/jobs/{reference_id}/metrics"))
+        .await;
+    let epochs = |m: &Value| m["epochs"].as_array().unwrap().clone();
+    assert_eq!(epochs(&resumed).len(), 12);
+    for (a, b) in epochs(&resumed).iter().zip(&epochs(&straight)) {
+        for key in ["train_loss", "val_loss", "lr", "train_eval_acc"] {
+            assert_eq!(a[key], b[key], "epoch {} {key}", a["epoch"]);
+        }
+    }
+    let (_, resumed_steps) = server.get(&format!("/v1/jobs/{id}/steps")).await;
+    let (_, straight_steps) = reference
+        .get(&format!("/v1/jobs/{reference_id}/steps"))
+        .await;
+    assert_eq!(resumed_steps["points"], straight_steps["points"]);
+}
