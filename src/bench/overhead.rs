@@ -71,6 +71,7 @@ async fn bare_loop(spec: &JobSpec) -> Result<(f64, f64)> {
             &spec,
             &data,
             None,
+            None,
             &Device::Cpu,
             &Interrupter::new(),
             &mut |_| {},

@@ -130,6 +130,7 @@ fn train_rate(args: &BenchArgs, batch_size: usize, rows: usize) -> Result<f64> {
         &spec,
         &data,
         None,
+        None,
         &Device::Cpu,
         &Interrupter::new(),
         &mut |_| {},

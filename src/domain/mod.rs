@@ -11,7 +11,7 @@ pub use json::parse_json;
 pub use spec::{
     Activation, CheckpointSpec, CnnSpec, ConvBlockSpec, DataSpec, EarlyStoppingSpec, GradClipSpec,
     HeadSpec, InitSpec, JobSpec, MAX_PARAMETERS, Metric, MetricMode, MlpSpec, ModelSpec,
-    OptimizerSpec, ScheduleSpec, TrainingSpec, Warmup,
+    OptimizerSpec, ScheduleSpec, TrainingSpec, TransferMode, TransferSpec, Warmup,
 };
 pub use status::JobStatus;
 pub use sweep::{Axis, Distribution, Goal, RankMetric, Search, SweepSpec, Trial};

@@ -74,6 +74,11 @@ impl Jobs {
             return Ok(Ending::Succeeded);
         }
         let resume = self.resume_point(job.id, job.epochs_done).await?;
+        let backbone = if resume.is_none() {
+            self.backbone_for(&spec).await?
+        } else {
+            None
+        };
 
         let live = self.inner.live.register(job.id);
         let (reports, mut received) = mpsc::channel::<EpochReport>(2);
@@ -87,6 +92,7 @@ impl Jobs {
                         &spec,
                         &data,
                         resume,
+                        backbone.as_ref(),
                         &Device::Cpu,
                         &thread_live.interrupter,
                         &mut |progress| thread_live.record(&progress),

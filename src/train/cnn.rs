@@ -26,6 +26,8 @@ pub struct Cnn {
     activation: Activation,
     leaky_slope: f64,
     head_dropout: f32,
+    /// A frozen backbone runs in evaluation mode, its output detached, its parameters untrained.
+    frozen: bool,
     /// The most values per row of any activation, to size evaluation batches.
     widest: usize,
 }
@@ -133,6 +135,7 @@ impl Cnn {
             activation: spec.activation,
             leaky_slope: spec.leaky_relu_slope,
             head_dropout: spec.head.dropout as f32,
+            frozen: false,
             widest,
         })
     }
@@ -156,7 +159,7 @@ impl Cnn {
         let batch = x.dim(0)?;
         let [c, h, w] = self.input;
         let mut x = x.reshape((batch, c, h, w))?;
-        let train = matches!(mode, Mode::Train(_));
+        let train = matches!(mode, Mode::Train(_)) && !self.frozen;
         for block in &self.blocks {
             x = conv2d(
                 &x,
@@ -170,9 +173,12 @@ impl Cnn {
             }
             x = activate(x, self.activation, self.leaky_slope)?;
             x = max_pool(&x, block.pool)?;
-            if let (Mode::Train(rng), true) = (&mut *mode, block.dropout > 0.0) {
+            if let (Mode::Train(rng), true) = (&mut *mode, train && block.dropout > 0.0) {
                 x = dropout(&x, block.dropout, rng)?;
             }
+        }
+        if self.frozen {
+            x = x.detach();
         }
         let mut h = x.flatten_from(1)?;
         for layer in &self.head {
@@ -187,7 +193,12 @@ impl Cnn {
     /// The parameters an optimizer updates, named and in a stable order.
     pub fn trainable(&self) -> Vec<(String, Var)> {
         let mut vars = Vec::new();
-        for (i, block) in self.blocks.iter().enumerate() {
+        let blocks = if self.frozen {
+            &[][..]
+        } else {
+            &self.blocks[..]
+        };
+        for (i, block) in blocks.iter().enumerate() {
             vars.push((format!("blocks.{i}.conv.weight"), block.weight.clone()));
             vars.push((format!("blocks.{i}.conv.bias"), block.bias.clone()));
             if let Some(bn) = &block.batch_norm {
@@ -204,9 +215,38 @@ impl Cnn {
         vars
     }
 
+    /// Freezes the blocks (linear probing): evaluation mode, no gradient, not trainable.
+    pub fn freeze_backbone(&mut self) {
+        self.frozen = true;
+    }
+
+    /// Sets the blocks' tensors (`blocks.*`) from another network's; missing tensors and wrong
+    /// shapes are listed in one 422.
+    pub fn load_backbone(&self, tensors: &HashMap<String, Tensor>, device: &Device) -> Result<()> {
+        let backbone: Vec<(String, Var)> = self
+            .state_vars()
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("blocks."))
+            .collect();
+        load_vars(&backbone, tensors, device)
+    }
+
     /// Every tensor that defines the network (parameters and running statistics).
     pub(super) fn state_vars(&self) -> Vec<(String, Var)> {
-        let mut vars = self.trainable();
+        let mut vars = Vec::new();
+        for (i, block) in self.blocks.iter().enumerate() {
+            vars.push((format!("blocks.{i}.conv.weight"), block.weight.clone()));
+            vars.push((format!("blocks.{i}.conv.bias"), block.bias.clone()));
+            if let Some(bn) = &block.batch_norm {
+                vars.push((format!("blocks.{i}.bn.weight"), bn.weight.clone()));
+                vars.push((format!("blocks.{i}.bn.bias"), bn.bias.clone()));
+            }
+        }
+        vars.extend(
+            self.trainable()
+                .into_iter()
+                .filter(|(name, _)| !name.starts_with("blocks.")),
+        );
         for (i, block) in self.blocks.iter().enumerate() {
             if let Some(bn) = &block.batch_norm {
                 vars.push((

@@ -14,7 +14,7 @@ use super::grads;
 use super::metrics::{count_correct, evaluate};
 use super::mlp::ParamInfo;
 use super::{Mode, Network, Optimizer, PreparedData, SplitTensors};
-use crate::domain::{GradClipSpec, JobSpec, ModelSpec, OptimizerSpec};
+use crate::domain::{GradClipSpec, JobSpec, ModelSpec, OptimizerSpec, TransferMode};
 use crate::error::Result;
 
 /// What one optimizer step measured.
@@ -74,7 +74,18 @@ impl Engine {
     ) -> Result<Engine> {
         let optimizer_spec: &OptimizerSpec = &spec.training.optimizer;
         if !fused {
-            let optimizer = Optimizer::new(optimizer_spec, model.trainable())?;
+            // Fine-tuning may train the backbone (`blocks.*`) at a lower rate.
+            let scale = spec
+                .init
+                .as_ref()
+                .filter(|init| init.mode == TransferMode::FineTune)
+                .map_or(1.0, |init| init.backbone_lr_scale);
+            let (backbone, rest): (Vec<_>, Vec<_>) = model
+                .trainable()
+                .into_iter()
+                .partition(|(name, _)| name.starts_with("blocks."));
+            let optimizer =
+                Optimizer::grouped(optimizer_spec, vec![(backbone, scale), (rest, 1.0)])?;
             return Ok(Engine::Candle { model, optimizer });
         }
         let (ModelSpec::Mlp(mlp), Network::Mlp(model)) = (&spec.model, model) else {

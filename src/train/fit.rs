@@ -4,7 +4,9 @@
 
 use std::time::Instant;
 
-use candle_core::Device;
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 
 use super::checkpoint::{self, CheckpointData, CheckpointParts};
@@ -15,7 +17,7 @@ use super::monitor::EarlyStopping;
 use super::schedule::Schedule;
 use super::seed::{Purpose, rng};
 use super::{EpochMetrics, InterruptReason, Interrupter, LayerStats, Network, PreparedData};
-use crate::domain::JobSpec;
+use crate::domain::{JobSpec, TransferMode};
 use crate::error::Error;
 
 /// An epoch's measurements, the loss of each of its steps, per-parameter norms, and the
@@ -116,12 +118,13 @@ pub fn fit(
     spec: &JobSpec,
     data: &PreparedData,
     resume: Option<(u32, CheckpointData)>,
+    backbone: Option<&HashMap<String, Tensor>>,
     device: &Device,
     interrupter: &Interrupter,
     on_step: &mut dyn FnMut(Progress),
     on_epoch: &mut dyn FnMut(EpochReport) -> crate::error::Result<()>,
 ) -> Result<FitOutcome, TrainError> {
-    let (mut trainer, start_epoch) = Trainer::start(spec, data, resume, device)?;
+    let (mut trainer, start_epoch) = Trainer::start(spec, data, resume, backbone, device)?;
     let mut global_step = trainer.steps_per_epoch * u64::from(start_epoch - 1);
     for epoch in start_epoch..=spec.training.epochs {
         let started = Instant::now();
@@ -194,6 +197,7 @@ impl<'a> Trainer<'a> {
         spec: &'a JobSpec,
         data: &PreparedData,
         resume: Option<(u32, CheckpointData)>,
+        backbone: Option<&HashMap<String, Tensor>>,
         device: &Device,
     ) -> Result<(Self, u32), TrainError> {
         let seed = spec.training.seed.unwrap_or(0);
@@ -206,9 +210,20 @@ impl<'a> Trainer<'a> {
             None => {
                 let mut init = rng(seed, Purpose::Init, 0);
                 let model = Network::seeded(&spec.model, &data.preprocessing, &mut init, device)?;
+                if let Some(backbone) = backbone {
+                    model.load_backbone(backbone, device)?;
+                }
                 (model, 1, None)
             }
         };
+        let mut model = model;
+        if spec
+            .init
+            .as_ref()
+            .is_some_and(|init| init.mode == TransferMode::LinearProbe)
+        {
+            model.freeze_backbone();
+        }
         let batch_size = spec.training.batch_size.min(data.train.len).max(1);
         let steps_per_epoch = data.train.len.div_ceil(batch_size) as u64;
         let threads = candle_core::utils::get_num_threads();

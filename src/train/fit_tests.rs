@@ -36,6 +36,7 @@ fn run(
         spec,
         data,
         resume,
+        None,
         &Device::Cpu,
         &Interrupter::new(),
         &mut |_| {},

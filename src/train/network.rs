@@ -81,6 +81,31 @@ impl Network {
         })
     }
 
+    /// Sets a CNN's blocks from another job's tensors (a 422 on `init.from_job` listing
+    /// missing tensors and wrong shapes); an MLP has no backbone.
+    pub fn load_backbone(&self, tensors: &HashMap<String, Tensor>, device: &Device) -> Result<()> {
+        match self {
+            Network::Mlp(_) => Err(Error::invalid(
+                "init.mode",
+                "transfer learning loads a CNN backbone; valid with model.kind 'cnn' only",
+            )),
+            Network::Cnn(m) => m.load_backbone(tensors, device).map_err(|err| match err {
+                Error::Invalid { message, .. } => Error::invalid(
+                    "init.from_job",
+                    format!("that job's backbone does not fit this network: {message}"),
+                ),
+                other => other,
+            }),
+        }
+    }
+
+    /// Freezes a CNN's blocks (linear probing).
+    pub fn freeze_backbone(&mut self) {
+        if let Network::Cnn(m) = self {
+            m.freeze_backbone();
+        }
+    }
+
     /// Logits for a batch of rows `[batch, features]`.
     pub fn forward(&self, x: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         match self {

@@ -14,3 +14,4 @@ mod openapi;
 mod plots;
 mod predict;
 mod sweeps;
+mod transfer;

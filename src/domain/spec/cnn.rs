@@ -211,3 +211,63 @@ impl CnnSpec {
         })
     }
 }
+
+/// How a CNN's weights start: from scratch, or with the convolution blocks (the backbone) of
+/// another job's best checkpoint and a new head.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferSpec {
+    /// `scratch`, `linear_probe` (backbone frozen) or `fine_tune` (everything trained).
+    pub mode: TransferMode,
+    /// The job whose best checkpoint gives the backbone (not with `scratch`).
+    #[serde(default)]
+    pub from_job: Option<String>,
+    /// With `fine_tune`: the backbone learns at the step's rate times this.
+    #[serde(default = "one")]
+    pub backbone_lr_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Which weights train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferMode {
+    /// Seeded initialization, everything trained.
+    Scratch,
+    /// The backbone loaded and frozen (evaluation mode, no gradient, no optimizer state); only
+    /// the new head trains.
+    LinearProbe,
+    /// The backbone loaded; everything trains, the backbone at `backbone_lr_scale`.
+    FineTune,
+}
+
+impl TransferSpec {
+    /// Rejects a transfer without a source, or of anything but a CNN.
+    pub(super) fn validate(&self, is_cnn: bool) -> Result<()> {
+        super::check::positive_at_most(self.backbone_lr_scale, 10.0, "init.backbone_lr_scale")?;
+        if self.mode == TransferMode::Scratch {
+            return Ok(());
+        }
+        check(is_cnn, "init.mode", || {
+            "transfer learning loads a CNN backbone; valid with model.kind 'cnn' only".into()
+        })?;
+        check(
+            self.from_job
+                .as_deref()
+                .is_some_and(|j| !j.trim().is_empty()),
+            "init.from_job",
+            || {
+                "linear_probe and fine_tune need the id of a CNN job to take the backbone from"
+                    .into()
+            },
+        )
+    }
+
+    /// True unless the mode is `scratch`.
+    pub fn loads_backbone(&self) -> bool {
+        self.mode != TransferMode::Scratch
+    }
+}

@@ -9,7 +9,7 @@ mod training;
 
 use serde::{Deserialize, Serialize};
 
-pub use cnn::{CnnSpec, ConvBlockSpec, HeadSpec};
+pub use cnn::{CnnSpec, ConvBlockSpec, HeadSpec, TransferMode, TransferSpec};
 pub use model::{Activation, InitSpec, MlpSpec, ModelSpec};
 pub use optimizer::OptimizerSpec;
 pub use training::{
@@ -40,6 +40,9 @@ pub struct JobSpec {
     /// Which checkpoints are kept.
     #[serde(default)]
     pub checkpoints: CheckpointSpec,
+    /// Transfer learning for CNNs: start from another job's backbone (absent: from scratch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<TransferSpec>,
     /// Higher runs first among queued jobs.
     #[serde(default)]
     pub priority: i32,
@@ -112,6 +115,9 @@ impl JobSpec {
             ModelSpec::Cnn(cnn) => cnn.validate()?,
         }
         self.training.validate()?;
+        if let Some(init) = &self.init {
+            init.validate(matches!(self.model, ModelSpec::Cnn(_)))?;
+        }
         check(self.checkpoints.every >= 1, "checkpoints.every", || {
             "must be at least 1".into()
         })?;
