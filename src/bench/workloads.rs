@@ -129,8 +129,7 @@ fn train_rate(args: &BenchArgs, batch_size: usize, rows: usize) -> Result<f64> {
     fit(
         &spec,
         &data,
-        None,
-        None,
+        crate::train::Start::Fresh,
         &Device::Cpu,
         &Interrupter::new(),
         &mut |_| {},

@@ -101,6 +101,16 @@ struct EpochPass {
     last_lr: f64,
 }
 
+/// Where a run starts.
+pub enum Start<'a> {
+    /// From the seed.
+    Fresh,
+    /// After the given epoch, from its checkpoint.
+    Resume(u32, CheckpointData),
+    /// From the seed, then a CNN's blocks set from another job's tensors (transfer learning).
+    Backbone(&'a HashMap<String, Tensor>),
+}
+
 /// The model and the state around it that a checkpoint restores.
 struct Trainer<'a> {
     spec: &'a JobSpec,
@@ -117,14 +127,13 @@ struct Trainer<'a> {
 pub fn fit(
     spec: &JobSpec,
     data: &PreparedData,
-    resume: Option<(u32, CheckpointData)>,
-    backbone: Option<&HashMap<String, Tensor>>,
+    start: Start,
     device: &Device,
     interrupter: &Interrupter,
     on_step: &mut dyn FnMut(Progress),
     on_epoch: &mut dyn FnMut(EpochReport) -> crate::error::Result<()>,
 ) -> Result<FitOutcome, TrainError> {
-    let (mut trainer, start_epoch) = Trainer::start(spec, data, resume, backbone, device)?;
+    let (mut trainer, start_epoch) = Trainer::start(spec, data, start, device)?;
     let mut global_step = trainer.steps_per_epoch * u64::from(start_epoch - 1);
     for epoch in start_epoch..=spec.training.epochs {
         let started = Instant::now();
@@ -196,27 +205,25 @@ impl<'a> Trainer<'a> {
     fn start(
         spec: &'a JobSpec,
         data: &PreparedData,
-        resume: Option<(u32, CheckpointData)>,
-        backbone: Option<&HashMap<String, Tensor>>,
+        start: Start,
         device: &Device,
     ) -> Result<(Self, u32), TrainError> {
         let seed = spec.training.seed.unwrap_or(0);
-        let (model, start_epoch, saved) = match resume {
-            Some((epoch, saved)) => {
+        let (mut model, start_epoch, saved) = match start {
+            Start::Resume(epoch, saved) => {
                 let model =
                     Network::from_tensors(&spec.model, &data.preprocessing, &saved.model, device)?;
                 (model, epoch + 1, Some(saved))
             }
-            None => {
+            Start::Fresh | Start::Backbone(_) => {
                 let mut init = rng(seed, Purpose::Init, 0);
                 let model = Network::seeded(&spec.model, &data.preprocessing, &mut init, device)?;
-                if let Some(backbone) = backbone {
+                if let Start::Backbone(backbone) = start {
                     model.load_backbone(backbone, device)?;
                 }
                 (model, 1, None)
             }
         };
-        let mut model = model;
         if spec
             .init
             .as_ref()

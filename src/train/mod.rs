@@ -22,7 +22,7 @@ mod schedule;
 mod seed;
 
 pub use cnn::Cnn;
-pub use fit::{EpochReport, FitOutcome, Progress, TrainError, fit};
+pub use fit::{EpochReport, FitOutcome, Progress, Start, TrainError, fit};
 pub use interrupt::{InterruptReason, Interrupter};
 pub use metrics::{EpochMetrics, LayerStats};
 pub use mlp::{Mlp, Mode, ParamInfo};
