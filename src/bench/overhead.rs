@@ -70,7 +70,7 @@ async fn bare_loop(spec: &JobSpec) -> Result<(f64, f64)> {
         fit(
             &spec,
             &data,
-            None,
+            crate::train::Start::Fresh,
             &Device::Cpu,
             &Interrupter::new(),
             &mut |_| {},

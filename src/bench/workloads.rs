@@ -116,6 +116,7 @@ fn data(rows: usize) -> Result<PreparedData> {
             feature_names: (0..INPUTS).map(|i| format!("x{i}")).collect(),
             standardizer: None,
             labels: (0..CLASSES).map(|c| json!(c)).collect(),
+            image_shape: None,
         },
     })
 }
@@ -128,7 +129,7 @@ fn train_rate(args: &BenchArgs, batch_size: usize, rows: usize) -> Result<f64> {
     fit(
         &spec,
         &data,
-        None,
+        crate::train::Start::Fresh,
         &Device::Cpu,
         &Interrupter::new(),
         &mut |_| {},
@@ -148,7 +149,9 @@ fn train_rate(args: &BenchArgs, batch_size: usize, rows: usize) -> Result<f64> {
 /// after 100 warm-up passes, over one second, as the peer measures it.
 fn predict_rate(args: &BenchArgs, batch: usize) -> Result<f64> {
     let spec = spec(args, batch)?;
-    let crate::domain::ModelSpec::Mlp(mlp) = &spec.model;
+    let crate::domain::ModelSpec::Mlp(mlp) = &spec.model else {
+        return Err(Error::Internal("the bench workloads are MLPs".into()));
+    };
     let model = Mlp::seeded(
         mlp,
         INPUTS,

@@ -5,6 +5,7 @@ mod live;
 mod retention;
 mod scheduler;
 mod sweeps;
+mod transfer;
 mod worker;
 
 use std::path::PathBuf;
@@ -117,6 +118,13 @@ impl Jobs {
                     ),
                 )
             })?;
+        let image_shape = serde_json::from_str::<crate::catalog::DatasetSummary>(&dataset.summary)
+            .ok()
+            .and_then(|summary| summary.image_shape);
+        spec.validate_for_dataset(image_shape)?;
+        if let Some(backbone) = self.backbone_for(&spec).await? {
+            transfer::check_backbone(&spec, image_shape, &backbone)?;
+        }
         spec.name = Some(spec.display_name());
         spec.fill_defaults();
         if spec.training.seed.is_none() {

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::store::{CheckpointRow, Claim, EpochCommit, EpochRow, LayerGradRow, StepBatch};
 use crate::train::checkpoint::{self, CheckpointData};
 use crate::train::{
-    EpochMetrics, EpochReport, FitOutcome, InterruptReason, LayerStats, TrainError, fit, prepare,
+    EpochMetrics, EpochReport, FitOutcome, InterruptReason, LayerStats, Start, TrainError, fit,
+    prepare,
 };
 
 /// How a claimed job ends on this worker.
@@ -74,6 +75,11 @@ impl Jobs {
             return Ok(Ending::Succeeded);
         }
         let resume = self.resume_point(job.id, job.epochs_done).await?;
+        let backbone = if resume.is_none() {
+            self.backbone_for(&spec).await?
+        } else {
+            None
+        };
 
         let live = self.inner.live.register(job.id);
         let (reports, mut received) = mpsc::channel::<EpochReport>(2);
@@ -86,7 +92,11 @@ impl Jobs {
                     fit(
                         &spec,
                         &data,
-                        resume,
+                        match (resume, &backbone) {
+                            (Some((epoch, saved)), _) => Start::Resume(epoch, saved),
+                            (None, Some(backbone)) => Start::Backbone(backbone),
+                            (None, None) => Start::Fresh,
+                        },
                         &Device::Cpu,
                         &thread_live.interrupter,
                         &mut |progress| thread_live.record(&progress),

@@ -2,6 +2,7 @@
 //! decoding of request rows through each job's own preprocessing.
 
 mod cache;
+mod images;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,13 +12,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use cache::ModelCache;
+use images::{ImageInput, decode_base64, image_rows};
 
 use crate::domain::{JobId, JobSpec, ModelSpec};
 use crate::error::{Error, Result};
 use crate::store::{CheckpointRow, JobRow, Store};
 use crate::train::checkpoint;
 use crate::train::fused::FusedMlp;
-use crate::train::{Mlp, Preprocessing};
+use crate::train::{Network as CandleNetwork, Preprocessing};
 
 /// Most rows one request may send.
 pub const MAX_ROWS: usize = 10_000;
@@ -36,11 +38,20 @@ pub enum CheckpointChoice {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PredictRequest {
-    /// Rows of raw feature values, in the data set's column order.
+    /// Rows of raw feature values, in the data set's column order (for image data sets: the
+    /// image flattened `C x H x W`, values as the data set stores them).
+    #[serde(default)]
     pub inputs: Vec<Vec<f64>>,
+    /// For models trained on images: PNG or JPEG images in base64, converted to the data
+    /// set's channels and size and scaled to [0, 1] like uploads.
+    #[serde(default)]
+    pub images: Vec<String>,
     /// Which checkpoint; the best by default.
     #[serde(default)]
     pub checkpoint: Option<CheckpointChoice>,
+    /// Encoded images from a multipart request's `image` parts (never read from JSON).
+    #[serde(skip)]
+    pub image_parts: Vec<Vec<u8>>,
 }
 
 /// The prediction for one row.
@@ -73,7 +84,7 @@ pub struct LoadedModel {
 
 /// The loaded network, on the path that serves it fastest.
 enum Network {
-    Candle(Mlp),
+    Candle(CandleNetwork),
     /// Small MLPs: no per-operation overhead, which dominates at batch size 1.
     Fused(FusedMlp),
 }
@@ -127,16 +138,29 @@ impl Predictor {
             .get_job(job_id)
             .await?
             .ok_or_else(|| Error::not_found("model", model))?;
-        if request.inputs.is_empty() {
-            return Err(Error::invalid("inputs", "send at least one row"));
-        }
-        if request.inputs.len() > MAX_ROWS {
+        let images = request_images(&request)?;
+        if request.inputs.is_empty() && images.is_empty() {
             return Err(Error::invalid(
                 "inputs",
-                format!(
-                    "{} rows; valid: at most {MAX_ROWS} per request",
-                    request.inputs.len()
-                ),
+                "send at least one row in 'inputs' (or, for image models, one image)",
+            ));
+        }
+        if !request.inputs.is_empty() && !images.is_empty() {
+            return Err(Error::invalid(
+                "images",
+                "send rows in 'inputs' or images, not both",
+            ));
+        }
+        let count = request.inputs.len() + images.len();
+        if count > MAX_ROWS {
+            let field = if images.is_empty() {
+                "inputs"
+            } else {
+                "images"
+            };
+            return Err(Error::invalid(
+                field,
+                format!("{count} rows; valid: at most {MAX_ROWS} per request"),
             ));
         }
         let checkpoint = self
@@ -150,9 +174,15 @@ impl Predictor {
                 })?;
         let loaded = self.load(&job, &checkpoint).await?;
         let inputs = request.inputs;
-        let predictions = tokio::task::spawn_blocking(move || run(&loaded, &inputs))
-            .await
-            .map_err(|err| Error::internal("predicting", err))??;
+        let predictions = tokio::task::spawn_blocking(move || {
+            if images.is_empty() {
+                run(&loaded, &inputs)
+            } else {
+                run(&loaded, &image_rows(&images, &loaded.preprocessing)?)
+            }
+        })
+        .await
+        .map_err(|err| Error::internal("predicting", err))??;
         Ok(PredictResponse {
             model: job_id,
             checkpoint_epoch: checkpoint.epoch,
@@ -247,26 +277,26 @@ impl Predictor {
         let sha256 = checkpoint.sha256.clone();
         let loaded = tokio::task::spawn_blocking(move || -> Result<LoadedModel> {
             let saved = checkpoint::read_verified(&path, &sha256, &Device::Cpu)?;
-            let ModelSpec::Mlp(mlp) = &spec.model;
-            let model = Mlp::from_tensors(
-                mlp,
-                preprocessing.n_features(),
-                preprocessing.labels.len(),
+            let model = CandleNetwork::from_tensors(
+                &spec.model,
+                &preprocessing,
                 &saved.model,
                 &Device::Cpu,
             )
             .map_err(|err| Error::Internal(format!("checkpoint does not fit its job: {err}")))?;
-            let network = if FusedMlp::supports(mlp) {
-                let (inputs, classes) = (preprocessing.n_features(), preprocessing.labels.len());
-                Network::Fused(FusedMlp::from_state(
-                    mlp,
-                    inputs,
-                    classes,
-                    &model.state()?,
-                    1,
-                )?)
-            } else {
-                Network::Candle(model)
+            let network = match &spec.model {
+                ModelSpec::Mlp(mlp) if FusedMlp::supports(mlp) => {
+                    let (inputs, classes) =
+                        (preprocessing.n_features(), preprocessing.labels.len());
+                    Network::Fused(FusedMlp::from_state(
+                        mlp,
+                        inputs,
+                        classes,
+                        &model.state()?,
+                        1,
+                    )?)
+                }
+                _ => Network::Candle(model),
             };
             Ok(LoadedModel {
                 network,
@@ -279,6 +309,24 @@ impl Predictor {
         self.cache.insert(key, Arc::clone(&loaded));
         Ok(loaded)
     }
+}
+
+/// The request's images, base64 ones decoded; a 422 naming an item that is not base64.
+fn request_images(request: &PredictRequest) -> Result<Vec<ImageInput>> {
+    let mut images = Vec::with_capacity(request.images.len() + request.image_parts.len());
+    for (i, text) in request.images.iter().enumerate() {
+        let field = format!("images[{i}]");
+        let bytes = decode_base64(text)
+            .map_err(|why| Error::invalid(field.clone(), format!("{field} {why}")))?;
+        images.push(ImageInput { field, bytes });
+    }
+    for (i, bytes) in request.image_parts.iter().enumerate() {
+        images.push(ImageInput {
+            field: format!("image[{i}]"),
+            bytes: bytes.clone(),
+        });
+    }
+    Ok(images)
 }
 
 /// Preprocesses rows, runs the model and decodes probabilities into labels.

@@ -13,8 +13,8 @@ use super::fused::{FlatOptimizer, FusedMlp};
 use super::grads;
 use super::metrics::{count_correct, evaluate};
 use super::mlp::ParamInfo;
-use super::{Mlp, Mode, Optimizer, PreparedData, SplitTensors};
-use crate::domain::{GradClipSpec, JobSpec, ModelSpec, OptimizerSpec};
+use super::{Mode, Network, Optimizer, PreparedData, SplitTensors};
+use crate::domain::{GradClipSpec, JobSpec, ModelSpec, OptimizerSpec, TransferMode};
 use crate::error::Result;
 
 /// What one optimizer step measured.
@@ -32,7 +32,7 @@ pub enum Engine {
     /// candle tensors and autograd.
     Candle {
         /// The network.
-        model: Mlp,
+        model: Network,
         /// Its optimizer.
         optimizer: Optimizer,
     },
@@ -54,7 +54,9 @@ pub struct Fused {
 
 /// Whether the fused path may train this spec on this device.
 pub fn fused_applies(spec: &JobSpec, device: &Device) -> bool {
-    let ModelSpec::Mlp(mlp) = &spec.model;
+    let ModelSpec::Mlp(mlp) = &spec.model else {
+        return false;
+    };
     device.is_cpu()
         && FusedMlp::supports(mlp)
         && std::env::var_os("TRAINSERVE_DISABLE_FUSED").is_none()
@@ -66,16 +68,31 @@ impl Engine {
     pub fn build(
         spec: &JobSpec,
         data: &PreparedData,
-        model: Mlp,
+        model: Network,
         fused: bool,
         threads: usize,
     ) -> Result<Engine> {
         let optimizer_spec: &OptimizerSpec = &spec.training.optimizer;
         if !fused {
-            let optimizer = Optimizer::new(optimizer_spec, model.trainable())?;
+            // Fine-tuning may train the backbone (`blocks.*`) at a lower rate.
+            let scale = spec
+                .init
+                .as_ref()
+                .filter(|init| init.mode == TransferMode::FineTune)
+                .map_or(1.0, |init| init.backbone_lr_scale);
+            let (backbone, rest): (Vec<_>, Vec<_>) = model
+                .trainable()
+                .into_iter()
+                .partition(|(name, _)| name.starts_with("blocks."));
+            let optimizer =
+                Optimizer::grouped(optimizer_spec, vec![(backbone, scale), (rest, 1.0)])?;
             return Ok(Engine::Candle { model, optimizer });
         }
-        let ModelSpec::Mlp(mlp) = &spec.model;
+        let (ModelSpec::Mlp(mlp), Network::Mlp(model)) = (&spec.model, model) else {
+            return Err(crate::error::Error::Internal(
+                "the fused path trains MLPs only".into(),
+            ));
+        };
         let inputs = data.preprocessing.n_features();
         let net = FusedMlp::from_state(mlp, inputs, data.n_classes, &model.state()?, threads)?;
         let params: Vec<(String, usize)> = model
@@ -323,17 +340,15 @@ mod tests {
                  "training": {"optimizer": {"kind": "rmsprop", "lr": 0.003, "momentum": 0.5}, "grad_clip": {"max_norm": 1.0}}}"#,
         )
         .unwrap();
-        let ModelSpec::Mlp(mlp) = &spec.model;
         let table = regions(&RegionsParams {
             samples: 400,
             ..RegionsParams::default()
         });
         let data = prepare(&table, &spec.data, &Device::Cpu).unwrap();
         let model = || {
-            Mlp::seeded(
-                mlp,
-                2,
-                data.n_classes,
+            Network::seeded(
+                &spec.model,
+                &data.preprocessing,
                 &mut ChaCha8Rng::seed_from_u64(1),
                 &Device::Cpu,
             )

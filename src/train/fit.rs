@@ -4,7 +4,9 @@
 
 use std::time::Instant;
 
-use candle_core::Device;
+use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 
 use super::checkpoint::{self, CheckpointData, CheckpointParts};
@@ -14,8 +16,8 @@ use super::metrics::coefficient_of_variation;
 use super::monitor::EarlyStopping;
 use super::schedule::Schedule;
 use super::seed::{Purpose, rng};
-use super::{EpochMetrics, InterruptReason, Interrupter, LayerStats, Mlp, PreparedData};
-use crate::domain::{JobSpec, ModelSpec};
+use super::{EpochMetrics, InterruptReason, Interrupter, LayerStats, Network, PreparedData};
+use crate::domain::{JobSpec, TransferMode};
 use crate::error::Error;
 
 /// An epoch's measurements, the loss of each of its steps, per-parameter norms, and the
@@ -99,6 +101,16 @@ struct EpochPass {
     last_lr: f64,
 }
 
+/// Where a run starts.
+pub enum Start<'a> {
+    /// From the seed.
+    Fresh,
+    /// After the given epoch, from its checkpoint.
+    Resume(u32, CheckpointData),
+    /// From the seed, then a CNN's blocks set from another job's tensors (transfer learning).
+    Backbone(&'a HashMap<String, Tensor>),
+}
+
 /// The model and the state around it that a checkpoint restores.
 struct Trainer<'a> {
     spec: &'a JobSpec,
@@ -115,13 +127,13 @@ struct Trainer<'a> {
 pub fn fit(
     spec: &JobSpec,
     data: &PreparedData,
-    resume: Option<(u32, CheckpointData)>,
+    start: Start,
     device: &Device,
     interrupter: &Interrupter,
     on_step: &mut dyn FnMut(Progress),
     on_epoch: &mut dyn FnMut(EpochReport) -> crate::error::Result<()>,
 ) -> Result<FitOutcome, TrainError> {
-    let (mut trainer, start_epoch) = Trainer::start(spec, data, resume, device)?;
+    let (mut trainer, start_epoch) = Trainer::start(spec, data, start, device)?;
     let mut global_step = trainer.steps_per_epoch * u64::from(start_epoch - 1);
     for epoch in start_epoch..=spec.training.epochs {
         let started = Instant::now();
@@ -193,24 +205,32 @@ impl<'a> Trainer<'a> {
     fn start(
         spec: &'a JobSpec,
         data: &PreparedData,
-        resume: Option<(u32, CheckpointData)>,
+        start: Start,
         device: &Device,
     ) -> Result<(Self, u32), TrainError> {
-        let ModelSpec::Mlp(mlp_spec) = &spec.model;
         let seed = spec.training.seed.unwrap_or(0);
-        let inputs = data.preprocessing.n_features();
-        let (model, start_epoch, saved) = match resume {
-            Some((epoch, saved)) => {
+        let (mut model, start_epoch, saved) = match start {
+            Start::Resume(epoch, saved) => {
                 let model =
-                    Mlp::from_tensors(mlp_spec, inputs, data.n_classes, &saved.model, device)?;
+                    Network::from_tensors(&spec.model, &data.preprocessing, &saved.model, device)?;
                 (model, epoch + 1, Some(saved))
             }
-            None => {
+            Start::Fresh | Start::Backbone(_) => {
                 let mut init = rng(seed, Purpose::Init, 0);
-                let model = Mlp::seeded(mlp_spec, inputs, data.n_classes, &mut init, device)?;
+                let model = Network::seeded(&spec.model, &data.preprocessing, &mut init, device)?;
+                if let Start::Backbone(backbone) = start {
+                    model.load_backbone(backbone, device)?;
+                }
                 (model, 1, None)
             }
         };
+        if spec
+            .init
+            .as_ref()
+            .is_some_and(|init| init.mode == TransferMode::LinearProbe)
+        {
+            model.freeze_backbone();
+        }
         let batch_size = spec.training.batch_size.min(data.train.len).max(1);
         let steps_per_epoch = data.train.len.div_ceil(batch_size) as u64;
         let threads = candle_core::utils::get_num_threads();

@@ -5,7 +5,7 @@ use candle_core::Device;
 
 use super::checkpoint::{self, CheckpointData};
 use super::dataset::{RegionsParams, regions};
-use super::{EpochReport, FitOutcome, Interrupter, PreparedData, TrainError, fit, prepare};
+use super::{EpochReport, FitOutcome, Interrupter, PreparedData, Start, TrainError, fit, prepare};
 use crate::domain::{DataSpec, JobSpec, parse_json};
 
 fn data() -> PreparedData {
@@ -35,7 +35,7 @@ fn run(
     let outcome = fit(
         spec,
         data,
-        resume,
+        resume.map_or(Start::Fresh, |(epoch, saved)| Start::Resume(epoch, saved)),
         &Device::Cpu,
         &Interrupter::new(),
         &mut |_| {},

@@ -4,7 +4,7 @@
 use candle_core::{DType, Tensor};
 use candle_nn::loss::cross_entropy;
 
-use super::{Mlp, Mode, SplitTensors};
+use super::{Mode, Network, SplitTensors};
 use crate::error::Result;
 
 /// The measurements of one finished epoch.
@@ -81,7 +81,7 @@ pub fn count_correct(logits: &Tensor, y: &Tensor) -> candle_core::Result<f64> {
 }
 
 /// Mean loss and accuracy of the model on a split, in evaluation mode.
-pub fn evaluate(model: &Mlp, split: &SplitTensors) -> Result<(f64, f64)> {
+pub fn evaluate(model: &Network, split: &SplitTensors) -> Result<(f64, f64)> {
     let (mut loss_sum, mut correct) = (0f64, 0f64);
     let rows = (EVAL_ELEMENTS / model.widest().max(1)).max(MIN_EVAL_ROWS);
     let mut start = 0;

@@ -63,9 +63,10 @@ impl ParamInfo {
     }
 }
 
-struct Dense {
-    weight: Var,
-    bias: Var,
+/// A dense layer `y = x Wᵀ + b`.
+pub(super) struct Dense {
+    pub(super) weight: Var,
+    pub(super) bias: Var,
 }
 
 struct Hidden {
@@ -73,18 +74,19 @@ struct Hidden {
     batch_norm: Option<BatchNorm>,
 }
 
-struct BatchNorm {
-    weight: Var,
-    bias: Var,
-    running_mean: Var,
-    running_var: Var,
+/// Batch normalization over the rows of `[batch, features]`.
+pub(super) struct BatchNorm {
+    pub(super) weight: Var,
+    pub(super) bias: Var,
+    pub(super) running_mean: Var,
+    pub(super) running_var: Var,
 }
 
 const BN_EPS: f64 = 1e-5;
 const BN_MOMENTUM: f64 = 0.1;
 
 impl Dense {
-    fn seeded(
+    pub(super) fn seeded(
         init: &InitSpec,
         (inputs, outputs): (usize, usize),
         gain: f64,
@@ -97,14 +99,14 @@ impl Dense {
         Ok(Dense { weight, bias })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    pub(super) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.matmul(&self.weight.as_tensor().t()?)?
             .broadcast_add(self.bias.as_tensor())?)
     }
 }
 
 impl BatchNorm {
-    fn fresh(width: usize, device: &Device) -> Result<Self> {
+    pub(super) fn fresh(width: usize, device: &Device) -> Result<Self> {
         Ok(BatchNorm {
             weight: Var::ones(width, DType::F32, device)?,
             bias: Var::zeros(width, DType::F32, device)?,
@@ -113,7 +115,7 @@ impl BatchNorm {
         })
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    pub(super) fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let batch = x.dim(0)?;
         // One sample has no batch statistics (its variance is 0 and n/(n-1) is undefined), so a
         // batch of one is normalized with the running statistics, which it then leaves alone.
@@ -186,23 +188,8 @@ impl Mlp {
     ) -> Result<Self> {
         let mut rng = rand::SeedableRng::seed_from_u64(0);
         let model = Mlp::seeded(spec, inputs, classes, &mut rng, device)?;
-        let mut problems = Vec::new();
-        for (name, var) in model.state_vars() {
-            match tensors.get(&name) {
-                None => problems.push(format!("{name} is missing")),
-                Some(t) if t.dims() != var.dims() => problems.push(format!(
-                    "{name} has shape {:?}, expected {:?}",
-                    t.dims(),
-                    var.dims()
-                )),
-                Some(t) => var.set(&t.to_dtype(DType::F32)?.to_device(device)?)?,
-            }
-        }
-        if problems.is_empty() {
-            Ok(model)
-        } else {
-            Err(Error::invalid("weights", problems.join("; ")))
-        }
+        load_vars(&model.state_vars(), tensors, device)?;
+        Ok(model)
     }
 
     /// Logits for a batch of rows `[batch, inputs]`.
@@ -213,14 +200,7 @@ impl Mlp {
             if let Some(bn) = &layer.batch_norm {
                 h = bn.forward(&h, matches!(mode, Mode::Train(_)))?;
             }
-            h = match self.activation {
-                Activation::Relu => h.relu()?,
-                Activation::LeakyRelu => candle_nn::ops::leaky_relu(&h, self.leaky_slope)?,
-                Activation::Gelu => h.gelu_erf()?,
-                Activation::Tanh => h.tanh()?,
-                Activation::Sigmoid => candle_nn::ops::sigmoid(&h)?,
-                Activation::Identity => h,
-            };
+            h = activate(h, self.activation, self.leaky_slope)?;
             if let (Mode::Train(rng), true) = (&mut *mode, self.dropout > 0.0) {
                 h = dropout(&h, self.dropout, rng)?;
             }
@@ -297,7 +277,46 @@ impl Mlp {
     }
 }
 
-fn dropout(h: &Tensor, p: f32, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+/// Sets each variable from the tensor of its name; missing tensors and wrong shapes are listed
+/// in one 422 on `weights`.
+pub(super) fn load_vars(
+    vars: &[(String, Var)],
+    tensors: &HashMap<String, Tensor>,
+    device: &Device,
+) -> Result<()> {
+    let mut problems = Vec::new();
+    for (name, var) in vars {
+        match tensors.get(name) {
+            None => problems.push(format!("{name} is missing")),
+            Some(t) if t.dims() != var.dims() => problems.push(format!(
+                "{name} has shape {:?}, expected {:?}",
+                t.dims(),
+                var.dims()
+            )),
+            Some(t) => var.set(&t.to_dtype(DType::F32)?.to_device(device)?)?,
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::invalid("weights", problems.join("; ")))
+    }
+}
+
+/// Applies a non-linearity.
+pub(super) fn activate(h: Tensor, activation: Activation, leaky_slope: f64) -> Result<Tensor> {
+    Ok(match activation {
+        Activation::Relu => h.relu()?,
+        Activation::LeakyRelu => candle_nn::ops::leaky_relu(&h, leaky_slope)?,
+        Activation::Gelu => h.gelu_erf()?,
+        Activation::Tanh => h.tanh()?,
+        Activation::Sigmoid => candle_nn::ops::sigmoid(&h)?,
+        Activation::Identity => h,
+    })
+}
+
+/// Inverted dropout with a mask drawn from the job's seeded dropout stream.
+pub(super) fn dropout(h: &Tensor, p: f32, rng: &mut ChaCha8Rng) -> Result<Tensor> {
     let keep = 1.0 / (1.0 - p);
     let mask: Vec<f32> = (0..h.elem_count())
         .map(|_| if rng.random::<f32>() < p { 0.0 } else { keep })

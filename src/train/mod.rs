@@ -2,6 +2,7 @@
 //! checkpoints. Everything here is synchronous and blocking; callers run it on dedicated threads.
 
 pub mod checkpoint;
+mod cnn;
 pub mod dataset;
 mod engine;
 mod fit;
@@ -14,14 +15,17 @@ mod interrupt;
 mod metrics;
 mod mlp;
 mod monitor;
+mod network;
 mod optim;
 mod prepare;
 mod schedule;
 mod seed;
 
-pub use fit::{EpochReport, FitOutcome, Progress, TrainError, fit};
+pub use cnn::Cnn;
+pub use fit::{EpochReport, FitOutcome, Progress, Start, TrainError, fit};
 pub use interrupt::{InterruptReason, Interrupter};
 pub use metrics::{EpochMetrics, LayerStats};
 pub use mlp::{Mlp, Mode, ParamInfo};
+pub use network::Network;
 pub use optim::Optimizer;
 pub use prepare::{PreparedData, Preprocessing, SplitTensors, prepare};

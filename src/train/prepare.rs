@@ -15,6 +15,10 @@ pub struct Preprocessing {
     pub standardizer: Option<Standardizer>,
     /// The data set's label for each output index (JSON numbers or strings).
     pub labels: Vec<serde_json::Value>,
+    /// Channels, height and width when rows are images (`C x H x W`, flattened); a CNN
+    /// reshapes rows to this. Standardization stays per feature (per pixel and channel).
+    #[serde(default)]
+    pub image_shape: Option<[usize; 3]>,
 }
 
 impl Preprocessing {
@@ -72,6 +76,7 @@ pub fn prepare(table: &Table, data: &DataSpec, device: &Device) -> Result<Prepar
         labels: (0..table.classes.len() as u32)
             .map(|c| table.label_json(c))
             .collect(),
+        image_shape: table.image_shape,
     };
     let tensors = |rows: &[usize]| -> Result<SplitTensors> {
         let width = table.n_features();

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod bad_input;
+mod cnn;
 mod datasets;
 mod images;
 mod jobs;
@@ -13,4 +14,5 @@ mod openapi;
 mod plots;
 mod predict;
 mod sweeps;
+mod transfer;
 mod walkthrough;

@@ -2,12 +2,14 @@
 //! [`JobSpec::validate`], which names the field at fault and what would be valid.
 
 mod check;
+mod cnn;
 mod model;
 mod optimizer;
 mod training;
 
 use serde::{Deserialize, Serialize};
 
+pub use cnn::{CnnSpec, ConvBlockSpec, HeadSpec, TransferMode, TransferSpec};
 pub use model::{Activation, InitSpec, MlpSpec, ModelSpec};
 pub use optimizer::OptimizerSpec;
 pub use training::{
@@ -38,6 +40,9 @@ pub struct JobSpec {
     /// Which checkpoints are kept.
     #[serde(default)]
     pub checkpoints: CheckpointSpec,
+    /// Transfer learning for CNNs: start from another job's backbone (absent: from scratch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<TransferSpec>,
     /// Higher runs first among queued jobs.
     #[serde(default)]
     pub priority: i32,
@@ -107,8 +112,12 @@ impl JobSpec {
         self.data.validate()?;
         match &self.model {
             ModelSpec::Mlp(mlp) => mlp.validate(MAX_PARAMETERS)?,
+            ModelSpec::Cnn(cnn) => cnn.validate()?,
         }
         self.training.validate()?;
+        if let Some(init) = &self.init {
+            init.validate(matches!(self.model, ModelSpec::Cnn(_)))?;
+        }
         check(self.checkpoints.every >= 1, "checkpoints.every", || {
             "must be at least 1".into()
         })?;
@@ -119,17 +128,32 @@ impl JobSpec {
     /// activation, the better direction of watched metrics), so the stored spec says exactly
     /// what ran.
     pub fn fill_defaults(&mut self) {
-        let ModelSpec::Mlp(mlp) = &mut self.model;
-        mlp.init = Some(mlp.resolved_init());
+        match &mut self.model {
+            ModelSpec::Mlp(mlp) => mlp.init = Some(mlp.resolved_init()),
+            ModelSpec::Cnn(cnn) => cnn.init = Some(cnn.resolved_init()),
+        }
         self.training.fill_defaults();
     }
 
     /// The name to show: the user's, or one derived from the data set and model.
     pub fn display_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| {
-            let ModelSpec::Mlp(mlp) = &self.model;
-            format!("{}-mlp-{}x{}", self.dataset, mlp.depth, mlp.width)
+        self.name.clone().unwrap_or_else(|| match &self.model {
+            ModelSpec::Mlp(mlp) => format!("{}-mlp-{}x{}", self.dataset, mlp.depth, mlp.width),
+            ModelSpec::Cnn(cnn) => {
+                let channels: Vec<String> =
+                    cnn.blocks.iter().map(|b| b.channels.to_string()).collect();
+                format!("{}-cnn-{}", self.dataset, channels.join("-"))
+            }
         })
+    }
+
+    /// Checks the model against the data set it trains on: a CNN needs images, and its blocks
+    /// must leave at least one pixel.
+    pub fn validate_for_dataset(&self, image_shape: Option<[usize; 3]>) -> Result<()> {
+        match &self.model {
+            ModelSpec::Mlp(_) => Ok(()),
+            ModelSpec::Cnn(cnn) => cnn.validate_for(image_shape, MAX_PARAMETERS),
+        }
     }
 }
 

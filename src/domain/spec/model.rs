@@ -12,6 +12,8 @@ use crate::error::Result;
 pub enum ModelSpec {
     /// A multi-layer perceptron.
     Mlp(MlpSpec),
+    /// A small convolutional network (image data sets only).
+    Cnn(super::cnn::CnnSpec),
 }
 
 /// A multi-layer perceptron: `depth` hidden layers of `width` units, then a linear classifier.

@@ -192,7 +192,9 @@ fn filling_defaults_writes_the_init_and_metric_modes_that_will_run() {
     )
     .unwrap();
     spec.fill_defaults();
-    let ModelSpec::Mlp(mlp) = &spec.model;
+    let ModelSpec::Mlp(mlp) = &spec.model else {
+        panic!("an mlp")
+    };
     assert_eq!(mlp.init, Some(InitSpec::Xavier));
     assert!(matches!(
         spec.training.schedule,
@@ -255,4 +257,44 @@ proptest::proptest! {
         );
         let _ = parse(&json);
     }
+}
+
+#[test]
+fn a_cnn_spec_gets_its_defaults_and_bad_values_are_named() {
+    let spec = parse(r#"{"dataset": "shapes", "model": {"kind": "cnn"}}"#).unwrap();
+    assert_eq!(spec.model, ModelSpec::Cnn(CnnSpec::default()));
+    assert_eq!(spec.display_name(), "shapes-cnn-16-32");
+    spec.validate_for_dataset(Some([3, 32, 32])).unwrap();
+    let field = |json: &str| field_of(parse(json));
+    assert_eq!(
+        field(r#"{"dataset": "shapes", "model": {"kind": "cnn", "blocks": [{"channels": 0}]}}"#),
+        "model.blocks[0].channels"
+    );
+    assert_eq!(
+        field(
+            r#"{"dataset": "shapes", "model": {"kind": "cnn", "blocks": [{}, {"kernel": 3, "padding": 3}]}}"#
+        ),
+        "model.blocks[1].padding"
+    );
+    assert_eq!(
+        field(r#"{"dataset": "shapes", "model": {"kind": "cnn", "head": {"dropout": 1.5}}}"#),
+        "model.head.dropout"
+    );
+    assert_eq!(
+        field(r#"{"dataset": "shapes", "model": {"kind": "cnn", "blocks": []}}"#),
+        "model.blocks"
+    );
+    let no_images = spec.validate_for_dataset(None).unwrap_err();
+    assert!(
+        matches!(&no_images, Error::Invalid { field, message } if field == "dataset" && message.contains("a CNN needs image_shape")),
+        "{no_images:?}"
+    );
+    let deep =
+        parse(r#"{"dataset": "digits", "model": {"kind": "cnn", "blocks": [{}, {}, {}, {}]}}"#)
+            .unwrap();
+    let too_small = deep.validate_for_dataset(Some([1, 8, 8])).unwrap_err();
+    assert!(
+        matches!(&too_small, Error::Invalid { field, .. } if field == "model.blocks[3]"),
+        "{too_small:?}"
+    );
 }

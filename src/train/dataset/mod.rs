@@ -11,7 +11,9 @@ pub mod synthetic;
 
 pub use self::builtin::digits;
 pub use self::csv::{CsvLimits, parse_csv, parse_split_csvs};
-pub use self::images::{ImageLimits, ImageOptions, parse_image_archive, sample_png};
+pub use self::images::{
+    ImageLimits, ImageOptions, decode_image_row, parse_image_archive, sample_png,
+};
 pub use self::shapes::{ShapesParams, shapes};
 pub use self::split::{SplitIndices, SplitPlan, Standardizer, split};
 pub use self::storage::{load, save};

@@ -32,13 +32,101 @@ trait Rule: Send {
 /// learning rate is passed to every step, so schedules live outside it.
 pub struct Optimizer {
     params: Vec<(String, Var)>,
+    groups: Vec<Group>,
+}
+
+/// Consecutive parameters updated with the same rule at `lr · lr_scale` (PyTorch's
+/// parameter groups).
+struct Group {
+    range: std::ops::Range<usize>,
     rule: Box<dyn Rule>,
+    lr_scale: f64,
 }
 
 impl Optimizer {
     /// An optimizer with fresh state for `params`.
     pub fn new(spec: &OptimizerSpec, params: Vec<(String, Var)>) -> Result<Self> {
-        let rule: Box<dyn Rule> = match *spec {
+        Self::grouped(spec, vec![(params, 1.0)])
+    }
+
+    /// An optimizer whose groups of parameters learn at the step's rate times their scale
+    /// (e.g. a pretrained backbone at a tenth of the head's rate).
+    pub fn grouped(spec: &OptimizerSpec, groups: Vec<(Vec<(String, Var)>, f64)>) -> Result<Self> {
+        let mut params = Vec::new();
+        let mut built = Vec::with_capacity(groups.len());
+        for (group, lr_scale) in groups {
+            if group.is_empty() {
+                continue;
+            }
+            let start = params.len();
+            built.push(Group {
+                rule: rule(spec, &group)?,
+                range: start..start + group.len(),
+                lr_scale,
+            });
+            params.extend(group);
+        }
+        Ok(Optimizer {
+            params,
+            groups: built,
+        })
+    }
+
+    /// The parameters, in the order gradients are passed to [`Optimizer::step`].
+    pub fn params(&self) -> &[(String, Var)] {
+        &self.params
+    }
+
+    /// Applies one update with learning rate `lr`; `grads[i]` belongs to `params()[i]`.
+    pub fn step(&mut self, grads: &[Option<Tensor>], lr: f64) -> Result<()> {
+        if grads.len() != self.params.len() {
+            return Err(Error::Internal(format!(
+                "{} gradients for {} parameters",
+                grads.len(),
+                self.params.len()
+            )));
+        }
+        for group in &mut self.groups {
+            let range = group.range.clone();
+            group.rule.step(
+                &self.params[range.clone()],
+                &grads[range],
+                lr * group.lr_scale,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The optimizer's state as named tensors, for a checkpoint. Groups step together, so
+    /// state they share by name (Adam's step count) is written once.
+    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out: Vec<(String, Tensor)> = Vec::new();
+        for group in &self.groups {
+            for (name, tensor) in group.rule.state(&self.params[group.range.clone()])? {
+                if !out.iter().any(|(n, _)| *n == name) {
+                    out.push((name, tensor));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restores state written by [`Optimizer::state`].
+    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        for group in &mut self.groups {
+            group
+                .rule
+                .load_state(&self.params[group.range.clone()], state)?;
+        }
+        Ok(())
+    }
+}
+
+/// The update rule of `spec` with fresh state for `params`.
+fn rule(spec: &OptimizerSpec, params: &[(String, Var)]) -> Result<Box<dyn Rule>> {
+    let params = params.to_vec();
+    let rule: Box<dyn Rule> = {
+        match *spec {
             OptimizerSpec::Sgd {
                 momentum,
                 nesterov,
@@ -99,36 +187,9 @@ impl Optimizer {
                 },
                 &params,
             )?),
-        };
-        Ok(Optimizer { params, rule })
-    }
-
-    /// The parameters, in the order gradients are passed to [`Optimizer::step`].
-    pub fn params(&self) -> &[(String, Var)] {
-        &self.params
-    }
-
-    /// Applies one update with learning rate `lr`; `grads[i]` belongs to `params()[i]`.
-    pub fn step(&mut self, grads: &[Option<Tensor>], lr: f64) -> Result<()> {
-        if grads.len() != self.params.len() {
-            return Err(Error::Internal(format!(
-                "{} gradients for {} parameters",
-                grads.len(),
-                self.params.len()
-            )));
         }
-        self.rule.step(&self.params, grads, lr)
-    }
-
-    /// The optimizer's state as named tensors, for a checkpoint.
-    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
-        self.rule.state(&self.params)
-    }
-
-    /// Restores state written by [`Optimizer::state`].
-    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        self.rule.load_state(&self.params, state)
-    }
+    };
+    Ok(rule)
 }
 
 /// `g + weight_decay·θ`: weight decay as an L2 term in the gradient (PyTorch's coupled form).

@@ -214,3 +214,34 @@ fn missing_state_is_an_error_not_a_panic() {
     let mut opt = Optimizer::new(&rmsprop(0.9, true), params).unwrap();
     assert!(opt.load_state(&HashMap::new()).is_err());
 }
+
+#[test]
+fn a_group_learns_at_its_scaled_rate_and_shared_state_is_saved_once() {
+    let a = Var::new(&[1f32], &Device::Cpu).unwrap();
+    let b = Var::new(&[1f32], &Device::Cpu).unwrap();
+    let spec = sgd(0.0, false, 0.0);
+    let mut opt = Optimizer::grouped(
+        &spec,
+        vec![
+            (vec![("a".into(), a.clone())], 0.1),
+            (vec![("b".into(), b.clone())], 1.0),
+        ],
+    )
+    .unwrap();
+    let g = Tensor::new(&[1f32], &Device::Cpu).unwrap();
+    opt.step(&[Some(g.clone()), Some(g)], 0.5).unwrap();
+    assert!((value(&a) - 0.95).abs() < 1e-6, "{}", value(&a));
+    assert!((value(&b) - 0.5).abs() < 1e-6, "{}", value(&b));
+    let adam: OptimizerSpec = serde_json::from_str(r#"{"kind": "adam", "lr": 0.001}"#).unwrap();
+    let groups = vec![
+        (vec![("a".into(), a.clone())], 0.1),
+        (vec![("b".into(), b.clone())], 1.0),
+    ];
+    let opt = Optimizer::grouped(&adam, groups).unwrap();
+    let names: Vec<String> = opt.state().unwrap().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names.iter().filter(|n| *n == "step").count(),
+        1,
+        "{names:?}"
+    );
+}

@@ -151,6 +151,48 @@ fn shared_size(images: &[LaidOut], headers: &[Header]) -> Result<(u32, u32)> {
     }
 }
 
+/// Decodes one image for prediction exactly as uploads are decoded: its header checked against
+/// `max_side` before any pixel is decoded, converted to `shape`'s channels, resized (stretched,
+/// triangle filter) to its height and width, `C x H x W`, values in [0, 1]. The error says why,
+/// for the caller to put next to the item's name.
+pub fn decode_image_row(
+    bytes: &[u8],
+    shape: [usize; 3],
+    max_side: u32,
+) -> std::result::Result<Vec<f32>, String> {
+    let [channels, height, width] = shape;
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|err| format!("is not a readable image: {err}"))?;
+    let mut header_limits = Limits::default();
+    let side = u64::from(max_side);
+    header_limits.max_alloc = Some((side * side * 8).max(1 << 20));
+    reader.limits(header_limits);
+    let decoder = reader
+        .into_decoder()
+        .map_err(|err| format!("is not a PNG or JPEG image: {err}"))?;
+    let (w, h) = decoder.dimensions();
+    if w > max_side || h > max_side {
+        return Err(format!(
+            "is {w}x{h} pixels; images may be at most {max_side}x{max_side}"
+        ));
+    }
+    if w == 0 || h == 0 {
+        return Err("has no pixels".into());
+    }
+    let decoded =
+        image::load_from_memory(bytes).map_err(|err| format!("could not be decoded: {err}"))?;
+    let (width, height) = (width as u32, height as u32);
+    let resized = if (w, h) == (width, height) {
+        decoded
+    } else {
+        decoded.resize_exact(width, height, FilterType::Triangle)
+    };
+    let mut row = Vec::with_capacity(channels * height as usize * width as usize);
+    push_planes(&resized, channels, &mut row);
+    Ok(row)
+}
+
 /// Appends the image's channels one after the other (`C x H x W`), each value in [0, 1] at 8
 /// bits of precision; transparency is dropped. Plain index loops: this runs once per value and
 /// the crate is unoptimised in the dev profile.

@@ -15,6 +15,7 @@ mod tests;
 use super::Table;
 use crate::error::{Error, Result};
 
+pub use decode::decode_image_row;
 pub use render::sample_png;
 
 /// Limits on what an image archive may hold; each is checked while reading, never trusted from
