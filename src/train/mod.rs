@@ -6,6 +6,7 @@ pub mod dataset;
 mod fit;
 pub mod fused;
 mod interrupt;
+pub mod kernels;
 mod mlp;
 mod optim;
 mod prepare;
