@@ -96,6 +96,11 @@ impl CustomOp2 for ReluGrad {
     }
 }
 
+/// `dy · [y > 0]`: the gradient through a ReLU whose output is `y`; differentiable in `dy`.
+pub(crate) fn relu_grad(dy: &Tensor, y: &Tensor) -> Result<Tensor> {
+    dy.contiguous()?.apply_op2(&y.contiguous()?, ReluGrad)
+}
+
 /// `max(x, 0)` element-wise, with a one-pass backward (gradient 0 at 0, as in PyTorch).
 /// Off the CPU this is candle's ReLU.
 pub fn relu(x: &Tensor) -> Result<Tensor> {

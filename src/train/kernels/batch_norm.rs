@@ -11,8 +11,8 @@ use candle_core::{
     CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, Var, WithDType, bail,
 };
 
-use super::budget::thread_budget;
-use super::cpu::{Real, by_dtype, dims4, for_each_chunk, map_parts, split, storage, view};
+use super::channels::{Planes, channel_sums_of};
+use super::cpu::{by_dtype, storage, view};
 
 /// Per-channel statistics of a batch, in f64 whatever the tensors' type.
 #[derive(Clone, Debug)]
@@ -21,107 +21,6 @@ struct Stats {
     /// 1 / sqrt(biased variance + eps).
     inv_std: Vec<f64>,
     var: Vec<f64>,
-}
-
-/// The NCHW shape seen as `n` images of `c` planes of `plane` elements.
-#[derive(Clone, Copy, Debug)]
-struct Planes {
-    n: usize,
-    c: usize,
-    plane: usize,
-}
-
-impl Planes {
-    fn of(l: &Layout, what: &str) -> Result<Self> {
-        let (n, c, h, w) = dims4(l, what)?;
-        Ok(Planes { n, c, plane: h * w })
-    }
-
-    fn count(&self) -> usize {
-        self.n * self.plane
-    }
-
-    /// Per channel, over all images: `(Σ a, Σ a·b)` when `b` is given, else `(Σ a, Σ a²)`;
-    /// in parallel over channels.
-    fn channel_sums<T: Real>(&self, a: &[T], b: Option<&[T]>) -> (Vec<f64>, Vec<f64>) {
-        let (parts, per_part) = split(self.c, thread_budget());
-        let partials = map_parts(parts, |part| {
-            let channels = part * per_part..((part + 1) * per_part).min(self.c);
-            channels
-                .map(|ch| {
-                    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-                    for img in 0..self.n {
-                        let at = (img * self.c + ch) * self.plane;
-                        let a = &a[at..at + self.plane];
-                        // Sum each plane in T, then in f64 across planes: exact enough, and
-                        // the inner loop vectorizes.
-                        let (mut p1, mut p2) = (T::ZERO, T::ZERO);
-                        match b {
-                            Some(b) => {
-                                for (&u, &v) in a.iter().zip(&b[at..at + self.plane]) {
-                                    p1 += u;
-                                    p2 += u * v;
-                                }
-                            }
-                            None => {
-                                for &u in a {
-                                    p1 += u;
-                                    p2 += u * u;
-                                }
-                            }
-                        }
-                        s1 += p1.to_f64();
-                        s2 += p2.to_f64();
-                    }
-                    (s1, s2)
-                })
-                .collect::<Vec<_>>()
-        });
-        partials.into_iter().flatten().unzip()
-    }
-
-    /// `out = a[c]·u + b[c]·v + k[c]` per channel (`v` optional), in parallel over images.
-    fn channel_affine<T: Real>(
-        &self,
-        u: &[T],
-        v: Option<&[T]>,
-        a: &[f64],
-        b: &[f64],
-        k: &[f64],
-    ) -> Vec<T> {
-        let image = self.c * self.plane;
-        let mut out = vec![T::ZERO; self.n * image];
-        if out.is_empty() {
-            return out;
-        }
-        let (_, per_part) = split(self.n, thread_budget());
-        let (a, b, k): (Vec<T>, Vec<T>, Vec<T>) = (
-            a.iter().map(|&x| T::from_f64(x)).collect(),
-            b.iter().map(|&x| T::from_f64(x)).collect(),
-            k.iter().map(|&x| T::from_f64(x)).collect(),
-        );
-        for_each_chunk(&mut out, per_part * image, |part, out| {
-            let first = part * per_part * image;
-            for (i, out) in out.chunks_mut(self.plane).enumerate() {
-                let ch = i % self.c;
-                let at = first + i * self.plane;
-                let u = &u[at..at + self.plane];
-                match v {
-                    Some(v) => {
-                        for ((o, &x), &y) in out.iter_mut().zip(u).zip(&v[at..at + self.plane]) {
-                            *o = a[ch] * x + b[ch] * y + k[ch];
-                        }
-                    }
-                    None => {
-                        for (o, &x) in out.iter_mut().zip(u) {
-                            *o = a[ch] * x + k[ch];
-                        }
-                    }
-                }
-            }
-        });
-        out
-    }
 }
 
 fn host_vec(t: &Tensor) -> Result<Vec<f64>> {
@@ -206,21 +105,11 @@ impl CustomOp3 for BatchNormTrain {
             bail!("batch_norm backward: the forward pass recorded no statistics");
         };
         let grad = grad.contiguous()?;
-        let (x_storage, xl) = x.storage_and_layout();
-        let (g_storage, gl) = grad.storage_and_layout();
-        let (candle_core::Storage::Cpu(xs), candle_core::Storage::Cpu(gs)) =
-            (&*x_storage, &*g_storage)
-        else {
-            bail!("batch_norm backward: CPU tensors expected");
-        };
-        let p = Planes::of(xl, "batch_norm input")?;
+        let (_, c, _, _) = x.dims4()?;
+        let p = Planes::of(x.layout(), "batch_norm input")?;
         // Σdy and Σdy·x per channel; Σdy·x̂ = inv_std·(Σdy·x − mean·Σdy).
-        let (sum_dy, sum_dy_x) = by_dtype!(xs, "batch_norm backward", T => {
-            let dy = view::<T>(gs, gl, "batch_norm gradient")?;
-            p.channel_sums(dy, Some(view::<T>(xs, xl, "batch_norm input")?))
-        });
-        drop((x_storage, g_storage));
-        let sum_dy_xhat: Vec<f64> = (0..p.c)
+        let (sum_dy, sum_dy_x) = channel_sums_of(&grad, Some(x))?;
+        let sum_dy_xhat: Vec<f64> = (0..c)
             .map(|c| stats.inv_std[c] * (sum_dy_x[c] - stats.mean[c] * sum_dy[c]))
             .collect();
         let dtype = x.dtype();
@@ -325,8 +214,11 @@ impl CustomOp3 for ChannelAffine {
             true => Some(grad.apply_op3(scale, &shift.zeros_like()?, ChannelAffine)?),
             false => None,
         };
-        let d_scale = (&grad * x)?.sum((0, 2, 3))?.reshape(scale.shape())?;
-        let d_shift = grad.sum((0, 2, 3))?.reshape(shift.shape())?;
+        let (sum_g, sum_gx) = channel_sums_of(&grad, Some(x))?;
+        let leaf = |v: Vec<f64>, like: &Tensor| {
+            Tensor::from_vec(v, like.shape(), x.device())?.to_dtype(x.dtype())
+        };
+        let (d_scale, d_shift) = (leaf(sum_gx, scale)?, leaf(sum_g, shift)?);
         Ok((dx, Some(d_scale), Some(d_shift)))
     }
 }

@@ -11,9 +11,11 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
+use super::activation::relu_grad;
 use super::budget::thread_budget;
+use super::channels::channel_sum;
 use super::cpu::{
-    Real, by_dtype, dims4, for_each_chunk, map_parts, split, storage, sum_parts, view,
+    Real, by_dtype, dims4, for_each_chunk, map_parts, split, storage, sum_parts, valid, view,
 };
 use super::gemm::{Mat, matmul};
 
@@ -126,23 +128,6 @@ impl Geometry {
         (per_part, group, (budget / parts).max(1))
     }
 
-    /// The output positions `o` in `0..out` whose input position `o·stride + offset` lies in
-    /// `0..input`.
-    fn valid(out: usize, input: usize, stride: usize, offset: isize) -> (usize, usize) {
-        let lo = if offset >= 0 {
-            0
-        } else {
-            ((-offset) as usize).div_ceil(stride)
-        };
-        let last = input as isize - 1 - offset;
-        let hi = if last < 0 {
-            0
-        } else {
-            (last as usize / stride + 1).min(out)
-        };
-        (lo.min(hi), hi)
-    }
-
     /// Writes the im2col matrix of one image into columns `col0..col0 + oh·ow` of `cols`,
     /// whose rows are `ld` apart.
     fn im2col<T: Real>(&self, image: &[T], cols: &mut [T], ld: usize, col0: usize) {
@@ -156,10 +141,10 @@ impl Geometry {
             let channel = &image[ci * self.h * self.w..][..self.h * self.w];
             for ky in 0..self.kh {
                 let dy = (ky * d) as isize - p;
-                let (oy_lo, oy_hi) = Self::valid(self.oh, self.h, s, dy);
+                let (oy_lo, oy_hi) = valid(self.oh, self.h, s, dy);
                 for kx in 0..self.kw {
                     let dx = (kx * d) as isize - p;
-                    let (ox_lo, ox_hi) = Self::valid(self.ow, self.w, s, dx);
+                    let (ox_lo, ox_hi) = valid(self.ow, self.w, s, dx);
                     let row = (ci * self.kh + ky) * self.kw + kx;
                     let dst = &mut cols[row * ld + col0..][..plane];
                     dst[..oy_lo * self.ow].fill(T::ZERO);
@@ -200,10 +185,10 @@ impl Geometry {
             let channel = &mut image[ci * self.h * self.w..][..self.h * self.w];
             for ky in 0..self.kh {
                 let dy = (ky * d) as isize - p;
-                let (oy_lo, oy_hi) = Self::valid(self.oh, self.h, s, dy);
+                let (oy_lo, oy_hi) = valid(self.oh, self.h, s, dy);
                 for kx in 0..self.kw {
                     let dx = (kx * d) as isize - p;
-                    let (ox_lo, ox_hi) = Self::valid(self.ow, self.w, s, dx);
+                    let (ox_lo, ox_hi) = valid(self.ow, self.w, s, dx);
                     let row = (ci * self.kh + ky) * self.kw + kx;
                     let src = &cols[row * ld + col0..][..plane];
                     for oy in oy_lo..oy_hi {
@@ -226,8 +211,15 @@ impl Geometry {
         }
     }
 
-    /// The forward pass: `out = conv(x, w) + bias`.
-    fn forward<T: Real>(&self, x: &[T], w: &[T], bias: Option<&[T]>, budget: usize) -> Vec<T> {
+    /// The forward pass: `out = conv(x, w) + bias`, then ReLU if `relu`.
+    fn forward<T: Real>(
+        &self,
+        x: &[T],
+        w: &[T],
+        bias: Option<&[T]>,
+        relu: bool,
+        budget: usize,
+    ) -> Vec<T> {
         let (per_part, group, threads) = self.plan(budget);
         let (k, plane, c_out) = (self.k(), self.out_plane(), self.c_out);
         let (in_image, out_image) = (self.in_image(), self.out_image());
@@ -256,6 +248,12 @@ impl Geometry {
                             }
                         }
                         matmul(dst, plane, bias.is_some(), weight, cols, threads);
+                        if relu {
+                            // While the image's output is still in cache.
+                            for v in dst.iter_mut() {
+                                *v = if *v > T::ZERO { *v } else { T::ZERO };
+                            }
+                        }
                     } else {
                         T::with_scratch(c_out * ld, |tmp| {
                             matmul(tmp, ld, false, weight, cols, threads);
@@ -265,7 +263,8 @@ impl Geometry {
                                     let b = bias.map_or(T::ZERO, |b| b[co]);
                                     let src = &tmp[co * ld + j * plane..][..plane];
                                     for (o, v) in row.iter_mut().zip(src) {
-                                        *o = *v + b;
+                                        let y = *v + b;
+                                        *o = if relu && !(y > T::ZERO) { T::ZERO } else { y };
                                     }
                                 }
                             }
@@ -377,10 +376,10 @@ impl Geometry {
     }
 }
 
-/// `conv2d(x, w)` without bias.
-struct Conv2d(Conv2dConfig);
-/// `conv2d(x, w) + b`.
-struct Conv2dBias(Conv2dConfig);
+/// `conv2d(x, w)` without bias, then ReLU if `.1`.
+struct Conv2d(Conv2dConfig, bool);
+/// `conv2d(x, w) + b`, then ReLU if `.1`.
+struct Conv2dBias(Conv2dConfig, bool);
 /// `dx` from `(dy, w)`; holds the input's height and width, which strides make ambiguous.
 struct InputGrad(Conv2dConfig, (usize, usize));
 /// `dw` from `(x, dy)`; holds the kernel's height and width.
@@ -388,6 +387,7 @@ struct WeightGrad(Conv2dConfig, (usize, usize));
 
 fn conv_fwd(
     cfg: Conv2dConfig,
+    relu: bool,
     (s1, l1): (&CpuStorage, &Layout),
     (s2, l2): (&CpuStorage, &Layout),
     bias: Option<(&CpuStorage, &Layout)>,
@@ -406,20 +406,25 @@ fn conv_fwd(
             }
             None => None,
         };
-        Ok((storage(g.forward(x, w, b, thread_budget())), g.out_shape()))
+        Ok((storage(g.forward(x, w, b, relu, thread_budget())), g.out_shape()))
     })
 }
 
-/// The gradients of `conv2d(x, w) (+ b)` as further custom ops; `None` for an argument that
-/// does not need one (a plain input tensor, such as the first layer's images).
+/// The gradients of `conv2d(x, w) (+ b)`, after ReLU if `relu` (whose output is `res`), as
+/// further custom ops; `None` for an argument that does not need one (a plain input tensor,
+/// such as the first layer's images).
 fn conv_bwd(
-    cfg: Conv2dConfig,
+    (cfg, relu): (Conv2dConfig, bool),
     x: &Tensor,
     w: &Tensor,
     with_bias: bool,
+    res: &Tensor,
     grad: &Tensor,
 ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-    let grad = grad.contiguous()?;
+    let grad = match relu {
+        true => relu_grad(grad, res)?,
+        false => grad.contiguous()?,
+    };
     let (_, _, h, wd) = x.dims4()?;
     let (_, _, kh, kw) = w.dims4()?;
     let dx = match x.track_op() {
@@ -431,7 +436,7 @@ fn conv_bwd(
         false => None,
     };
     let db = match with_bias {
-        true => Some(grad.sum((0, 2, 3))?),
+        true => Some(channel_sum(&grad)?),
         false => None,
     };
     Ok((dx, dw, db))
@@ -449,17 +454,17 @@ impl CustomOp2 for Conv2d {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        conv_fwd(self.0, (s1, l1), (s2, l2), None)
+        conv_fwd(self.0, self.1, (s1, l1), (s2, l2), None)
     }
 
     fn bwd(
         &self,
         x: &Tensor,
         w: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, _) = conv_bwd(self.0, x, w, false, grad)?;
+        let (dx, dw, _) = conv_bwd((self.0, self.1), x, w, false, res, grad)?;
         Ok((dx, dw))
     }
 }
@@ -478,7 +483,7 @@ impl CustomOp3 for Conv2dBias {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        conv_fwd(self.0, (s1, l1), (s2, l2), Some((s3, l3)))
+        conv_fwd(self.0, self.1, (s1, l1), (s2, l2), Some((s3, l3)))
     }
 
     fn bwd(
@@ -486,10 +491,10 @@ impl CustomOp3 for Conv2dBias {
         x: &Tensor,
         w: &Tensor,
         _b: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        conv_bwd(self.0, x, w, true, grad)
+        conv_bwd((self.0, self.1), x, w, true, res, grad)
     }
 }
 
@@ -592,17 +597,40 @@ impl CustomOp2 for WeightGrad {
 /// `[n, c_out, oh, ow]`. Differentiable in all three arguments; the input's gradient is
 /// skipped when `x` is a plain tensor outside the graph. Off the CPU this is candle's conv2d.
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, cfg: Conv2dConfig) -> Result<Tensor> {
+    conv2d_then(x, w, bias, cfg, false)
+}
+
+/// `relu(conv2d(x, w, bias, cfg))` as one op: the ReLU runs while each image's output is in
+/// cache, and the graph has one node fewer, saving candle's backward a zero-filled buffer and
+/// a sum over the activation.
+pub fn conv2d_relu(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: Conv2dConfig,
+) -> Result<Tensor> {
+    conv2d_then(x, w, bias, cfg, true)
+}
+
+fn conv2d_then(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    cfg: Conv2dConfig,
+    relu: bool,
+) -> Result<Tensor> {
     if !x.device().is_cpu() {
         let y = x.conv2d(w, cfg.padding, cfg.stride, cfg.dilation, 1)?;
-        return match bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
-            None => Ok(y),
+        let y = match bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
+            None => y,
         };
+        return if relu { y.relu() } else { Ok(y) };
     }
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     match bias {
-        Some(b) => x.apply_op3(&w, &b.contiguous()?, Conv2dBias(cfg)),
-        None => x.apply_op2(&w, Conv2d(cfg)),
+        Some(b) => x.apply_op3(&w, &b.contiguous()?, Conv2dBias(cfg, relu)),
+        None => x.apply_op2(&w, Conv2d(cfg, relu)),
     }
 }
 
@@ -813,6 +841,51 @@ mod tests {
         let fd_dy = finite_difference(|dy| conv2d_weight_grad(&x, dy, (3, 2), cfg), &dy, &r_dw);
         assert_close(&grads[0], &fd_x, 1e-7, "d(dw)/dx");
         assert_close(&grads[1], &fd_dy, 1e-7, "d(dw)/d(dy)");
+    }
+
+    #[test]
+    fn the_fused_relu_matches_relu_after_the_convolution() {
+        for (seed, cfg) in [
+            Conv2dConfig::default(),
+            Conv2dConfig {
+                stride: 2,
+                padding: 1,
+                dilation: 2,
+            },
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let seed = seed as u64 * 10;
+            // Grouped (3×2 outputs) and ungrouped (16×16) GEMMs.
+            for (h, w) in [(7, 5), (32, 32)] {
+                let x = uniform(&[3, 2, h, w], seed, DType::F64);
+                let k = uniform(&[4, 2, 3, 2], seed + 1, DType::F64);
+                let b = uniform(&[4], seed + 2, DType::F64);
+                let (xv, kv, bv) = (
+                    Var::from_tensor(&x).unwrap(),
+                    Var::from_tensor(&k).unwrap(),
+                    Var::from_tensor(&b).unwrap(),
+                );
+                let fused = conv2d_relu(&xv, &kv, Some(&bv), cfg).unwrap();
+                let apart = conv2d(&xv, &kv, Some(&bv), cfg).unwrap().relu().unwrap();
+                assert_close(&fused, &apart, 0.0, "forward");
+                let r = uniform(fused.dims(), seed + 3, DType::F64);
+                let ours = autograd(&fused, &r, &[&xv, &kv, &bv]);
+                let theirs = autograd(&apart, &r, &[&xv, &kv, &bv]);
+                for (i, name) in ["dx", "dw", "db"].iter().enumerate() {
+                    assert_close(
+                        &ours[i],
+                        &theirs[i],
+                        1e-12,
+                        &format!("{name} {cfg:?} {h}x{w}"),
+                    );
+                }
+                let no_bias = conv2d_relu(&xv, &kv, None, cfg).unwrap();
+                let want = conv2d(&xv, &kv, None, cfg).unwrap().relu().unwrap();
+                assert_close(&no_bias, &want, 0.0, "without bias");
+            }
+        }
     }
 
     #[test]

@@ -136,3 +136,32 @@ pub(crate) fn sum_parts<T: Real>(mut parts: Vec<Vec<T>>) -> Vec<T> {
     }
     total
 }
+
+/// The output positions `o` in `0..out` whose input position `o·stride + offset` lies in
+/// `0..input`.
+pub(crate) fn valid(out: usize, input: usize, stride: usize, offset: isize) -> (usize, usize) {
+    let lo = if offset >= 0 {
+        0
+    } else {
+        ((-offset) as usize).div_ceil(stride)
+    };
+    let last = input as isize - 1 - offset;
+    let hi = if last < 0 {
+        0
+    } else {
+        (last as usize / stride + 1).min(out)
+    };
+    (lo.min(hi), hi)
+}
+
+/// Whether the CPU has AVX2, for kernels compiled twice (the crate targets baseline x86-64).
+pub(crate) fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}

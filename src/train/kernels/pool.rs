@@ -12,7 +12,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, ToUsize2
 use rayon::prelude::*;
 
 use super::budget::thread_budget;
-use super::cpu::{Real, by_dtype, dims4, for_each_chunk, split, storage, view};
+use super::cpu::{Real, avx2, by_dtype, dims4, for_each_chunk, split, storage, valid, view};
 
 /// The shapes of one pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,30 +113,20 @@ impl Geometry {
         let mut out = vec![T::ZERO; self.planes * op];
         let mut arg = vec![0u32; self.planes * op];
         let per_part = self.per_part();
+        let avx2 = avx2();
         let work = |part: usize, (out, arg): (&mut [T], &mut [u32])| {
             let first = part * per_part;
+            let mut candidates = vec![T::ZERO; self.ow];
             for (p, (out, arg)) in out.chunks_mut(op).zip(arg.chunks_mut(op)).enumerate() {
                 let plane = &x[(first + p) * ip..][..ip];
-                for oy in 0..self.oh {
-                    let (y0, y1) = self.rows(oy);
-                    for ox in 0..self.ow {
-                        let (x0, x1) = self.cols(ox);
-                        let (mut best, mut at) = (T::NEG_INFINITY, y0 * self.w + x0);
-                        for iy in y0..y1 {
-                            for (ix, &v) in
-                                plane[iy * self.w + x0..iy * self.w + x1].iter().enumerate()
-                            {
-                                // `v != v`: a NaN wins and stays, as in PyTorch.
-                                #[allow(clippy::eq_op)]
-                                if v > best || v != v {
-                                    best = v;
-                                    at = iy * self.w + x0 + ix;
-                                }
-                            }
-                        }
-                        out[oy * self.ow + ox] = best;
-                        arg[oy * self.ow + ox] = at as u32;
-                    }
+                if avx2 {
+                    // SAFETY: the CPU has AVX2 (checked at run time).
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        self.max_plane_avx2(plane, out, arg, &mut candidates)
+                    };
+                } else {
+                    self.max_plane(plane, out, arg, &mut candidates);
                 }
             }
         };
@@ -149,6 +139,77 @@ impl Geometry {
                 .for_each(|(part, chunks)| work(part, chunks));
         }
         (out, arg)
+    }
+
+    /// [`Geometry::max_plane`] compiled for AVX2, where its selects become blends (on the
+    /// baseline x86-64 target they become branches that mispredict half the time).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn max_plane_avx2<T: Real>(
+        &self,
+        plane: &[T],
+        out: &mut [T],
+        arg: &mut [u32],
+        candidates: &mut [T],
+    ) {
+        self.max_plane(plane, out, arg, candidates)
+    }
+
+    /// Max pooling of one plane: maxima into `out`, winners' plane indices into `arg`.
+    #[inline(always)]
+    fn max_plane<T: Real>(
+        &self,
+        plane: &[T],
+        out: &mut [T],
+        arg: &mut [u32],
+        candidates: &mut [T],
+    ) {
+        let win = self.win;
+        for oy in 0..self.oh {
+            let (y0, y1) = self.rows(oy);
+            let best = &mut out[oy * self.ow..][..self.ow];
+            let at = &mut arg[oy * self.ow..][..self.ow];
+            best.fill(T::NEG_INFINITY);
+            for (ox, at) in at.iter_mut().enumerate() {
+                *at = (y0 * self.w + self.cols(ox).0) as u32;
+            }
+            // Row by row and, within a row, kernel column by kernel column over all
+            // windows at once: each window still sees its inputs in row-major order,
+            // so the first of equal maxima wins, as in PyTorch.
+            for iy in y0..y1 {
+                let row = &plane[iy * self.w..][..self.w];
+                for kx in 0..win.kernel.1 {
+                    let offset = kx as isize - win.padding.1 as isize;
+                    let (lo, hi) = valid(self.ow, self.w, win.stride.1, offset);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let s = win.stride.1;
+                    // ix = ox·s + offset ≥ 0 for ox ≥ lo.
+                    let ix_lo = (lo as isize * s as isize + offset) as usize;
+                    let n = hi - lo;
+                    // Gather the strided candidates first, so that the update below runs
+                    // over contiguous arrays and vectorizes.
+                    for (j, c) in candidates[..n].iter_mut().enumerate() {
+                        *c = row[ix_lo + j * s];
+                    }
+                    let base = (iy * self.w + ix_lo) as u32;
+                    let step = s as u32;
+                    for (j, ((b, a), &v)) in best[lo..hi]
+                        .iter_mut()
+                        .zip(&mut at[lo..hi])
+                        .zip(&candidates[..n])
+                        .enumerate()
+                    {
+                        // `v != v`: a NaN wins and stays, as in PyTorch.
+                        #[allow(clippy::eq_op)]
+                        let take = (v > *b) | (v != v);
+                        *b = if take { v } else { *b };
+                        *a = if take { base + j as u32 * step } else { *a };
+                    }
+                }
+            }
+        }
     }
 
     /// `dx[plane][arg[o]] += dy[plane][o]`: the max-pool backward pass.
