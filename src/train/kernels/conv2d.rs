@@ -264,7 +264,7 @@ impl Geometry {
                                     let src = &tmp[co * ld + j * plane..][..plane];
                                     for (o, v) in row.iter_mut().zip(src) {
                                         let y = *v + b;
-                                        *o = if relu && !(y > T::ZERO) { T::ZERO } else { y };
+                                        *o = if !relu || y > T::ZERO { y } else { T::ZERO };
                                     }
                                 }
                             }

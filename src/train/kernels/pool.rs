@@ -165,6 +165,9 @@ impl Geometry {
         candidates: &mut [T],
     ) {
         let win = self.win;
+        if win.kernel == (2, 2) && win.stride == (2, 2) && win.padding == (0, 0) {
+            return self.max_plane_2x2(plane, out, arg);
+        }
         for oy in 0..self.oh {
             let (y0, y1) = self.rows(oy);
             let best = &mut out[oy * self.ow..][..self.ow];
@@ -208,6 +211,44 @@ impl Geometry {
                         *a = if take { base + j as u32 * step } else { *a };
                     }
                 }
+            }
+        }
+    }
+
+    /// [`Geometry::max_plane`] for the common 2×2 windows with stride 2 and no padding, in
+    /// one pass over pairs of rows (the compiler vectorizes it with interleaved loads).
+    #[inline(always)]
+    fn max_plane_2x2<T: Real>(&self, plane: &[T], out: &mut [T], arg: &mut [u32]) {
+        let w = self.w;
+        for oy in 0..self.oh {
+            let r0 = &plane[2 * oy * w..][..2 * self.ow];
+            let r1 = &plane[(2 * oy + 1) * w..][..2 * self.ow];
+            let best = &mut out[oy * self.ow..][..self.ow];
+            let at = &mut arg[oy * self.ow..][..self.ow];
+            let base = (2 * oy * w) as u32;
+            for (ox, (((b, a), p0), p1)) in best
+                .iter_mut()
+                .zip(at.iter_mut())
+                .zip(r0.chunks_exact(2))
+                .zip(r1.chunks_exact(2))
+                .enumerate()
+            {
+                // In row-major order, as in the general path: the first of equal maxima
+                // wins, and a NaN wins.
+                let i0 = base + 2 * ox as u32;
+                let (mut m, mut i) = (p0[0], i0);
+                for (v, j) in [
+                    (p0[1], i0 + 1),
+                    (p1[0], i0 + w as u32),
+                    (p1[1], i0 + w as u32 + 1),
+                ] {
+                    #[allow(clippy::eq_op)]
+                    let take = (v > m) | (v != v);
+                    m = if take { v } else { m };
+                    i = if take { j } else { i };
+                }
+                *b = m;
+                *a = i;
             }
         }
     }
