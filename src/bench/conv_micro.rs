@@ -255,3 +255,61 @@ pub fn ops(args: &BenchArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// `resnet18_convs`: per distinct convolution of the `resnet18` workload (batch 32, 64×64),
+/// milliseconds and GFLOP/s of the forward pass and of both gradients, times how often the
+/// shape occurs in the network: where a ResNet step's GEMM time goes.
+pub fn resnet_convs(args: &BenchArgs) -> Result<()> {
+    // (c_in, c_out, kernel, stride, input size, occurrences)
+    const CONVS: [(usize, usize, usize, usize, usize, usize); 10] = [
+        (3, 64, 7, 2, 64, 1),
+        (64, 64, 3, 1, 16, 4),
+        (64, 128, 3, 2, 16, 1),
+        (128, 128, 3, 1, 8, 3),
+        (64, 128, 1, 2, 16, 1),
+        (128, 256, 3, 2, 8, 1),
+        (256, 256, 3, 1, 4, 3),
+        (128, 256, 1, 2, 8, 1),
+        (256, 512, 3, 2, 4, 1),
+        (512, 512, 3, 1, 2, 3),
+    ];
+    let mut init = Init::new(2);
+    let mut total = 0.0;
+    for (c_in, c_out, k, stride, size, count) in CONVS {
+        let x = init.images(&[32, c_in, size, size])?;
+        let w = init.uniform(&[c_out, c_in, k, k], c_in * k * k)?;
+        let cfg = Conv2dConfig {
+            stride,
+            padding: k / 2,
+            dilation: 1,
+        };
+        let y = kernels::conv2d(&x, &w, None, cfg)?;
+        let (_, _, oh, ow) = y.dims4()?;
+        let dy = y.ones_like()?;
+        let flops = 2.0 * (32 * c_out * c_in * k * k * oh * ow) as f64;
+        let fwd = time(args.repeats, || {
+            kernels::conv2d(&x, &w, None, cfg).map(drop)
+        })?;
+        let dx = time(args.repeats, || {
+            kernels::conv2d_input_grad(&dy, &w, (size, size), cfg).map(drop)
+        })?;
+        let dw = time(args.repeats, || {
+            kernels::conv2d_weight_grad(&x, &dy, (k, k), cfg).map(drop)
+        })?;
+        // The first convolution's input gradient is never needed.
+        let step = count as f64 * (fwd + dw + if c_in == 3 { 0.0 } else { dx });
+        total += step;
+        let gf = |t: f64| (flops / t / 1e8).round() / 10.0;
+        println!(
+            "{}",
+            json!({"bench": "resnet18_convs", "c_in": c_in, "c_out": c_out, "kernel": k, "stride": stride, "input": size,
+                   "count": count, "forward_gflops": gf(fwd), "input_grad_gflops": gf(dx), "weight_grad_gflops": gf(dw),
+                   "ms_per_step": (step * 1e4).round() / 10.0})
+        );
+    }
+    println!(
+        "{}",
+        json!({"bench": "resnet18_convs", "summary": true, "conv_ms_per_step": (total * 1e4).round() / 10.0})
+    );
+    Ok(())
+}

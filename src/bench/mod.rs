@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
     /// Comma-separated workloads: mlp, mlp_bs1, cnn, resnet18, predict, overhead,
-    /// conv2d_micro, ops_micro, or all (= mlp,mlp_bs1,cnn,resnet18,predict).
+    /// conv2d_micro, ops_micro, resnet18_convs, or all (= mlp,mlp_bs1,cnn,resnet18,predict).
     #[arg(long, default_value = "all")]
     pub workload: String,
     /// Timed repeats per side (medians are reported).
@@ -89,12 +89,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                     .await
                     .map_err(|err| Error::internal("benchmark", err))??;
             }
-            "conv2d_micro" | "ops_micro" => {
+            "conv2d_micro" | "ops_micro" | "resnet18_convs" => {
                 let args = args.clone();
-                let micro = if name == "ops_micro" {
-                    conv_micro::ops
-                } else {
-                    conv_micro::run
+                let micro = match name.as_str() {
+                    "ops_micro" => conv_micro::ops,
+                    "resnet18_convs" => conv_micro::resnet_convs,
+                    _ => conv_micro::run,
                 };
                 tokio::task::spawn_blocking(move || micro(&args))
                     .await
@@ -104,7 +104,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 return Err(Error::invalid(
                     "workload",
                     format!(
-                        "'{other}'; valid: mlp, mlp_bs1, cnn, resnet18, predict, overhead, conv2d_micro, ops_micro, all"
+                        "'{other}'; valid: mlp, mlp_bs1, cnn, resnet18, predict, overhead, conv2d_micro, ops_micro, resnet18_convs, all"
                     ),
                 ));
             }

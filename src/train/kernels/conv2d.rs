@@ -38,8 +38,20 @@ impl Default for Conv2dConfig {
     }
 }
 
+// Output rows shorter than this are im2col'ed through a gather table rather than row copies.
+const NARROW: usize = 8;
+
 // Output pixels per GEMM worth aiming for: below this, images are grouped into one product.
 const GROUP_COLUMNS: usize = 256;
+
+/// One kernel row or column: its input offset and the outputs `lo..hi` it reaches inside
+/// the input.
+#[derive(Clone, Copy, Debug)]
+struct Tap {
+    offset: isize,
+    lo: usize,
+    hi: usize,
+}
 
 /// The shapes of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -119,51 +131,134 @@ impl Geometry {
         (self.c_out, self.c_in, self.kh, self.kw).into()
     }
 
-    /// How the images split: (images per part, images per GEMM, threads per GEMM).
+    /// How the images split: (images per part, images per GEMM, threads per GEMM). Images
+    /// are grouped until a GEMM has [`GROUP_COLUMNS`] columns; the groups split across the
+    /// budget, and when there are fewer groups than threads (small planes, small batches)
+    /// the GEMMs themselves run on the spare threads, so each thread packs only its share
+    /// of the weight.
     fn plan(&self, budget: usize) -> (usize, usize, usize) {
-        let (parts, per_part) = split(self.n, budget);
         let group = GROUP_COLUMNS
             .div_ceil(self.out_plane().max(1))
-            .clamp(1, per_part);
+            .clamp(1, self.n.max(1));
+        let groups = self.n.div_ceil(group).max(1);
+        let (_, groups_per_part) = split(groups, budget);
+        let per_part = (groups_per_part * group).min(self.n.max(1));
+        let parts = self.n.max(1).div_ceil(per_part);
         (per_part, group, (budget / parts).max(1))
     }
 
-    /// Writes the im2col matrix of one image into columns `col0..col0 + oh·ow` of `cols`,
-    /// whose rows are `ld` apart.
-    fn im2col<T: Real>(&self, image: &[T], cols: &mut [T], ld: usize, col0: usize) {
+    /// Per kernel row (`ky`) and column (`kx`): the input offset `k·dilation − padding` and
+    /// the output range whose input stays inside the image. The same for every channel, so
+    /// computed once per image rather than per im2col row (the divisions dominated im2col on
+    /// the small planes of a ResNet's last stages).
+    fn taps(&self) -> (Vec<Tap>, Vec<Tap>) {
         let (s, d, p) = (
             self.cfg.stride,
             self.cfg.dilation,
             self.cfg.padding as isize,
         );
+        let tap = |k: usize, out: usize, input: usize| {
+            let offset = (k * d) as isize - p;
+            let (lo, hi) = valid(out, input, s, offset);
+            Tap { offset, lo, hi }
+        };
+        (
+            (0..self.kh).map(|ky| tap(ky, self.oh, self.h)).collect(),
+            (0..self.kw).map(|kx| tap(kx, self.ow, self.w)).collect(),
+        )
+    }
+
+    /// For each kernel tap (row-major over `ky, kx`) and output pixel, the input pixel it
+    /// reads within a channel, or `u32::MAX` in the padding.
+    fn gather_table(&self) -> Vec<u32> {
+        let (rows, columns) = self.taps();
+        let s = self.cfg.stride as isize;
+        let mut table = Vec::with_capacity(rows.len() * columns.len() * self.out_plane());
+        for ty in &rows {
+            for tx in &columns {
+                for oy in 0..self.oh {
+                    for ox in 0..self.ow {
+                        let inside = (ty.lo..ty.hi).contains(&oy) && (tx.lo..tx.hi).contains(&ox);
+                        table.push(match inside {
+                            true => {
+                                let iy = oy as isize * s + ty.offset;
+                                let ix = ox as isize * s + tx.offset;
+                                (iy as usize * self.w + ix as usize) as u32
+                            }
+                            false => u32::MAX,
+                        });
+                    }
+                }
+            }
+        }
+        table
+    }
+
+    /// [`Geometry::im2col`] for planes with short rows (a ResNet's last stages), where
+    /// per-row copies cost more than the copying: a gather through a precomputed table.
+    fn im2col_narrow<T: Real>(&self, image: &[T], cols: &mut [T], ld: usize, col0: usize) {
         let plane = self.out_plane();
-        for ci in 0..self.c_in {
-            let channel = &image[ci * self.h * self.w..][..self.h * self.w];
-            for ky in 0..self.kh {
-                let dy = (ky * d) as isize - p;
-                let (oy_lo, oy_hi) = valid(self.oh, self.h, s, dy);
-                for kx in 0..self.kw {
-                    let dx = (kx * d) as isize - p;
-                    let (ox_lo, ox_hi) = valid(self.ow, self.w, s, dx);
-                    let row = (ci * self.kh + ky) * self.kw + kx;
+        let table = self.gather_table();
+        let mut row = 0;
+        for channel in image.chunks_exact(self.h * self.w).take(self.c_in) {
+            for tap in table.chunks_exact(plane) {
+                let dst = &mut cols[row * ld + col0..][..plane];
+                row += 1;
+                for (o, &at) in dst.iter_mut().zip(tap) {
+                    *o = channel.get(at as usize).copied().unwrap_or(T::ZERO);
+                }
+            }
+        }
+    }
+
+    /// [`Geometry::col2im`] for planes with short rows: a scatter through the same table.
+    fn col2im_narrow<T: Real>(&self, cols: &[T], ld: usize, col0: usize, image: &mut [T]) {
+        let plane = self.out_plane();
+        let table = self.gather_table();
+        let mut row = 0;
+        for channel in image.chunks_exact_mut(self.h * self.w).take(self.c_in) {
+            for tap in table.chunks_exact(plane) {
+                let src = &cols[row * ld + col0..][..plane];
+                row += 1;
+                for (v, &at) in src.iter().zip(tap) {
+                    if let Some(o) = channel.get_mut(at as usize) {
+                        *o += *v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes the im2col matrix of one image into columns `col0..col0 + oh·ow` of `cols`,
+    /// whose rows are `ld` apart.
+    fn im2col<T: Real>(&self, image: &[T], cols: &mut [T], ld: usize, col0: usize) {
+        if self.ow < NARROW {
+            return self.im2col_narrow(image, cols, ld, col0);
+        }
+        let s = self.cfg.stride;
+        let (rows, columns) = self.taps();
+        let (plane, ow, w) = (self.out_plane(), self.ow, self.w);
+        let mut row = 0;
+        for channel in image.chunks_exact(self.h * w).take(self.c_in) {
+            for ty in &rows {
+                for tx in &columns {
                     let dst = &mut cols[row * ld + col0..][..plane];
-                    dst[..oy_lo * self.ow].fill(T::ZERO);
-                    dst[oy_hi * self.ow..].fill(T::ZERO);
-                    for oy in oy_lo..oy_hi {
-                        let src =
-                            &channel[(oy as isize * s as isize + dy) as usize * self.w..][..self.w];
-                        let out = &mut dst[oy * self.ow..][..self.ow];
-                        out[..ox_lo].fill(T::ZERO);
-                        out[ox_hi..].fill(T::ZERO);
-                        let x0 = (ox_lo as isize * s as isize + dx) as usize;
+                    row += 1;
+                    dst[..ty.lo * ow].fill(T::ZERO);
+                    dst[ty.hi * ow..].fill(T::ZERO);
+                    let x0 = (tx.lo as isize * s as isize + tx.offset) as usize;
+                    let n = tx.hi - tx.lo;
+                    for oy in ty.lo..ty.hi {
+                        let iy = (oy as isize * s as isize + ty.offset) as usize;
+                        let src = &channel[iy * w..][..w];
+                        let out = &mut dst[oy * ow..][..ow];
+                        out[..tx.lo].fill(T::ZERO);
+                        out[tx.hi..].fill(T::ZERO);
                         if s == 1 {
-                            out[ox_lo..ox_hi].copy_from_slice(&src[x0..x0 + ox_hi - ox_lo]);
+                            out[tx.lo..tx.hi].copy_from_slice(&src[x0..x0 + n]);
                         } else {
-                            for (o, x) in out[ox_lo..ox_hi]
-                                .iter_mut()
-                                .zip(src[x0..].iter().step_by(s))
-                            {
-                                *o = *x;
+                            for (j, o) in out[tx.lo..tx.hi].iter_mut().enumerate() {
+                                *o = src[x0 + j * s];
                             }
                         }
                     }
@@ -175,34 +270,31 @@ impl Geometry {
     /// Adds columns `col0..col0 + oh·ow` of an im2col-shaped matrix back onto one image's
     /// input gradient (the adjoint of [`Geometry::im2col`]).
     fn col2im<T: Real>(&self, cols: &[T], ld: usize, col0: usize, image: &mut [T]) {
-        let (s, d, p) = (
-            self.cfg.stride,
-            self.cfg.dilation,
-            self.cfg.padding as isize,
-        );
-        let plane = self.out_plane();
-        for ci in 0..self.c_in {
-            let channel = &mut image[ci * self.h * self.w..][..self.h * self.w];
-            for ky in 0..self.kh {
-                let dy = (ky * d) as isize - p;
-                let (oy_lo, oy_hi) = valid(self.oh, self.h, s, dy);
-                for kx in 0..self.kw {
-                    let dx = (kx * d) as isize - p;
-                    let (ox_lo, ox_hi) = valid(self.ow, self.w, s, dx);
-                    let row = (ci * self.kh + ky) * self.kw + kx;
+        if self.ow < NARROW {
+            return self.col2im_narrow(cols, ld, col0, image);
+        }
+        let s = self.cfg.stride;
+        let (rows, columns) = self.taps();
+        let (plane, ow, w) = (self.out_plane(), self.ow, self.w);
+        let mut row = 0;
+        for channel in image.chunks_exact_mut(self.h * w).take(self.c_in) {
+            for ty in &rows {
+                for tx in &columns {
                     let src = &cols[row * ld + col0..][..plane];
-                    for oy in oy_lo..oy_hi {
-                        let dst = &mut channel[(oy as isize * s as isize + dy) as usize * self.w..]
-                            [..self.w];
-                        let x0 = (ox_lo as isize * s as isize + dx) as usize;
-                        let src = &src[oy * self.ow + ox_lo..oy * self.ow + ox_hi];
+                    row += 1;
+                    let x0 = (tx.lo as isize * s as isize + tx.offset) as usize;
+                    let n = tx.hi - tx.lo;
+                    for oy in ty.lo..ty.hi {
+                        let iy = (oy as isize * s as isize + ty.offset) as usize;
+                        let dst = &mut channel[iy * w..][..w];
+                        let src = &src[oy * ow + tx.lo..][..n];
                         if s == 1 {
-                            for (o, v) in dst[x0..x0 + src.len()].iter_mut().zip(src) {
+                            for (o, v) in dst[x0..x0 + n].iter_mut().zip(src) {
                                 *o += *v;
                             }
                         } else {
-                            for (o, v) in dst[x0..].iter_mut().step_by(s).zip(src) {
-                                *o += *v;
+                            for (j, v) in src.iter().enumerate() {
+                                dst[x0 + j * s] += *v;
                             }
                         }
                     }
@@ -339,8 +431,51 @@ impl Geometry {
         sum_parts(partials)
     }
 
+    /// For stride 1 and a square kernel, the input gradient is itself a convolution: of
+    /// `dy` with the kernel flipped and its channels swapped, padded by
+    /// `dilation·(k − 1) − padding`. Running it through the forward path (one GEMM of depth
+    /// `c_out·k²` per image) beats `wᵀ · dy` (depth `c_out`) plus col2im. Returns that
+    /// convolution's geometry and the weight transform, or `None` where it does not apply.
+    #[allow(clippy::type_complexity)]
+    fn transposed<T: Real>(&self) -> Option<(Geometry, impl Fn(&[T]) -> Vec<T> + use<T>)> {
+        let (k, d, p) = (self.kh, self.cfg.dilation, self.cfg.padding);
+        if self.cfg.stride != 1 || self.kw != k || d * (k - 1) < p {
+            return None;
+        }
+        let cfg = Conv2dConfig {
+            stride: 1,
+            padding: d * (k - 1) - p,
+            dilation: d,
+        };
+        let g = Geometry::new(
+            (self.n, self.c_out, self.oh, self.ow),
+            (self.c_in, self.c_out, k, k),
+            cfg,
+        )
+        .ok()?;
+        debug_assert_eq!((g.oh, g.ow), (self.h, self.w));
+        let (c_in, c_out) = (self.c_in, self.c_out);
+        let flip = move |w: &[T]| {
+            let mut out = vec![T::ZERO; w.len()];
+            for co in 0..c_out {
+                for ci in 0..c_in {
+                    let src = &w[(co * c_in + ci) * k * k..][..k * k];
+                    let dst = &mut out[(ci * c_out + co) * k * k..][..k * k];
+                    for (i, v) in src.iter().enumerate() {
+                        dst[k * k - 1 - i] = *v;
+                    }
+                }
+            }
+            out
+        };
+        Some((g, flip))
+    }
+
     /// The input gradient: `dx = col2im(wᵀ · dy)`.
     fn input_grad<T: Real>(&self, dy: &[T], w: &[T], budget: usize) -> Vec<T> {
+        if let Some((transposed, flipped)) = self.transposed() {
+            return transposed.forward(dy, &flipped(w), None, false, budget);
+        }
         let (per_part, group, threads) = self.plan(budget);
         let (k, plane, c_out, in_image) = (self.k(), self.out_plane(), self.c_out, self.in_image());
         let mut dx = vec![T::ZERO; self.n * in_image];
@@ -668,11 +803,16 @@ mod tests {
     use crate::train::kernels::testing::*;
 
     /// (batch, c_in, h, w, c_out, kh, kw): odd sizes, channels 1–5, batches 1 and up.
-    const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 4] = [
+    /// The last has rows wide enough (≥ 8 outputs) for im2col's row-copy path at strides 1
+    /// and 2; the others take the gather-table path.
+    const SHAPES: [(usize, usize, usize, usize, usize, usize, usize); 7] = [
         (1, 1, 7, 5, 1, 3, 2),
+        (2, 3, 6, 5, 4, 3, 3),
+        (1, 2, 5, 6, 3, 2, 2),
         (2, 3, 7, 5, 4, 3, 2),
         (3, 5, 6, 7, 2, 2, 3),
         (4, 2, 5, 5, 5, 1, 1),
+        (2, 2, 6, 19, 3, 3, 3),
     ];
 
     fn configs() -> impl Iterator<Item = Conv2dConfig> {
