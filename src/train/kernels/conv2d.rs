@@ -15,7 +15,8 @@ use super::activation::relu_grad;
 use super::budget::thread_budget;
 use super::channels::channel_sum;
 use super::cpu::{
-    Real, by_dtype, dims4, for_each_chunk, map_parts, split, storage, sum_parts, valid, view,
+    Real, by_dtype, dims4, for_each_chunk, map_parts, overwritten, split, storage, sum_parts,
+    valid, view,
 };
 use super::gemm::{Mat, matmul};
 
@@ -315,7 +316,9 @@ impl Geometry {
         let (per_part, group, threads) = self.plan(budget);
         let (k, plane, c_out) = (self.k(), self.out_plane(), self.c_out);
         let (in_image, out_image) = (self.in_image(), self.out_image());
-        let mut out = vec![T::ZERO; self.n * out_image];
+        // SAFETY: each image's output is written whole: by the GEMM (which overwrites, or
+        // accumulates onto the bias just filled in) or by the copy out of a grouped GEMM.
+        let mut out = unsafe { overwritten::<T>(self.n * out_image) };
         if out.is_empty() {
             return out;
         }
@@ -405,7 +408,8 @@ impl Geometry {
         let partials = map_parts(parts, |part| {
             let first = part * per_part;
             let images = per_part.min(self.n - first);
-            let mut dw = vec![T::ZERO; c_out * k];
+            // SAFETY: the first GEMM of a part (g0 == 0) overwrites all of it.
+            let mut dw = unsafe { overwritten::<T>(c_out * k) };
             for g0 in (0..images).step_by(group) {
                 let count = group.min(images - g0);
                 let ld = count * plane;

@@ -12,7 +12,9 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, ToUsize2
 use rayon::prelude::*;
 
 use super::budget::thread_budget;
-use super::cpu::{Real, avx2, by_dtype, dims4, for_each_chunk, split, storage, valid, view};
+use super::cpu::{
+    Real, avx2, by_dtype, dims4, for_each_chunk, overwritten, split, storage, valid, view,
+};
 
 /// The shapes of one pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,8 +112,13 @@ impl Geometry {
     /// Max pooling of every plane: the maxima and, per output, the winning plane index.
     fn max_forward<T: Real>(&self, x: &[T]) -> (Vec<T>, Vec<u32>) {
         let (ip, op) = (self.in_plane(), self.out_plane());
-        let mut out = vec![T::ZERO; self.planes * op];
-        let mut arg = vec![0u32; self.planes * op];
+        // SAFETY: `max_plane` and `max_plane_2x2` write every output and winner of a plane.
+        let (mut out, mut arg) = unsafe {
+            (
+                overwritten::<T>(self.planes * op),
+                overwritten::<u32>(self.planes * op),
+            )
+        };
         let per_part = self.per_part();
         let avx2 = avx2();
         let work = |part: usize, (out, arg): (&mut [T], &mut [u32])| {
