@@ -3,8 +3,11 @@
 //! invocation and alternating, plus the cost of the service over the bare training loop.
 //! Everything prints JSON lines; build with `--release` for any timing.
 
+mod conv_micro;
+mod convnets;
 mod overhead;
 mod peer;
+mod resnet;
 mod workloads;
 
 use serde_json::json;
@@ -14,7 +17,8 @@ use crate::error::{Error, Result};
 /// Options of `trainserve bench`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
-    /// Comma-separated workloads: mlp, mlp_bs1, predict, overhead, or all (= mlp,mlp_bs1,predict).
+    /// Comma-separated workloads: mlp, mlp_bs1, cnn, resnet18, predict, overhead,
+    /// conv2d_micro, ops_micro, resnet18_convs, or all (= mlp,mlp_bs1,cnn,resnet18,predict).
     #[arg(long, default_value = "all")]
     pub workload: String,
     /// Timed repeats per side (medians are reported).
@@ -55,7 +59,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         .map(|s| s.trim().to_string())
         .collect();
     if names == ["all"] {
-        names = vec!["mlp".into(), "mlp_bs1".into(), "predict".into()];
+        names = ["mlp", "mlp_bs1", "cnn", "resnet18", "predict"]
+            .map(String::from)
+            .into();
     }
     let peer = if args.no_peer {
         None
@@ -80,10 +86,30 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 .await
                 .map_err(|err| Error::internal("benchmark", err))??;
             }
+            "cnn" | "resnet18" => {
+                let args = args.clone();
+                let peer = peer.clone();
+                tokio::task::spawn_blocking(move || convnets::compare(&name, &args, peer.as_ref()))
+                    .await
+                    .map_err(|err| Error::internal("benchmark", err))??;
+            }
+            "conv2d_micro" | "ops_micro" | "resnet18_convs" => {
+                let args = args.clone();
+                let micro = match name.as_str() {
+                    "ops_micro" => conv_micro::ops,
+                    "resnet18_convs" => conv_micro::resnet_convs,
+                    _ => conv_micro::run,
+                };
+                tokio::task::spawn_blocking(move || micro(&args))
+                    .await
+                    .map_err(|err| Error::internal("benchmark", err))??;
+            }
             other => {
                 return Err(Error::invalid(
                     "workload",
-                    format!("'{other}'; valid: mlp, mlp_bs1, predict, overhead, all"),
+                    format!(
+                        "'{other}'; valid: mlp, mlp_bs1, cnn, resnet18, predict, overhead, conv2d_micro, ops_micro, resnet18_convs, all"
+                    ),
                 ));
             }
         }

@@ -13,6 +13,7 @@ mod grads;
 mod init;
 mod interrupt;
 mod metrics;
+pub mod kernels;
 mod mlp;
 mod monitor;
 mod network;

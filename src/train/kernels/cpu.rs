@@ -1,0 +1,188 @@
+//! Shared plumbing of the kernels: the element types, contiguous views of candle's CPU
+//! storage, per-thread scratch buffers and splitting work across the thread budget.
+
+use std::cell::RefCell;
+
+use candle_core::{CpuStorage, Layout, Result, WithDType, bail};
+use rayon::prelude::*;
+
+/// The float types the kernels run on: f32 for training, f64 for precise gradient checks.
+pub(crate) trait Real: WithDType + Default {
+    const ZERO: Self;
+    const ONE: Self;
+    const NEG_INFINITY: Self;
+
+    /// Runs `f` on a scratch buffer of at least `len` elements with arbitrary contents, reused
+    /// across calls on this thread (so the big im2col matrices are not reallocated per call).
+    fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+}
+
+// Buffers above this size are freed after use rather than kept for the thread's lifetime.
+const KEEP_SCRATCH_BYTES: usize = 64 << 20;
+
+macro_rules! real {
+    ($t:ty, $pool:ident) => {
+        thread_local! {
+            static $pool: RefCell<Vec<Vec<$t>>> = const { RefCell::new(Vec::new()) };
+        }
+
+        impl Real for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
+
+            fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R {
+                // Take the buffer out of the pool rather than borrowing it, so that a nested
+                // call (rayon may run another task on this thread while it waits) gets its own.
+                let mut buf = $pool.with(|p| p.borrow_mut().pop()).unwrap_or_default();
+                if buf.len() < len {
+                    buf.resize(len, 0.0);
+                }
+                let out = f(&mut buf[..len]);
+                if buf.len() * size_of::<$t>() <= KEEP_SCRATCH_BYTES {
+                    $pool.with(|p| p.borrow_mut().push(buf));
+                }
+                out
+            }
+        }
+    };
+}
+real!(f32, SCRATCH_F32);
+real!(f64, SCRATCH_F64);
+
+/// Runs `$body` with `$t` bound to the element type of `$storage` (f32 or f64).
+macro_rules! by_dtype {
+    ($storage:expr, $op:expr, $t:ident => $body:expr) => {
+        match $storage {
+            candle_core::CpuStorage::F32(_) => {
+                type $t = f32;
+                $body
+            }
+            candle_core::CpuStorage::F64(_) => {
+                type $t = f64;
+                $body
+            }
+            other => candle_core::bail!(
+                "{}: f32 or f64 expected, got {:?}",
+                $op,
+                candle_core::backend::BackendStorage::dtype(other)
+            ),
+        }
+    };
+}
+pub(crate) use by_dtype;
+
+/// The elements of a contiguous tensor's storage.
+pub(crate) fn view<'a, T: Real>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [T]> {
+    let data = T::cpu_storage_as_slice(s)?;
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!("{what} must be contiguous; this is a bug in the caller"),
+    }
+}
+
+/// A buffer of `len` elements with unspecified contents, for a kernel's output that it
+/// overwrites entirely: zero-filling the large activations of a training step first costs
+/// about 5% of the step (freed memory is reused, so the allocator has to clear it).
+///
+/// # Safety
+///
+/// The caller writes every element before reading it or handing the vector out.
+pub(crate) unsafe fn overwritten<T: Copy>(len: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    // Tests poison the buffer (NaN for floats, u32::MAX for indices), so an element a kernel
+    // forgets to write shows up in their comparisons.
+    #[cfg(test)]
+    // SAFETY: the capacity is `len` elements of plain-old-data.
+    unsafe {
+        std::ptr::write_bytes(out.as_mut_ptr(), 0xFF, len)
+    };
+    // SAFETY: the capacity is `len`; the caller initializes every element before use.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// The four dimensions of an NCHW layout.
+pub(crate) fn dims4(l: &Layout, what: &str) -> Result<(usize, usize, usize, usize)> {
+    match *l.dims() {
+        [n, c, h, w] => Ok((n, c, h, w)),
+        ref other => bail!("{what}: a rank-4 NCHW tensor expected, got shape {other:?}"),
+    }
+}
+
+/// The storage of a kernel's result.
+pub(crate) fn storage<T: Real>(data: Vec<T>) -> CpuStorage {
+    T::to_cpu_storage_owned(data)
+}
+
+/// How `items` independent items split across `budget` threads: (parts, items per part).
+pub(crate) fn split(items: usize, budget: usize) -> (usize, usize) {
+    let parts = budget.clamp(1, items.max(1));
+    let per_part = items.div_ceil(parts).max(1);
+    (items.div_ceil(per_part).max(1), per_part)
+}
+
+/// Calls `f(index, chunk)` for consecutive chunks of `chunk` elements of `data`, in parallel
+/// on rayon's pool when there is more than one.
+pub(crate) fn for_each_chunk<T: Send>(
+    data: &mut [T],
+    chunk: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    if data.len() <= chunk {
+        f(0, data);
+    } else {
+        data.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    }
+}
+
+/// `f(0), …, f(parts - 1)`, in parallel on rayon's pool when `parts > 1`.
+pub(crate) fn map_parts<R: Send>(parts: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
+    if parts <= 1 {
+        vec![f(0)]
+    } else {
+        (0..parts).into_par_iter().map(f).collect()
+    }
+}
+
+/// Element-wise sum of per-part partial results into the first one.
+pub(crate) fn sum_parts<T: Real>(mut parts: Vec<Vec<T>>) -> Vec<T> {
+    let mut total = parts.swap_remove(0);
+    for part in parts {
+        for (t, p) in total.iter_mut().zip(part) {
+            *t += p;
+        }
+    }
+    total
+}
+
+/// The output positions `o` in `0..out` whose input position `o·stride + offset` lies in
+/// `0..input`.
+pub(crate) fn valid(out: usize, input: usize, stride: usize, offset: isize) -> (usize, usize) {
+    let lo = if offset >= 0 {
+        0
+    } else {
+        ((-offset) as usize).div_ceil(stride)
+    };
+    let last = input as isize - 1 - offset;
+    let hi = if last < 0 {
+        0
+    } else {
+        (last as usize / stride + 1).min(out)
+    };
+    (lo.min(hi), hi)
+}
+
+/// Whether the CPU has AVX2, for kernels compiled twice (the crate targets baseline x86-64).
+pub(crate) fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}

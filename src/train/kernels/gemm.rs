@@ -1,0 +1,140 @@
+//! A bounds-checked wrapper over the `gemm` crate for strided operands.
+
+use gemm::Parallelism;
+
+use super::cpu::Real;
+
+// Below this many multiply-adds a product runs on one thread: spawning costs more.
+const PARALLEL_ABOVE: usize = 1 << 18;
+
+/// A read-only matrix view: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, T> Mat<'a, T> {
+    /// A row-major `rows × cols` matrix whose rows are `ld` apart.
+    pub fn rows(data: &'a [T], rows: usize, cols: usize, ld: usize) -> Self {
+        Mat {
+            data,
+            rows,
+            cols,
+            rs: ld,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of a row-major `cols × rows` matrix whose rows are `ld` apart.
+    pub fn transposed(data: &'a [T], rows: usize, cols: usize, ld: usize) -> Self {
+        Mat {
+            data,
+            rows,
+            cols,
+            rs: 1,
+            cs: ld,
+        }
+    }
+
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst[m×n] (+)= a[m×k] · b[k×n]`, with `dst` row-major with rows `ld` apart; accumulates
+/// into `dst` when `accumulate`, else overwrites it. Uses up to `threads` rayon threads.
+pub(crate) fn matmul<T: Real>(
+    dst: &mut [T],
+    ld: usize,
+    accumulate: bool,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    threads: usize,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        a.in_bounds() && b.in_bounds() && b.rows == k && ld >= n,
+        "matmul operands; this is a bug"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        (m - 1) * ld + n <= dst.len(),
+        "matmul output; this is a bug"
+    );
+    if k == 0 {
+        if !accumulate {
+            for row in dst.chunks_mut(ld).take(m) {
+                row[..n].fill(T::ZERO);
+            }
+        }
+        return;
+    }
+    let parallelism = if threads > 1 && m * n * k > PARALLEL_ABOVE {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: every element addressed through the strides lies within its slice (checked
+    // above), the strides of `dst` are injective (cs = 1, rs = ld ≥ n), and `dst` is a unique
+    // borrow so it aliases neither operand. T is f32 or f64, which gemm supports.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            ld as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strided_products_match_a_naive_loop() {
+        let (m, n, k) = (5, 4, 7);
+        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+        let b: Vec<f64> = (0..n * k).map(|i| (i as f64 * 0.11).cos()).collect();
+        // a as m×k row-major, b as the transpose of n×k row-major.
+        let mut c = vec![1.0; m * (n + 2)];
+        matmul(
+            &mut c,
+            n + 2,
+            true,
+            Mat::rows(&a, m, k, k),
+            Mat::transposed(&b, k, n, k),
+            1,
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = 1.0 + (0..k).map(|p| a[i * k + p] * b[j * k + p]).sum::<f64>();
+                assert!((c[i * (n + 2) + j] - want).abs() < 1e-12);
+            }
+            assert_eq!(c[i * (n + 2) + n], 1.0, "padding columns are left alone");
+        }
+    }
+}

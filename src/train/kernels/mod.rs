@@ -1,0 +1,38 @@
+//! Fast CPU training kernels for convolutional networks, as candle custom ops.
+//!
+//! candle 0.11's own CPU path computes a convolution's input gradient with a direct
+//! transposed-convolution loop and has no max-pool backward unless kernel == stride; together
+//! they make CNN training several times slower than PyTorch. The ops here run forward and
+//! backward through im2col/col2im and GEMM (the `gemm` crate, the engine candle itself uses),
+//! pool with any kernel, stride and padding, and fuse batch normalization's backward into two
+//! passes. Each op is a `CustomOp` whose `bwd` returns tensors made by further custom ops, so
+//! `Tensor::backward` composes through them (and, for convolution and pooling, through their
+//! gradients again).
+//!
+//! The ops take NCHW tensors of f32 (the training dtype) or f64 (so tests can check gradients
+//! by finite differences at full precision). Tensors on another device fall back to candle's
+//! own ops where candle has them.
+//!
+//! Every op splits its work into at most [`thread_budget`] parts on rayon's pool; a job sets
+//! its share of the cores with [`with_thread_budget`] (or [`set_thread_budget`] on a worker
+//! thread) so concurrent jobs do not oversubscribe the machine.
+
+mod activation;
+mod batch_norm;
+mod budget;
+mod channels;
+mod conv2d;
+mod cpu;
+mod gemm;
+mod malloc;
+mod pool;
+#[cfg(test)]
+mod testing;
+
+pub use activation::relu;
+pub use batch_norm::{batch_norm_eval, batch_norm_train, update_running_stats};
+pub use budget::{set_thread_budget, thread_budget, with_thread_budget};
+pub use channels::channel_sum;
+pub use conv2d::{Conv2dConfig, conv2d, conv2d_input_grad, conv2d_relu, conv2d_weight_grad};
+pub use malloc::keep_freed_memory;
+pub use pool::{avg_pool2d, global_avg_pool2d, max_pool2d};
