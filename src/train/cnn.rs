@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use super::kernels;
 use candle_core::{Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
@@ -42,7 +43,9 @@ struct Block {
     dropout: f32,
 }
 
-/// Convolution of `x` `[n, c_in, h, w]` with `weight` `[c_out, c_in, k, k]` plus `bias`.
+/// Convolution of `x` `[n, c_in, h, w]` with `weight` `[c_out, c_in, k, k]` plus `bias`,
+/// through the project's CPU kernels (im2col/col2im + GEMM in both directions; candle's own
+/// convolution off the CPU).
 pub(crate) fn conv2d(
     x: &Tensor,
     weight: &Tensor,
@@ -50,29 +53,22 @@ pub(crate) fn conv2d(
     stride: usize,
     padding: usize,
 ) -> Result<Tensor> {
-    let y = x.conv2d(weight, padding, stride, 1, 1)?;
-    let channels = bias.dim(0)?;
-    Ok(y.broadcast_add(&bias.reshape((1, channels, 1, 1))?)?)
+    let config = kernels::Conv2dConfig {
+        stride,
+        padding,
+        dilation: 1,
+    };
+    Ok(kernels::conv2d(x, weight, Some(bias), config)?)
 }
 
 /// Max-pooling with window and stride `pool`; rows and columns past the last whole window
-/// are dropped (as PyTorch does). Written as a reshape and two max reductions rather than
-/// candle's `max_pool2d`, whose backward scales the gradient by 1/pool² (candle 0.11,
-/// `backprop.rs`: it multiplies by the share of maxima in a window instead of dividing).
+/// are dropped (as PyTorch does). The project's kernel has a correct backward for any window
+/// (candle 0.11's `max_pool2d` backward scales the gradient by 1/pool²).
 pub(crate) fn max_pool(x: &Tensor, pool: usize) -> Result<Tensor> {
     if pool == 1 {
         return Ok(x.clone());
     }
-    let (n, c, h, w) = x.dims4()?;
-    let (oh, ow) = (h / pool, w / pool);
-    let x = if (oh * pool, ow * pool) == (h, w) {
-        x.clone()
-    } else {
-        x.narrow(2, 0, oh * pool)?
-            .narrow(3, 0, ow * pool)?
-            .contiguous()?
-    };
-    Ok(x.reshape((n, c, oh, pool, ow, pool))?.max(5)?.max(3)?)
+    Ok(kernels::max_pool2d(x, pool, pool, 0)?)
 }
 
 impl Cnn {
