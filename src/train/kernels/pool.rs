@@ -12,9 +12,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, ToUsize2
 use rayon::prelude::*;
 
 use super::budget::thread_budget;
-use super::cpu::{
-    Real, avx2, by_dtype, dims4, for_each_chunk, overwritten, split, storage, valid, view,
-};
+use super::cpu::{Real, avx2, by_dtype, dims4, for_each_chunk, split, storage, valid, view};
 
 /// The shapes of one pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,13 +110,8 @@ impl Geometry {
     /// Max pooling of every plane: the maxima and, per output, the winning plane index.
     fn max_forward<T: Real>(&self, x: &[T]) -> (Vec<T>, Vec<u32>) {
         let (ip, op) = (self.in_plane(), self.out_plane());
-        // SAFETY: `max_plane` and `max_plane_2x2` write every output and winner of a plane.
-        let (mut out, mut arg) = unsafe {
-            (
-                overwritten::<T>(self.planes * op),
-                overwritten::<u32>(self.planes * op),
-            )
-        };
+        let mut out = vec![T::ZERO; self.planes * op];
+        let mut arg = vec![0u32; self.planes * op];
         let per_part = self.per_part();
         let avx2 = avx2();
         let work = |part: usize, (out, arg): (&mut [T], &mut [u32])| {
@@ -289,8 +282,8 @@ impl Geometry {
         win.kernel == (2, 2)
             && win.stride == (2, 2)
             && win.padding == (0, 0)
-            && self.h % 2 == 0
-            && self.w % 2 == 0
+            && self.h.is_multiple_of(2)
+            && self.w.is_multiple_of(2)
     }
 
     /// [`Geometry::scatter`] when the windows tile the input: each input is written once,
@@ -298,8 +291,7 @@ impl Geometry {
     /// first.
     fn scatter_2x2<T: Real>(&self, dy: &[T], arg: &[u32]) -> Vec<T> {
         let (ip, op, w) = (self.in_plane(), self.out_plane(), self.w);
-        // SAFETY: the windows tile each plane, and every window writes its four inputs.
-        let mut dx = unsafe { overwritten::<T>(self.planes * ip) };
+        let mut dx = vec![T::ZERO; self.planes * ip];
         let per_part = self.per_part();
         for_each_chunk(&mut dx, per_part * ip, |part, dx| {
             let first = part * per_part;
