@@ -317,3 +317,47 @@ pub fn compare(workload: &str, args: &BenchArgs, peer: Option<&Peer>) -> Result<
     println!("{summary}");
     Ok(())
 }
+
+/// `cnn_concurrency`: total training throughput of the `cnn` workload for one job using every
+/// core, against two jobs at once, first splitting the cores through the kernels' thread
+/// budget, then each asking for all of them (oversubscribed). Median of `args.repeats`.
+pub fn concurrency(args: &BenchArgs) -> Result<()> {
+    kernels::keep_freed_memory();
+    let cores = candle_core::utils::get_num_threads();
+    let batch = args.batch_size;
+    let run = |jobs: usize, budget: usize| -> Result<f64> {
+        let rates: Vec<candle_core::Result<(f64, f32)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..jobs)
+                .map(|_| s.spawn(move || kernels::with_thread_budget(budget, || cnn_rate(batch))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a benchmark job panicked"))
+                .collect()
+        });
+        let mut total = 0.0;
+        for rate in rates {
+            total += rate
+                .map_err(|err| Error::Internal(format!("cnn: {err}")))?
+                .0;
+        }
+        Ok(total)
+    };
+    let configs = [
+        ("one job, all cores", 1, cores),
+        ("two jobs, cores split by budget", 2, (cores / 2).max(1)),
+        ("two jobs, each all cores", 2, cores),
+    ];
+    for (name, jobs, budget) in configs {
+        let mut totals = Vec::new();
+        for _ in 0..args.repeats.max(1) {
+            totals.push(run(jobs, budget)?);
+        }
+        println!(
+            "{}",
+            json!({"bench": "cnn_concurrency", "config": name, "jobs": jobs, "budget_per_job": budget,
+                   "total_samples_per_s": median(totals.clone()).round(), "runs": totals.iter().map(|t| t.round()).collect::<Vec<_>>()})
+        );
+    }
+    Ok(())
+}

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
     /// Comma-separated workloads: mlp, mlp_bs1, cnn, resnet18, predict, overhead,
-    /// conv2d_micro, ops_micro, resnet18_convs, or all (= mlp,mlp_bs1,cnn,resnet18,predict).
+    /// conv2d_micro, ops_micro, resnet18_convs, cnn_concurrency, or all (= mlp,mlp_bs1,cnn,resnet18,predict).
     #[arg(long, default_value = "all")]
     pub workload: String,
     /// Timed repeats per side (medians are reported).
@@ -93,10 +93,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                     .await
                     .map_err(|err| Error::internal("benchmark", err))??;
             }
-            "conv2d_micro" | "ops_micro" | "resnet18_convs" => {
+            "conv2d_micro" | "ops_micro" | "resnet18_convs" | "cnn_concurrency" => {
                 let args = args.clone();
                 let micro = match name.as_str() {
                     "ops_micro" => conv_micro::ops,
+                    "cnn_concurrency" => convnets::concurrency,
                     "resnet18_convs" => conv_micro::resnet_convs,
                     _ => conv_micro::run,
                 };
@@ -108,7 +109,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 return Err(Error::invalid(
                     "workload",
                     format!(
-                        "'{other}'; valid: mlp, mlp_bs1, cnn, resnet18, predict, overhead, conv2d_micro, ops_micro, resnet18_convs, all"
+                        "'{other}'; valid: mlp, mlp_bs1, cnn, resnet18, predict, overhead, conv2d_micro, ops_micro, resnet18_convs, cnn_concurrency, all"
                     ),
                 ));
             }

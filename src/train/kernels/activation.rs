@@ -7,15 +7,14 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
 use super::budget::thread_budget;
-use super::cpu::{Real, by_dtype, for_each_chunk, overwritten, split, storage, view};
+use super::cpu::{Real, by_dtype, for_each_chunk, split, storage, view};
 
 // Elements below which an element-wise pass runs on the calling thread alone.
 const PARALLEL_ABOVE: usize = 1 << 15;
 
 /// `f(index, out_chunk)` over the budget's share of `len` elements.
 fn elementwise<T: Real>(len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) -> Vec<T> {
-    // SAFETY: the chunks cover `out`, and every caller writes its whole chunk.
-    let mut out = unsafe { overwritten::<T>(len) };
+    let mut out = vec![T::ZERO; len];
     let parts = if len < PARALLEL_ABOVE {
         1
     } else {

@@ -5,9 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor, WithDType, bail};
 
 use super::budget::thread_budget;
-use super::cpu::{
-    Real, by_dtype, dims4, for_each_chunk, map_parts, overwritten, split, storage, view,
-};
+use super::cpu::{Real, by_dtype, dims4, for_each_chunk, map_parts, split, storage, view};
 
 /// The NCHW shape seen as `n` images of `c` planes of `plane` elements.
 #[derive(Clone, Copy, Debug)]
@@ -76,8 +74,7 @@ impl Planes {
         k: &[f64],
     ) -> Vec<T> {
         let image = self.c * self.plane;
-        // SAFETY: the loop below writes every plane of every image.
-        let mut out = unsafe { overwritten::<T>(self.n * image) };
+        let mut out = vec![T::ZERO; self.n * image];
         if out.is_empty() {
             return out;
         }

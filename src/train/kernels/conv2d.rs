@@ -15,10 +15,12 @@ use super::activation::relu_grad;
 use super::budget::thread_budget;
 use super::channels::channel_sum;
 use super::cpu::{
-    Real, by_dtype, dims4, for_each_chunk, map_parts, overwritten, split, storage, sum_parts,
-    valid, view,
+    Real, by_dtype, dims4, for_each_chunk, map_parts, split, storage, sum_parts, view,
 };
-use super::gemm::{Mat, matmul};
+use super::gemm::{Mat, matmul, matmul_uninit};
+
+#[path = "im2col.rs"]
+mod im2col;
 
 /// Stride, zero padding and dilation of a convolution, the same along height and width
 /// (as in candle's and PyTorch's usual configurations).
@@ -39,20 +41,8 @@ impl Default for Conv2dConfig {
     }
 }
 
-// Output rows shorter than this are im2col'ed through a gather table rather than row copies.
-const NARROW: usize = 8;
-
 // Output pixels per GEMM worth aiming for: below this, images are grouped into one product.
 const GROUP_COLUMNS: usize = 256;
-
-/// One kernel row or column: its input offset and the outputs `lo..hi` it reaches inside
-/// the input.
-#[derive(Clone, Copy, Debug)]
-struct Tap {
-    offset: isize,
-    lo: usize,
-    hi: usize,
-}
 
 /// The shapes of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -148,162 +138,6 @@ impl Geometry {
         (per_part, group, (budget / parts).max(1))
     }
 
-    /// Per kernel row (`ky`) and column (`kx`): the input offset `k·dilation − padding` and
-    /// the output range whose input stays inside the image. The same for every channel, so
-    /// computed once per image rather than per im2col row (the divisions dominated im2col on
-    /// the small planes of a ResNet's last stages).
-    fn taps(&self) -> (Vec<Tap>, Vec<Tap>) {
-        let (s, d, p) = (
-            self.cfg.stride,
-            self.cfg.dilation,
-            self.cfg.padding as isize,
-        );
-        let tap = |k: usize, out: usize, input: usize| {
-            let offset = (k * d) as isize - p;
-            let (lo, hi) = valid(out, input, s, offset);
-            Tap { offset, lo, hi }
-        };
-        (
-            (0..self.kh).map(|ky| tap(ky, self.oh, self.h)).collect(),
-            (0..self.kw).map(|kx| tap(kx, self.ow, self.w)).collect(),
-        )
-    }
-
-    /// For each kernel tap (row-major over `ky, kx`) and output pixel, the input pixel it
-    /// reads within a channel, or `u32::MAX` in the padding.
-    fn gather_table(&self) -> Vec<u32> {
-        let (rows, columns) = self.taps();
-        let s = self.cfg.stride as isize;
-        let mut table = Vec::with_capacity(rows.len() * columns.len() * self.out_plane());
-        for ty in &rows {
-            for tx in &columns {
-                for oy in 0..self.oh {
-                    for ox in 0..self.ow {
-                        let inside = (ty.lo..ty.hi).contains(&oy) && (tx.lo..tx.hi).contains(&ox);
-                        table.push(match inside {
-                            true => {
-                                let iy = oy as isize * s + ty.offset;
-                                let ix = ox as isize * s + tx.offset;
-                                (iy as usize * self.w + ix as usize) as u32
-                            }
-                            false => u32::MAX,
-                        });
-                    }
-                }
-            }
-        }
-        table
-    }
-
-    /// [`Geometry::im2col`] for planes with short rows (a ResNet's last stages), where
-    /// per-row copies cost more than the copying: a gather through a precomputed table.
-    fn im2col_narrow<T: Real>(&self, image: &[T], cols: &mut [T], ld: usize, col0: usize) {
-        let plane = self.out_plane();
-        let table = self.gather_table();
-        let mut row = 0;
-        for channel in image.chunks_exact(self.h * self.w).take(self.c_in) {
-            for tap in table.chunks_exact(plane) {
-                let dst = &mut cols[row * ld + col0..][..plane];
-                row += 1;
-                for (o, &at) in dst.iter_mut().zip(tap) {
-                    *o = channel.get(at as usize).copied().unwrap_or(T::ZERO);
-                }
-            }
-        }
-    }
-
-    /// [`Geometry::col2im`] for planes with short rows: a scatter through the same table.
-    fn col2im_narrow<T: Real>(&self, cols: &[T], ld: usize, col0: usize, image: &mut [T]) {
-        let plane = self.out_plane();
-        let table = self.gather_table();
-        let mut row = 0;
-        for channel in image.chunks_exact_mut(self.h * self.w).take(self.c_in) {
-            for tap in table.chunks_exact(plane) {
-                let src = &cols[row * ld + col0..][..plane];
-                row += 1;
-                for (v, &at) in src.iter().zip(tap) {
-                    if let Some(o) = channel.get_mut(at as usize) {
-                        *o += *v;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Writes the im2col matrix of one image into columns `col0..col0 + oh·ow` of `cols`,
-    /// whose rows are `ld` apart.
-    fn im2col<T: Real>(&self, image: &[T], cols: &mut [T], ld: usize, col0: usize) {
-        if self.ow < NARROW {
-            return self.im2col_narrow(image, cols, ld, col0);
-        }
-        let s = self.cfg.stride;
-        let (rows, columns) = self.taps();
-        let (plane, ow, w) = (self.out_plane(), self.ow, self.w);
-        let mut row = 0;
-        for channel in image.chunks_exact(self.h * w).take(self.c_in) {
-            for ty in &rows {
-                for tx in &columns {
-                    let dst = &mut cols[row * ld + col0..][..plane];
-                    row += 1;
-                    dst[..ty.lo * ow].fill(T::ZERO);
-                    dst[ty.hi * ow..].fill(T::ZERO);
-                    let x0 = (tx.lo as isize * s as isize + tx.offset) as usize;
-                    let n = tx.hi - tx.lo;
-                    for oy in ty.lo..ty.hi {
-                        let iy = (oy as isize * s as isize + ty.offset) as usize;
-                        let src = &channel[iy * w..][..w];
-                        let out = &mut dst[oy * ow..][..ow];
-                        out[..tx.lo].fill(T::ZERO);
-                        out[tx.hi..].fill(T::ZERO);
-                        if s == 1 {
-                            out[tx.lo..tx.hi].copy_from_slice(&src[x0..x0 + n]);
-                        } else {
-                            for (j, o) in out[tx.lo..tx.hi].iter_mut().enumerate() {
-                                *o = src[x0 + j * s];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Adds columns `col0..col0 + oh·ow` of an im2col-shaped matrix back onto one image's
-    /// input gradient (the adjoint of [`Geometry::im2col`]).
-    fn col2im<T: Real>(&self, cols: &[T], ld: usize, col0: usize, image: &mut [T]) {
-        if self.ow < NARROW {
-            return self.col2im_narrow(cols, ld, col0, image);
-        }
-        let s = self.cfg.stride;
-        let (rows, columns) = self.taps();
-        let (plane, ow, w) = (self.out_plane(), self.ow, self.w);
-        let mut row = 0;
-        for channel in image.chunks_exact_mut(self.h * w).take(self.c_in) {
-            for ty in &rows {
-                for tx in &columns {
-                    let src = &cols[row * ld + col0..][..plane];
-                    row += 1;
-                    let x0 = (tx.lo as isize * s as isize + tx.offset) as usize;
-                    let n = tx.hi - tx.lo;
-                    for oy in ty.lo..ty.hi {
-                        let iy = (oy as isize * s as isize + ty.offset) as usize;
-                        let dst = &mut channel[iy * w..][..w];
-                        let src = &src[oy * ow + tx.lo..][..n];
-                        if s == 1 {
-                            for (o, v) in dst[x0..x0 + n].iter_mut().zip(src) {
-                                *o += *v;
-                            }
-                        } else {
-                            for (j, v) in src.iter().enumerate() {
-                                dst[x0 + j * s] += *v;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// The forward pass: `out = conv(x, w) + bias`, then ReLU if `relu`.
     fn forward<T: Real>(
         &self,
@@ -316,14 +150,21 @@ impl Geometry {
         let (per_part, group, threads) = self.plan(budget);
         let (k, plane, c_out) = (self.k(), self.out_plane(), self.c_out);
         let (in_image, out_image) = (self.in_image(), self.out_image());
-        // SAFETY: each image's output is written whole: by the GEMM (which overwrites, or
-        // accumulates onto the bias just filled in) or by the copy out of a grouped GEMM.
-        let mut out = unsafe { overwritten::<T>(self.n * out_image) };
+        // Uninitialized, rather than zero-filled first: zeroing the step's largest outputs
+        // cost a few percent of it (freed memory is reused, so calloc has to clear it).
+        let mut out = Box::<[T]>::new_uninit_slice(self.n * out_image);
         if out.is_empty() {
-            return out;
+            return Vec::new();
         }
+        // Tests poison the buffer, so an output the kernel forgets to write shows as NaN.
+        #[cfg(test)]
+        out.fill(std::mem::MaybeUninit::new(T::from_f64(f64::NAN)));
         let weight = Mat::rows(w, c_out, k, k);
-        for_each_chunk(&mut out, per_part * out_image, |part, out| {
+        let finish = |co: usize, v: T| {
+            let y = v + bias.map_or(T::ZERO, |b| b[co]);
+            if !relu || y > T::ZERO { y } else { T::ZERO }
+        };
+        for_each_chunk(&mut out, (per_part * out_image).max(1), |part, out| {
             let first = part * per_part;
             let images = out.len() / out_image;
             for g0 in (0..images).step_by(group) {
@@ -336,17 +177,19 @@ impl Geometry {
                     }
                     let cols = Mat::rows(&*cols, k, ld, ld);
                     if count == 1 {
-                        let dst = &mut out[g0 * out_image..][..out_image];
-                        if let Some(b) = bias {
-                            for (row, b) in dst.chunks_mut(plane).zip(b) {
-                                row.fill(*b);
-                            }
-                        }
-                        matmul(dst, plane, bias.is_some(), weight, cols, threads);
-                        if relu {
+                        let dst = matmul_uninit(
+                            &mut out[g0 * out_image..][..out_image],
+                            plane,
+                            weight,
+                            cols,
+                            threads,
+                        );
+                        if bias.is_some() || relu {
                             // While the image's output is still in cache.
-                            for v in dst.iter_mut() {
-                                *v = if *v > T::ZERO { *v } else { T::ZERO };
+                            for (co, row) in dst.chunks_mut(plane).enumerate() {
+                                for v in row {
+                                    *v = finish(co, *v);
+                                }
                             }
                         }
                     } else {
@@ -355,11 +198,9 @@ impl Geometry {
                             for j in 0..count {
                                 let dst = &mut out[(g0 + j) * out_image..][..out_image];
                                 for (co, row) in dst.chunks_mut(plane).enumerate() {
-                                    let b = bias.map_or(T::ZERO, |b| b[co]);
                                     let src = &tmp[co * ld + j * plane..][..plane];
                                     for (o, v) in row.iter_mut().zip(src) {
-                                        let y = *v + b;
-                                        *o = if !relu || y > T::ZERO { y } else { T::ZERO };
+                                        o.write(finish(co, *v));
                                     }
                                 }
                             }
@@ -368,7 +209,9 @@ impl Geometry {
                 });
             }
         });
-        out
+        // SAFETY: the chunks cover `out`, and every image of a chunk was written whole, by
+        // `matmul_uninit` or by the copy out of a grouped GEMM.
+        unsafe { out.assume_init() }.into_vec()
     }
 
     /// Runs `f(matrix, ld)` on the output gradient of images `first..first + count` laid out
@@ -408,8 +251,7 @@ impl Geometry {
         let partials = map_parts(parts, |part| {
             let first = part * per_part;
             let images = per_part.min(self.n - first);
-            // SAFETY: the first GEMM of a part (g0 == 0) overwrites all of it.
-            let mut dw = unsafe { overwritten::<T>(c_out * k) };
+            let mut dw = vec![T::ZERO; c_out * k];
             for g0 in (0..images).step_by(group) {
                 let count = group.min(images - g0);
                 let ld = count * plane;

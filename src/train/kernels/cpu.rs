@@ -81,27 +81,6 @@ pub(crate) fn view<'a, T: Real>(s: &'a CpuStorage, l: &Layout, what: &str) -> Re
     }
 }
 
-/// A buffer of `len` elements with unspecified contents, for a kernel's output that it
-/// overwrites entirely: zero-filling the large activations of a training step first costs
-/// about 5% of the step (freed memory is reused, so the allocator has to clear it).
-///
-/// # Safety
-///
-/// The caller writes every element before reading it or handing the vector out.
-pub(crate) unsafe fn overwritten<T: Copy>(len: usize) -> Vec<T> {
-    let mut out = Vec::with_capacity(len);
-    // Tests poison the buffer (NaN for floats, u32::MAX for indices), so an element a kernel
-    // forgets to write shows up in their comparisons.
-    #[cfg(test)]
-    // SAFETY: the capacity is `len` elements of plain-old-data.
-    unsafe {
-        std::ptr::write_bytes(out.as_mut_ptr(), 0xFF, len)
-    };
-    // SAFETY: the capacity is `len`; the caller initializes every element before use.
-    unsafe { out.set_len(len) };
-    out
-}
-
 /// The four dimensions of an NCHW layout.
 pub(crate) fn dims4(l: &Layout, what: &str) -> Result<(usize, usize, usize, usize)> {
     match *l.dims() {

@@ -1,5 +1,7 @@
 //! A bounds-checked wrapper over the `gemm` crate for strided operands.
 
+use std::mem::MaybeUninit;
+
 use gemm::Parallelism;
 
 use super::cpu::Real;
@@ -77,11 +79,7 @@ pub(crate) fn matmul<T: Real>(
         }
         return;
     }
-    let parallelism = if threads > 1 && m * n * k > PARALLEL_ABOVE {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    };
+    let parallelism = parallelism(m, n, k, threads);
     // SAFETY: every element addressed through the strides lies within its slice (checked
     // above), the strides of `dst` are injective (cs = 1, rs = ld ≥ n), and `dst` is a unique
     // borrow so it aliases neither operand. T is f32 or f64, which gemm supports.
@@ -107,6 +105,62 @@ pub(crate) fn matmul<T: Real>(
             false,
             parallelism,
         )
+    }
+}
+
+/// `dst[m×n] = a[m×k] · b[k×n]` into uninitialized memory (rows `ld` apart), returning
+/// `dst` initialized. Only the `m × n` block is written: `dst` must be exactly `m` rows of
+/// `ld == n` elements.
+pub(crate) fn matmul_uninit<'d, T: Real>(
+    dst: &'d mut [MaybeUninit<T>],
+    ld: usize,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    threads: usize,
+) -> &'d mut [T] {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        a.in_bounds() && b.in_bounds() && b.rows == k && ld == n && dst.len() == m * n,
+        "matmul operands; this is a bug"
+    );
+    if k == 0 {
+        dst.fill(MaybeUninit::new(T::ZERO));
+    } else if m > 0 && n > 0 {
+        // SAFETY: as in `matmul`; gemm with `read_dst = false` writes every element of the
+        // m×n block without reading it, and MaybeUninit<T> has T's layout.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr().cast::<T>(),
+                1,
+                ld as isize,
+                false,
+                a.data.as_ptr(),
+                a.cs as isize,
+                a.rs as isize,
+                b.data.as_ptr(),
+                b.cs as isize,
+                b.rs as isize,
+                T::ONE,
+                T::ONE,
+                false,
+                false,
+                false,
+                parallelism(m, n, k, threads),
+            )
+        }
+    }
+    // SAFETY: every element of `dst` (exactly the m×n block) was written above.
+    unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [T]) }
+}
+
+fn parallelism(m: usize, n: usize, k: usize, threads: usize) -> Parallelism {
+    if threads > 1 && m * n * k > PARALLEL_ABOVE {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
     }
 }
 

@@ -1,11 +1,14 @@
 //! Fast CPU training kernels for convolutional networks, as candle custom ops.
 //!
 //! candle 0.11's own CPU path computes a convolution's input gradient with a direct
-//! transposed-convolution loop and has no max-pool backward unless kernel == stride; together
-//! they make CNN training several times slower than PyTorch. The ops here run forward and
-//! backward through im2col/col2im and GEMM (the `gemm` crate, the engine candle itself uses),
-//! pool with any kernel, stride and padding, and fuse batch normalization's backward into two
-//! passes. Each op is a `CustomOp` whose `bwd` returns tensors made by further custom ops, so
+//! transposed-convolution loop, has no max-pool backward unless kernel == stride (and that
+//! one scales the gradient by 1/(kh·kw)), and sums a bias gradient with a slow strided
+//! reduction; together they make CNN training several times slower than PyTorch. The ops
+//! here run forward and backward through im2col/col2im and GEMM (the `gemm` crate, the
+//! engine candle itself uses): [`conv2d`] (optionally fused with its ReLU, [`conv2d_relu`]),
+//! [`max_pool2d`] and [`avg_pool2d`] with any kernel, stride and padding, training- and
+//! evaluation-mode batch normalization with a closed-form backward, and a one-pass [`relu`].
+//! Each op is a `CustomOp` whose `bwd` returns tensors made by further custom ops, so
 //! `Tensor::backward` composes through them (and, for convolution and pooling, through their
 //! gradients again).
 //!
@@ -13,9 +16,14 @@
 //! by finite differences at full precision). Tensors on another device fall back to candle's
 //! own ops where candle has them.
 //!
-//! Every op splits its work into at most [`thread_budget`] parts on rayon's pool; a job sets
-//! its share of the cores with [`with_thread_budget`] (or [`set_thread_budget`] on a worker
-//! thread) so concurrent jobs do not oversubscribe the machine.
+//! Threads: every op splits its work into at most [`thread_budget`] parts on rayon's pool; a
+//! job sets its share of the cores with [`with_thread_budget`] (or [`set_thread_budget`] on
+//! a worker thread) so concurrent jobs do not oversubscribe the machine. candle's own ops in
+//! the same graph are outside the budget: its matmuls use `RAYON_NUM_THREADS` threads, and
+//! its element-wise ops (including the gradient sums of `Tensor::backward`) a process-wide
+//! spinning pool of `CANDLE_NUM_THREADS`; `CANDLE_NUM_THREADS=1` runs those on the calling
+//! thread, which measured faster alongside these kernels and keeps jobs within budget.
+//! A training process should also call [`keep_freed_memory`] once at startup.
 
 mod activation;
 mod batch_norm;

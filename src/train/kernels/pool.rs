@@ -12,9 +12,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, ToUsize2
 use rayon::prelude::*;
 
 use super::budget::thread_budget;
-use super::cpu::{
-    Real, avx2, by_dtype, dims4, for_each_chunk, overwritten, split, storage, valid, view,
-};
+use super::cpu::{Real, avx2, by_dtype, dims4, for_each_chunk, split, storage, valid, view};
 
 /// The shapes of one pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,13 +110,8 @@ impl Geometry {
     /// Max pooling of every plane: the maxima and, per output, the winning plane index.
     fn max_forward<T: Real>(&self, x: &[T]) -> (Vec<T>, Vec<u32>) {
         let (ip, op) = (self.in_plane(), self.out_plane());
-        // SAFETY: `max_plane` and `max_plane_2x2` write every output and winner of a plane.
-        let (mut out, mut arg) = unsafe {
-            (
-                overwritten::<T>(self.planes * op),
-                overwritten::<u32>(self.planes * op),
-            )
-        };
+        let mut out = vec![T::ZERO; self.planes * op];
+        let mut arg = vec![0u32; self.planes * op];
         let per_part = self.per_part();
         let avx2 = avx2();
         let work = |part: usize, (out, arg): (&mut [T], &mut [u32])| {
@@ -263,6 +256,9 @@ impl Geometry {
     /// `dx[plane][arg[o]] += dy[plane][o]`: the max-pool backward pass.
     fn scatter<T: Real>(&self, dy: &[T], arg: &[u32]) -> Vec<T> {
         let (ip, op) = (self.in_plane(), self.out_plane());
+        if self.tiles_exactly_2x2() {
+            return self.scatter_2x2(dy, arg);
+        }
         let mut dx = vec![T::ZERO; self.planes * ip];
         let per_part = self.per_part();
         for_each_chunk(&mut dx, per_part * ip, |part, dx| {
@@ -274,6 +270,47 @@ impl Geometry {
                 );
                 for (&g, &at) in dy.iter().zip(arg) {
                     dx[at as usize] += g;
+                }
+            }
+        });
+        dx
+    }
+
+    /// Whether 2×2 windows with stride 2 cover every input exactly once.
+    fn tiles_exactly_2x2(&self) -> bool {
+        let win = self.win;
+        win.kernel == (2, 2)
+            && win.stride == (2, 2)
+            && win.padding == (0, 0)
+            && self.h.is_multiple_of(2)
+            && self.w.is_multiple_of(2)
+    }
+
+    /// [`Geometry::scatter`] when the windows tile the input: each input is written once,
+    /// with its window's gradient or zero, so the input gradient needs no zero-filling
+    /// first.
+    fn scatter_2x2<T: Real>(&self, dy: &[T], arg: &[u32]) -> Vec<T> {
+        let (ip, op, w) = (self.in_plane(), self.out_plane(), self.w);
+        let mut dx = vec![T::ZERO; self.planes * ip];
+        let per_part = self.per_part();
+        for_each_chunk(&mut dx, per_part * ip, |part, dx| {
+            let first = part * per_part;
+            for (p, dx) in dx.chunks_mut(ip).enumerate() {
+                let (dy, arg) = (
+                    &dy[(first + p) * op..][..op],
+                    &arg[(first + p) * op..][..op],
+                );
+                for oy in 0..self.oh {
+                    let (top, bottom) = dx[2 * oy * w..][..2 * w].split_at_mut(w);
+                    for ox in 0..self.ow {
+                        let (g, at) = (dy[oy * self.ow + ox], arg[oy * self.ow + ox] as usize);
+                        let i0 = 2 * oy * w + 2 * ox;
+                        let pick = |i: usize| if at == i { g } else { T::ZERO };
+                        top[2 * ox] = pick(i0);
+                        top[2 * ox + 1] = pick(i0 + 1);
+                        bottom[2 * ox] = pick(i0 + w);
+                        bottom[2 * ox + 1] = pick(i0 + w + 1);
+                    }
                 }
             }
         });
@@ -550,8 +587,8 @@ mod tests {
         ((2, 2), (3, 3), (0, 0)),
     ];
 
-    /// (n, c, h, w): odd sizes, batches and channels from 1.
-    const SHAPES: [[usize; 4]; 3] = [[1, 1, 7, 5], [2, 3, 6, 7], [3, 2, 5, 5]];
+    /// (n, c, h, w): odd sizes, batches and channels from 1, and one that 2×2 windows tile.
+    const SHAPES: [[usize; 4]; 4] = [[1, 1, 7, 5], [2, 3, 6, 7], [3, 2, 5, 5], [2, 2, 4, 6]];
 
     #[test]
     fn forwards_match_candle_without_padding() {
