@@ -7,23 +7,21 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
 use super::budget::thread_budget;
-use super::cpu::{Real, by_dtype, for_each_chunk, split, storage, view};
+use super::cpu::{Real, by_dtype, chunk_len, for_each_chunk, storage, view};
 
 // Elements below which an element-wise pass runs on the calling thread alone.
 const PARALLEL_ABOVE: usize = 1 << 15;
 
-/// `f(index, out_chunk)` over the budget's share of `len` elements.
-fn elementwise<T: Real>(len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) -> Vec<T> {
+/// `f(index, out_chunk)` over chunks of `len` output elements, on the thread budget.
+fn elementwise<T: Real>(len: usize, f: impl Fn(usize, &mut [T]) + Sync) -> Vec<T> {
     let mut out = vec![T::ZERO; len];
-    let parts = if len < PARALLEL_ABOVE {
+    let threads = if len < PARALLEL_ABOVE {
         1
     } else {
         thread_budget()
     };
-    let (_, per_part) = split(len, parts);
-    for_each_chunk(&mut out, per_part.max(1), |part, chunk| {
-        f(part * per_part, chunk)
-    });
+    let chunk = chunk_len(len, threads, PARALLEL_ABOVE / 2);
+    for_each_chunk(&mut out, chunk, threads, |i, c| f(i * chunk, c));
     out
 }
 

@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor, WithDType, bail};
 
 use super::budget::thread_budget;
-use super::cpu::{Real, by_dtype, dims4, for_each_chunk, map_parts, split, storage, view};
+use super::cpu::{Real, by_dtype, chunk_len, dims4, for_each_chunk, storage, view};
 
 /// The NCHW shape seen as `n` images of `c` planes of `plane` elements.
 #[derive(Clone, Copy, Debug)]
@@ -28,40 +28,40 @@ impl Planes {
     /// Per channel, over all images: `(Σ a, Σ a·b)` when `b` is given, else `(Σ a, Σ a²)`;
     /// in parallel over channels.
     pub fn channel_sums<T: Real>(&self, a: &[T], b: Option<&[T]>) -> (Vec<f64>, Vec<f64>) {
-        let (parts, per_part) = split(self.c, thread_budget());
-        let partials = map_parts(parts, |part| {
-            let channels = part * per_part..((part + 1) * per_part).min(self.c);
-            channels
-                .map(|ch| {
-                    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-                    for img in 0..self.n {
-                        let at = (img * self.c + ch) * self.plane;
-                        let a = &a[at..at + self.plane];
-                        // Sum each plane in T, then in f64 across planes: exact enough, and
-                        // the inner loop vectorizes.
-                        let (mut p1, mut p2) = (T::ZERO, T::ZERO);
-                        match b {
-                            Some(b) => {
-                                for (&u, &v) in a.iter().zip(&b[at..at + self.plane]) {
-                                    p1 += u;
-                                    p2 += u * v;
-                                }
-                            }
-                            None => {
-                                for &u in a {
-                                    p1 += u;
-                                    p2 += u * u;
-                                }
+        let threads = thread_budget();
+        let mut sums = vec![(0.0f64, 0.0f64); self.c];
+        let chunk = chunk_len(self.c, threads, 1);
+        for_each_chunk(&mut sums, chunk, threads, |i, sums| {
+            for (j, out) in sums.iter_mut().enumerate() {
+                let ch = i * chunk + j;
+                let (mut s1, mut s2) = (0.0f64, 0.0f64);
+                for img in 0..self.n {
+                    let at = (img * self.c + ch) * self.plane;
+                    let a = &a[at..at + self.plane];
+                    // Sum each plane in T, then in f64 across planes: exact enough, and the
+                    // inner loop vectorizes.
+                    let (mut p1, mut p2) = (T::ZERO, T::ZERO);
+                    match b {
+                        Some(b) => {
+                            for (&u, &v) in a.iter().zip(&b[at..at + self.plane]) {
+                                p1 += u;
+                                p2 += u * v;
                             }
                         }
-                        s1 += p1.to_f64();
-                        s2 += p2.to_f64();
+                        None => {
+                            for &u in a {
+                                p1 += u;
+                                p2 += u * u;
+                            }
+                        }
                     }
-                    (s1, s2)
-                })
-                .collect::<Vec<_>>()
+                    s1 += p1.to_f64();
+                    s2 += p2.to_f64();
+                }
+                *out = (s1, s2);
+            }
         });
-        partials.into_iter().flatten().unzip()
+        sums.into_iter().unzip()
     }
 
     /// `out = a[c]·u + b[c]·v + k[c]` per channel (`v` optional), in parallel over images.
@@ -78,14 +78,15 @@ impl Planes {
         if out.is_empty() {
             return out;
         }
-        let (_, per_part) = split(self.n, thread_budget());
+        let threads = thread_budget();
+        let images = chunk_len(self.n, threads, 1);
         let (a, b, k): (Vec<T>, Vec<T>, Vec<T>) = (
             a.iter().map(|&x| T::from_f64(x)).collect(),
             b.iter().map(|&x| T::from_f64(x)).collect(),
             k.iter().map(|&x| T::from_f64(x)).collect(),
         );
-        for_each_chunk(&mut out, per_part * image, |part, out| {
-            let first = part * per_part * image;
+        for_each_chunk(&mut out, images * image, threads, |part, out| {
+            let first = part * images * image;
             for (i, out) in out.chunks_mut(self.plane).enumerate() {
                 let ch = i % self.c;
                 let at = first + i * self.plane;
