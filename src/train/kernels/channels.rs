@@ -2,10 +2,12 @@
 //! parallel over channels or images; and the channel sum as a differentiable op (a
 //! convolution's bias gradient), which candle computes with a slow strided reduction.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor, WithDType, bail};
 
 use super::budget::thread_budget;
-use super::cpu::{Real, by_dtype, chunk_len, dims4, for_each_chunk, storage, view};
+use super::cpu::{Real, by_dtype, chunk_len, dims4, for_each_chunk, storage, view, written};
 
 /// The NCHW shape seen as `n` images of `c` planes of `plane` elements.
 #[derive(Clone, Copy, Debug)]
@@ -74,9 +76,8 @@ impl Planes {
         k: &[f64],
     ) -> Vec<T> {
         let image = self.c * self.plane;
-        let mut out = vec![T::ZERO; self.n * image];
-        if out.is_empty() {
-            return out;
+        if self.n * image == 0 {
+            return Vec::new();
         }
         let threads = thread_budget();
         let images = chunk_len(self.n, threads, 1);
@@ -85,7 +86,7 @@ impl Planes {
             b.iter().map(|&x| T::from_f64(x)).collect(),
             k.iter().map(|&x| T::from_f64(x)).collect(),
         );
-        for_each_chunk(&mut out, images * image, threads, |part, out| {
+        let write = |part: usize, out: &mut [MaybeUninit<T>]| {
             let first = part * images * image;
             for (i, out) in out.chunks_mut(self.plane).enumerate() {
                 let ch = i % self.c;
@@ -94,18 +95,19 @@ impl Planes {
                 match v {
                     Some(v) => {
                         for ((o, &x), &y) in out.iter_mut().zip(u).zip(&v[at..at + self.plane]) {
-                            *o = a[ch] * x + b[ch] * y + k[ch];
+                            o.write(a[ch] * x + b[ch] * y + k[ch]);
                         }
                     }
                     None => {
                         for (o, &x) in out.iter_mut().zip(u) {
-                            *o = a[ch] * x + k[ch];
+                            o.write(a[ch] * x + k[ch]);
                         }
                     }
                 }
             }
-        });
-        out
+        };
+        // SAFETY: `write` writes every element of every plane of its chunk of images.
+        unsafe { written(self.n * image, images * image, threads, write) }
     }
 }
 

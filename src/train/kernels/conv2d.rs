@@ -10,6 +10,8 @@
 //! GEMMs; when an image has few output pixels, several images share one GEMM so it stays
 //! large enough to run at full speed.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
 use super::activation::relu_grad;
@@ -17,6 +19,7 @@ use super::budget::thread_budget;
 use super::channels::channel_sum;
 use super::cpu::{
     Real, by_dtype, chunk_len, dims4, for_each_chunk, for_each_item, storage, sum_parts, view,
+    written,
 };
 use super::gemm::{Mat, matmul, matmul_uninit};
 
@@ -148,21 +151,15 @@ impl Geometry {
         let (group, workers, threads) = self.plan(budget);
         let (k, plane, c_out) = (self.k(), self.out_plane(), self.c_out);
         let (in_image, out_image) = (self.in_image(), self.out_image());
-        // Uninitialized, rather than zero-filled first: zeroing the step's largest outputs
-        // cost a few percent of it (freed memory is reused, so calloc has to clear it).
-        let mut out = Box::<[T]>::new_uninit_slice(self.n * out_image);
-        if out.is_empty() {
+        if self.n * out_image == 0 {
             return Vec::new();
         }
-        // Tests poison the buffer, so an output the kernel forgets to write shows as NaN.
-        #[cfg(test)]
-        out.fill(std::mem::MaybeUninit::new(T::from_f64(f64::NAN)));
         let weight = Mat::rows(w, c_out, k, k);
         let finish = |co: usize, v: T| {
             let y = v + bias.map_or(T::ZERO, |b| b[co]);
             if !relu || y > T::ZERO { y } else { T::ZERO }
         };
-        for_each_chunk(&mut out, group * out_image, workers, |part, out| {
+        let write = |part: usize, out: &mut [MaybeUninit<T>]| {
             let first = part * group;
             let images = out.len() / out_image;
             for g0 in (0..images).step_by(group) {
@@ -206,10 +203,11 @@ impl Geometry {
                     }
                 });
             }
-        });
-        // SAFETY: the chunks cover `out`, and every image of a chunk was written whole, by
-        // `matmul_uninit` or by the copy out of a grouped GEMM.
-        unsafe { out.assume_init() }.into_vec()
+        };
+        // SAFETY: `write` writes every image of its chunk whole, by `matmul_uninit` or by the
+        // copy out of a grouped GEMM. (Not zero-filled first: zeroing the step's largest
+        // outputs cost a few percent of it.)
+        unsafe { written(self.n * out_image, group * out_image, workers, write) }
     }
 
     /// Runs `f(matrix, ld)` on the output gradient of images `first..first + count` laid out
@@ -284,7 +282,7 @@ impl Geometry {
     /// `c_out·k²` per image) beats `wᵀ · dy` (depth `c_out`) plus col2im. Returns that
     /// convolution's geometry and the weight transform, or `None` where it does not apply.
     #[allow(clippy::type_complexity)]
-    fn transposed<T: Real>(&self) -> Option<(Geometry, impl Fn(&[T]) -> Vec<T> + use<T>)> {
+    fn transposed<T: Real>(&self) -> Option<(Geometry, impl Fn(&[T], usize) -> Vec<T> + use<T>)> {
         let (k, d, p) = (self.kh, self.cfg.dilation, self.cfg.padding);
         if self.cfg.stride != 1 || self.kw != k || d * (k - 1) < p {
             return None;
@@ -302,17 +300,23 @@ impl Geometry {
         .ok()?;
         debug_assert_eq!((g.oh, g.ow), (self.h, self.w));
         let (c_in, c_out) = (self.c_in, self.c_out);
-        let flip = move |w: &[T]| {
+        let flip = move |w: &[T], threads: usize| {
+            // Parallel too: for a ResNet's last stage this is millions of elements, and the
+            // rest of the budget would wait on it.
             let mut out = vec![T::ZERO; w.len()];
-            for co in 0..c_out {
-                for ci in 0..c_in {
-                    let src = &w[(co * c_in + ci) * k * k..][..k * k];
-                    let dst = &mut out[(ci * c_out + co) * k * k..][..k * k];
-                    for (i, v) in src.iter().enumerate() {
-                        dst[k * k - 1 - i] = *v;
+            let per = c_out * k * k;
+            let chunk = chunk_len(c_in, threads, 1) * per;
+            for_each_chunk(&mut out, chunk, threads, |part, out| {
+                for (j, out) in out.chunks_mut(per).enumerate() {
+                    let ci = part * chunk / per + j;
+                    for (co, dst) in out.chunks_mut(k * k).enumerate() {
+                        let src = &w[(co * c_in + ci) * k * k..][..k * k];
+                        for (i, v) in src.iter().enumerate() {
+                            dst[k * k - 1 - i] = *v;
+                        }
                     }
                 }
-            }
+            });
             out
         };
         Some((g, flip))
@@ -321,7 +325,7 @@ impl Geometry {
     /// The input gradient: `dx = col2im(wᵀ · dy)`.
     fn input_grad<T: Real>(&self, dy: &[T], w: &[T], budget: usize) -> Vec<T> {
         if let Some((transposed, flipped)) = self.transposed() {
-            return transposed.forward(dy, &flipped(w), None, false, budget);
+            return transposed.forward(dy, &flipped(w, budget), None, false, budget);
         }
         let (group, workers, threads) = self.plan(budget);
         let (k, plane, c_out, in_image) = (self.k(), self.out_plane(), self.c_out, self.in_image());

@@ -2,6 +2,7 @@
 //! storage, per-thread scratch buffers and splitting work across the thread budget.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, Layout, Result, WithDType, bail};
 use std::sync::Mutex;
@@ -177,6 +178,29 @@ pub(crate) fn for_each_chunk<T: Send>(
     f: impl Fn(usize, &mut [T]) + Sync,
 ) {
     for_each_item(data.chunks_mut(chunk.max(1)), threads, f);
+}
+
+/// A new buffer of `len` elements written by `write(index, chunk)` for consecutive chunks of
+/// `chunk` elements on up to `threads` threads, without zero-filling it first: the clearing
+/// would run on the calling thread alone while the others wait, and freed memory is reused,
+/// so the allocator would have to clear it.
+///
+/// # Safety
+///
+/// `write` must initialize every element of each chunk it is given.
+pub(crate) unsafe fn written<T: Real>(
+    len: usize,
+    chunk: usize,
+    threads: usize,
+    write: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
+) -> Vec<T> {
+    let mut out = Box::<[T]>::new_uninit_slice(len);
+    // Tests poison the buffer, so an element a kernel forgets to write shows as NaN.
+    #[cfg(test)]
+    out.fill(MaybeUninit::new(T::from_f64(f64::NAN)));
+    for_each_chunk(&mut out, chunk, threads, write);
+    // SAFETY: the chunks cover `out`, and the caller's `write` initialized each of them.
+    unsafe { out.assume_init() }.into_vec()
 }
 
 /// Element-wise sum of partial results, in order (so the rounding is reproducible).

@@ -6,6 +6,7 @@
 //! backward one gather. Padding is -∞ for max pooling and 0 for average pooling, whose
 //! divisor is always the full kernel area (PyTorch's `count_include_pad=True`).
 
+use std::mem::MaybeUninit;
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, ToUsize2, bail};
@@ -13,6 +14,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, ToUsize2
 use super::budget::thread_budget;
 use super::cpu::{
     Real, avx2, by_dtype, chunk_len, dims4, for_each_chunk, for_each_item, storage, valid, view,
+    written,
 };
 
 /// The shapes of one pooling.
@@ -289,9 +291,8 @@ impl Geometry {
     /// first.
     fn scatter_2x2<T: Real>(&self, dy: &[T], arg: &[u32]) -> Vec<T> {
         let (ip, op, w) = (self.in_plane(), self.out_plane(), self.w);
-        let mut dx = vec![T::ZERO; self.planes * ip];
         let (per_part, threads) = self.schedule();
-        for_each_chunk(&mut dx, per_part * ip, threads, |part, dx| {
+        let write = |part: usize, dx: &mut [MaybeUninit<T>]| {
             let first = part * per_part;
             for (p, dx) in dx.chunks_mut(ip).enumerate() {
                 let (dy, arg) = (
@@ -304,15 +305,17 @@ impl Geometry {
                         let (g, at) = (dy[oy * self.ow + ox], arg[oy * self.ow + ox] as usize);
                         let i0 = 2 * oy * w + 2 * ox;
                         let pick = |i: usize| if at == i { g } else { T::ZERO };
-                        top[2 * ox] = pick(i0);
-                        top[2 * ox + 1] = pick(i0 + 1);
-                        bottom[2 * ox] = pick(i0 + w);
-                        bottom[2 * ox + 1] = pick(i0 + w + 1);
+                        top[2 * ox].write(pick(i0));
+                        top[2 * ox + 1].write(pick(i0 + 1));
+                        bottom[2 * ox].write(pick(i0 + w));
+                        bottom[2 * ox + 1].write(pick(i0 + w + 1));
                     }
                 }
             }
-        });
-        dx
+        };
+        // SAFETY: the windows tile each plane (even height and width), and each window
+        // writes its four inputs.
+        unsafe { written(self.planes * ip, per_part * ip, threads, write) }
     }
 
     /// `out[plane][o] = g[plane][arg[o]]`: the adjoint of [`Geometry::scatter`].
