@@ -183,8 +183,6 @@ pub fn ops(args: &BenchArgs) -> Result<()> {
     let mid = init.images(&[32, 64, 16, 16])?;
     let gamma = Tensor::ones(64, candle_core::DType::F32, &Device::Cpu)?;
     let beta = Tensor::zeros(64, candle_core::DType::F32, &Device::Cpu)?;
-    let pooled = kernels::max_pool2d(&big, 2, 2, 0)?;
-    let stem_pooled = kernels::max_pool2d(&stem, 3, 2, 1)?;
     let line = |op: &str, shape: &[usize], ours: f64, candle: Option<f64>| {
         let mut l = json!({"bench": "ops_micro", "op": op, "shape": shape, "trainserve_ms": (ours * 1e5).round() / 100.0});
         if let Some(c) = candle {
@@ -200,12 +198,6 @@ pub fn ops(args: &BenchArgs) -> Result<()> {
         time(r, || kernels::relu(&big).map(drop))?,
         Some(time(r, || big.relu().map(drop))?),
     );
-    let relu_grad = time(r, || {
-        let y = kernels::relu(&relu_y)?;
-        let _ = y;
-        Ok(())
-    })?;
-    line("relu_again", big.dims(), relu_grad, None);
     line(
         "max_pool2d 2/2",
         big.dims(),
@@ -226,7 +218,6 @@ pub fn ops(args: &BenchArgs) -> Result<()> {
         time(r, || kernels::max_pool2d(&stem, 3, 2, 1).map(drop))?,
         None,
     );
-    let _ = (&pooled, &stem_pooled);
     line(
         "channel_sum",
         big.dims(),

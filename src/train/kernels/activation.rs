@@ -7,24 +7,25 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
 use super::budget::thread_budget;
-use super::cpu::{Real, by_dtype, for_each_chunk, split, storage, view};
+use std::mem::MaybeUninit;
+
+use super::cpu::{Real, by_dtype, chunk_len, storage, view, written};
 
 // Elements below which an element-wise pass runs on the calling thread alone.
 const PARALLEL_ABOVE: usize = 1 << 15;
 
-/// `f(index, out_chunk)` over the budget's share of `len` elements.
-fn elementwise<T: Real>(len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) -> Vec<T> {
-    let mut out = vec![T::ZERO; len];
-    let parts = if len < PARALLEL_ABOVE {
+/// A new buffer of `len` elements written by `f(index, out_chunk)` over chunks, on the thread
+/// budget. `f` must write its whole chunk.
+fn elementwise<T: Real>(len: usize, f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync) -> Vec<T> {
+    let threads = if len < PARALLEL_ABOVE {
         1
     } else {
         thread_budget()
     };
-    let (_, per_part) = split(len, parts);
-    for_each_chunk(&mut out, per_part.max(1), |part, chunk| {
-        f(part * per_part, chunk)
-    });
-    out
+    let chunk = chunk_len(len, threads, PARALLEL_ABOVE / 2);
+    // SAFETY: both callers below write every element of their chunk (zip with an input at
+    // least as long).
+    unsafe { written(len, chunk, threads, |i, c| f(i * chunk, c)) }
 }
 
 struct Relu;
@@ -41,7 +42,7 @@ impl CustomOp1 for Relu {
             let x = view::<T>(s, l, "relu input")?;
             let out = elementwise::<T>(x.len(), |at, out| {
                 for (o, &v) in out.iter_mut().zip(&x[at..]) {
-                    *o = if v > T::ZERO { v } else { T::ZERO };
+                    o.write(if v > T::ZERO { v } else { T::ZERO });
                 }
             });
             Ok((storage(out), l.shape().clone()))
@@ -77,7 +78,7 @@ impl CustomOp2 for ReluGrad {
             let y = view::<T>(s2, l2, "relu output")?;
             let out = elementwise::<T>(dy.len(), |at, out| {
                 for ((o, &g), &v) in out.iter_mut().zip(&dy[at..]).zip(&y[at..]) {
-                    *o = if v > T::ZERO { g } else { T::ZERO };
+                    o.write(if v > T::ZERO { g } else { T::ZERO });
                 }
             });
             Ok((storage(out), l1.shape().clone()))

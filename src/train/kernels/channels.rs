@@ -2,10 +2,12 @@
 //! parallel over channels or images; and the channel sum as a differentiable op (a
 //! convolution's bias gradient), which candle computes with a slow strided reduction.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor, WithDType, bail};
 
 use super::budget::thread_budget;
-use super::cpu::{Real, by_dtype, dims4, for_each_chunk, map_parts, split, storage, view};
+use super::cpu::{Real, by_dtype, chunk_len, dims4, for_each_chunk, storage, view, written};
 
 /// The NCHW shape seen as `n` images of `c` planes of `plane` elements.
 #[derive(Clone, Copy, Debug)]
@@ -28,40 +30,40 @@ impl Planes {
     /// Per channel, over all images: `(Σ a, Σ a·b)` when `b` is given, else `(Σ a, Σ a²)`;
     /// in parallel over channels.
     pub fn channel_sums<T: Real>(&self, a: &[T], b: Option<&[T]>) -> (Vec<f64>, Vec<f64>) {
-        let (parts, per_part) = split(self.c, thread_budget());
-        let partials = map_parts(parts, |part| {
-            let channels = part * per_part..((part + 1) * per_part).min(self.c);
-            channels
-                .map(|ch| {
-                    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-                    for img in 0..self.n {
-                        let at = (img * self.c + ch) * self.plane;
-                        let a = &a[at..at + self.plane];
-                        // Sum each plane in T, then in f64 across planes: exact enough, and
-                        // the inner loop vectorizes.
-                        let (mut p1, mut p2) = (T::ZERO, T::ZERO);
-                        match b {
-                            Some(b) => {
-                                for (&u, &v) in a.iter().zip(&b[at..at + self.plane]) {
-                                    p1 += u;
-                                    p2 += u * v;
-                                }
-                            }
-                            None => {
-                                for &u in a {
-                                    p1 += u;
-                                    p2 += u * u;
-                                }
+        let threads = thread_budget();
+        let mut sums = vec![(0.0f64, 0.0f64); self.c];
+        let chunk = chunk_len(self.c, threads, 1);
+        for_each_chunk(&mut sums, chunk, threads, |i, sums| {
+            for (j, out) in sums.iter_mut().enumerate() {
+                let ch = i * chunk + j;
+                let (mut s1, mut s2) = (0.0f64, 0.0f64);
+                for img in 0..self.n {
+                    let at = (img * self.c + ch) * self.plane;
+                    let a = &a[at..at + self.plane];
+                    // Sum each plane in T, then in f64 across planes: exact enough, and the
+                    // inner loop vectorizes.
+                    let (mut p1, mut p2) = (T::ZERO, T::ZERO);
+                    match b {
+                        Some(b) => {
+                            for (&u, &v) in a.iter().zip(&b[at..at + self.plane]) {
+                                p1 += u;
+                                p2 += u * v;
                             }
                         }
-                        s1 += p1.to_f64();
-                        s2 += p2.to_f64();
+                        None => {
+                            for &u in a {
+                                p1 += u;
+                                p2 += u * u;
+                            }
+                        }
                     }
-                    (s1, s2)
-                })
-                .collect::<Vec<_>>()
+                    s1 += p1.to_f64();
+                    s2 += p2.to_f64();
+                }
+                *out = (s1, s2);
+            }
         });
-        partials.into_iter().flatten().unzip()
+        sums.into_iter().unzip()
     }
 
     /// `out = a[c]·u + b[c]·v + k[c]` per channel (`v` optional), in parallel over images.
@@ -74,18 +76,18 @@ impl Planes {
         k: &[f64],
     ) -> Vec<T> {
         let image = self.c * self.plane;
-        let mut out = vec![T::ZERO; self.n * image];
-        if out.is_empty() {
-            return out;
+        if self.n * image == 0 {
+            return Vec::new();
         }
-        let (_, per_part) = split(self.n, thread_budget());
+        let threads = thread_budget();
+        let images = chunk_len(self.n, threads, 1);
         let (a, b, k): (Vec<T>, Vec<T>, Vec<T>) = (
             a.iter().map(|&x| T::from_f64(x)).collect(),
             b.iter().map(|&x| T::from_f64(x)).collect(),
             k.iter().map(|&x| T::from_f64(x)).collect(),
         );
-        for_each_chunk(&mut out, per_part * image, |part, out| {
-            let first = part * per_part * image;
+        let write = |part: usize, out: &mut [MaybeUninit<T>]| {
+            let first = part * images * image;
             for (i, out) in out.chunks_mut(self.plane).enumerate() {
                 let ch = i % self.c;
                 let at = first + i * self.plane;
@@ -93,18 +95,19 @@ impl Planes {
                 match v {
                     Some(v) => {
                         for ((o, &x), &y) in out.iter_mut().zip(u).zip(&v[at..at + self.plane]) {
-                            *o = a[ch] * x + b[ch] * y + k[ch];
+                            o.write(a[ch] * x + b[ch] * y + k[ch]);
                         }
                     }
                     None => {
                         for (o, &x) in out.iter_mut().zip(u) {
-                            *o = a[ch] * x + k[ch];
+                            o.write(a[ch] * x + k[ch]);
                         }
                     }
                 }
             }
-        });
-        out
+        };
+        // SAFETY: `write` writes every element of every plane of its chunk of images.
+        unsafe { written(self.n * image, images * image, threads, write) }
     }
 }
 

@@ -1,13 +1,16 @@
 //! 2-D convolution of NCHW tensors: forward by im2col + GEMM, the weight gradient as the GEMM
 //! of the output gradient with the im2col matrix, and the input gradient as the GEMM of the
-//! transposed weight with the output gradient followed by col2im.
+//! transposed weight with the output gradient followed by col2im (or, for stride 1, as a
+//! forward convolution with the flipped kernel).
 //!
 //! The im2col matrix of an image has one row per (input channel, kernel row, kernel column),
 //! in the order of the weight's `[c_out, c_in, kh, kw]` layout, and one column per output
 //! pixel, so the forward pass of one image is `out[c_out × oh·ow] = w[c_out × k] · cols`.
-//! Images are split across the thread budget, each part running single-threaded GEMMs; when
-//! an image has few output pixels, several images share one GEMM so it stays large enough to
-//! run at full speed.
+//! The budget's threads claim groups of images one at a time, each running single-threaded
+//! GEMMs; when an image has few output pixels, several images share one GEMM so it stays
+//! large enough to run at full speed.
+
+use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
@@ -15,7 +18,8 @@ use super::activation::relu_grad;
 use super::budget::thread_budget;
 use super::channels::channel_sum;
 use super::cpu::{
-    Real, by_dtype, dims4, for_each_chunk, map_parts, split, storage, sum_parts, view,
+    Real, by_dtype, chunk_len, dims4, for_each_chunk, for_each_item, storage, sum_parts, view,
+    written,
 };
 use super::gemm::{Mat, matmul, matmul_uninit};
 
@@ -122,20 +126,17 @@ impl Geometry {
         (self.c_out, self.c_in, self.kh, self.kw).into()
     }
 
-    /// How the images split: (images per part, images per GEMM, threads per GEMM). Images
-    /// are grouped until a GEMM has [`GROUP_COLUMNS`] columns; the groups split across the
-    /// budget, and when there are fewer groups than threads (small planes, small batches)
-    /// the GEMMs themselves run on the spare threads, so each thread packs only its share
-    /// of the weight.
+    /// How the images split: (images per GEMM, threads claiming groups, threads per GEMM).
+    /// Images are grouped until a GEMM has [`GROUP_COLUMNS`] columns; the budget's threads
+    /// claim groups one at a time, and when there are fewer groups than threads (small
+    /// planes, small batches) the GEMMs themselves run on the spare threads, so each thread
+    /// packs only its share of the weight.
     fn plan(&self, budget: usize) -> (usize, usize, usize) {
         let group = GROUP_COLUMNS
             .div_ceil(self.out_plane().max(1))
             .clamp(1, self.n.max(1));
-        let groups = self.n.div_ceil(group).max(1);
-        let (_, groups_per_part) = split(groups, budget);
-        let per_part = (groups_per_part * group).min(self.n.max(1));
-        let parts = self.n.max(1).div_ceil(per_part);
-        (per_part, group, (budget / parts).max(1))
+        let workers = budget.clamp(1, self.n.div_ceil(group).max(1));
+        (group, workers, (budget / workers).max(1))
     }
 
     /// The forward pass: `out = conv(x, w) + bias`, then ReLU if `relu`.
@@ -147,25 +148,19 @@ impl Geometry {
         relu: bool,
         budget: usize,
     ) -> Vec<T> {
-        let (per_part, group, threads) = self.plan(budget);
+        let (group, workers, threads) = self.plan(budget);
         let (k, plane, c_out) = (self.k(), self.out_plane(), self.c_out);
         let (in_image, out_image) = (self.in_image(), self.out_image());
-        // Uninitialized, rather than zero-filled first: zeroing the step's largest outputs
-        // cost a few percent of it (freed memory is reused, so calloc has to clear it).
-        let mut out = Box::<[T]>::new_uninit_slice(self.n * out_image);
-        if out.is_empty() {
+        if self.n * out_image == 0 {
             return Vec::new();
         }
-        // Tests poison the buffer, so an output the kernel forgets to write shows as NaN.
-        #[cfg(test)]
-        out.fill(std::mem::MaybeUninit::new(T::from_f64(f64::NAN)));
         let weight = Mat::rows(w, c_out, k, k);
         let finish = |co: usize, v: T| {
             let y = v + bias.map_or(T::ZERO, |b| b[co]);
             if !relu || y > T::ZERO { y } else { T::ZERO }
         };
-        for_each_chunk(&mut out, (per_part * out_image).max(1), |part, out| {
-            let first = part * per_part;
+        let write = |part: usize, out: &mut [MaybeUninit<T>]| {
+            let first = part * group;
             let images = out.len() / out_image;
             for g0 in (0..images).step_by(group) {
                 let count = group.min(images - g0);
@@ -208,10 +203,11 @@ impl Geometry {
                     }
                 });
             }
-        });
-        // SAFETY: the chunks cover `out`, and every image of a chunk was written whole, by
-        // `matmul_uninit` or by the copy out of a grouped GEMM.
-        unsafe { out.assume_init() }.into_vec()
+        };
+        // SAFETY: `write` writes every image of its chunk whole, by `matmul_uninit` or by the
+        // copy out of a grouped GEMM. (Not zero-filled first: zeroing the step's largest
+        // outputs cost a few percent of it.)
+        unsafe { written(self.n * out_image, group * out_image, workers, write) }
     }
 
     /// Runs `f(matrix, ld)` on the output gradient of images `first..first + count` laid out
@@ -242,29 +238,33 @@ impl Geometry {
 
     /// The weight gradient: `dw = Σ_images dy · colsᵀ`.
     fn weight_grad<T: Real>(&self, x: &[T], dy: &[T], budget: usize) -> Vec<T> {
-        let (per_part, group, threads) = self.plan(budget);
+        let (group, workers, threads) = self.plan(budget);
         let (k, plane, c_out, in_image) = (self.k(), self.out_plane(), self.c_out, self.in_image());
         if self.n == 0 {
             return vec![T::ZERO; c_out * k];
         }
-        let parts = self.n.div_ceil(per_part);
-        let partials = map_parts(parts, |part| {
-            let first = part * per_part;
-            let images = per_part.min(self.n - first);
-            let mut dw = vec![T::ZERO; c_out * k];
-            for g0 in (0..images).step_by(group) {
-                let count = group.min(images - g0);
+        // Fixed runs of groups per item, each summed into its own partial and the partials
+        // summed in order: the result does not depend on which thread claimed what, so
+        // training stays reproducible for a given budget.
+        let groups = self.n.div_ceil(group);
+        let run = chunk_len(groups, workers, 1);
+        let mut partials = vec![Vec::new(); groups.div_ceil(run)];
+        for_each_item(partials.iter_mut(), workers, |item, dw: &mut Vec<T>| {
+            *dw = vec![T::ZERO; c_out * k];
+            for g in item * run..((item + 1) * run).min(groups) {
+                let first = g * group;
+                let count = group.min(self.n - first);
                 let ld = count * plane;
                 T::with_scratch(k * ld, |cols| {
                     for j in 0..count {
-                        let image = &x[(first + g0 + j) * in_image..][..in_image];
+                        let image = &x[(first + j) * in_image..][..in_image];
                         self.im2col(image, cols, ld, j * plane);
                     }
-                    self.with_grad_group(dy, first + g0, count, |g, g_ld| {
+                    self.with_grad_group(dy, first, count, |g, g_ld| {
                         matmul(
-                            &mut dw,
+                            dw,
                             k,
-                            g0 > 0,
+                            true,
                             Mat::rows(g, c_out, ld, g_ld),
                             Mat::transposed(&*cols, ld, k, ld),
                             threads,
@@ -272,7 +272,6 @@ impl Geometry {
                     });
                 });
             }
-            dw
         });
         sum_parts(partials)
     }
@@ -283,7 +282,7 @@ impl Geometry {
     /// `c_out·k²` per image) beats `wᵀ · dy` (depth `c_out`) plus col2im. Returns that
     /// convolution's geometry and the weight transform, or `None` where it does not apply.
     #[allow(clippy::type_complexity)]
-    fn transposed<T: Real>(&self) -> Option<(Geometry, impl Fn(&[T]) -> Vec<T> + use<T>)> {
+    fn transposed<T: Real>(&self) -> Option<(Geometry, impl Fn(&[T], usize) -> Vec<T> + use<T>)> {
         let (k, d, p) = (self.kh, self.cfg.dilation, self.cfg.padding);
         if self.cfg.stride != 1 || self.kw != k || d * (k - 1) < p {
             return None;
@@ -301,17 +300,23 @@ impl Geometry {
         .ok()?;
         debug_assert_eq!((g.oh, g.ow), (self.h, self.w));
         let (c_in, c_out) = (self.c_in, self.c_out);
-        let flip = move |w: &[T]| {
+        let flip = move |w: &[T], threads: usize| {
+            // Parallel too: for a ResNet's last stage this is millions of elements, and the
+            // rest of the budget would wait on it.
             let mut out = vec![T::ZERO; w.len()];
-            for co in 0..c_out {
-                for ci in 0..c_in {
-                    let src = &w[(co * c_in + ci) * k * k..][..k * k];
-                    let dst = &mut out[(ci * c_out + co) * k * k..][..k * k];
-                    for (i, v) in src.iter().enumerate() {
-                        dst[k * k - 1 - i] = *v;
+            let per = c_out * k * k;
+            let chunk = chunk_len(c_in, threads, 1) * per;
+            for_each_chunk(&mut out, chunk, threads, |part, out| {
+                for (j, out) in out.chunks_mut(per).enumerate() {
+                    let ci = part * chunk / per + j;
+                    for (co, dst) in out.chunks_mut(k * k).enumerate() {
+                        let src = &w[(co * c_in + ci) * k * k..][..k * k];
+                        for (i, v) in src.iter().enumerate() {
+                            dst[k * k - 1 - i] = *v;
+                        }
                     }
                 }
-            }
+            });
             out
         };
         Some((g, flip))
@@ -320,17 +325,17 @@ impl Geometry {
     /// The input gradient: `dx = col2im(wᵀ · dy)`.
     fn input_grad<T: Real>(&self, dy: &[T], w: &[T], budget: usize) -> Vec<T> {
         if let Some((transposed, flipped)) = self.transposed() {
-            return transposed.forward(dy, &flipped(w), None, false, budget);
+            return transposed.forward(dy, &flipped(w, budget), None, false, budget);
         }
-        let (per_part, group, threads) = self.plan(budget);
+        let (group, workers, threads) = self.plan(budget);
         let (k, plane, c_out, in_image) = (self.k(), self.out_plane(), self.c_out, self.in_image());
         let mut dx = vec![T::ZERO; self.n * in_image];
         if dx.is_empty() {
             return dx;
         }
         let weight_t = Mat::transposed(w, k, c_out, k);
-        for_each_chunk(&mut dx, per_part * in_image, |part, dx| {
-            let first = part * per_part;
+        for_each_chunk(&mut dx, group * in_image, workers, |part, dx| {
+            let first = part * group;
             let images = dx.len() / in_image;
             for g0 in (0..images).step_by(group) {
                 let count = group.min(images - g0);
@@ -905,8 +910,13 @@ mod tests {
         };
         let one = run(1);
         for threads in [2, 3, 8] {
-            for (a, b) in run(threads).iter().zip(&one) {
+            let first = run(threads);
+            for (a, b) in first.iter().zip(&one) {
                 assert_close(a, b, 1e-12, &format!("{threads} threads"));
+            }
+            // Reproducible for a given budget, whichever thread claims which images.
+            for (a, b) in run(threads).iter().zip(&first) {
+                assert_close(a, b, 0.0, &format!("{threads} threads again"));
             }
         }
         let theirs = candle_conv(&x, &w, None, cfg).unwrap();

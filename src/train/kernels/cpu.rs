@@ -2,9 +2,11 @@
 //! storage, per-thread scratch buffers and splitting work across the thread budget.
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, Layout, Result, WithDType, bail};
-use rayon::prelude::*;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The float types the kernels run on: f32 for training, f64 for precise gradient checks.
 pub(crate) trait Real: WithDType + Default {
@@ -94,41 +96,117 @@ pub(crate) fn storage<T: Real>(data: Vec<T>) -> CpuStorage {
     T::to_cpu_storage_owned(data)
 }
 
-/// How `items` independent items split across `budget` threads: (parts, items per part).
-pub(crate) fn split(items: usize, budget: usize) -> (usize, usize) {
-    let parts = budget.clamp(1, items.max(1));
-    let per_part = items.div_ceil(parts).max(1);
-    (items.div_ceil(per_part).max(1), per_part)
+// Work items per thread to aim for: with several, a thread slowed down by other load on
+// the machine hands its share to the others instead of holding up the whole op (a static
+// split made two threads barely faster than one on a busy 2-core machine).
+const ITEMS_PER_THREAD: usize = 4;
+
+/// Items per chunk when `items` are shared among `threads`, about [`ITEMS_PER_THREAD`]
+/// chunks each, and at least `min` per chunk.
+pub(crate) fn chunk_len(items: usize, threads: usize, min: usize) -> usize {
+    items
+        .div_ceil(threads.max(1) * ITEMS_PER_THREAD)
+        .max(min)
+        .max(1)
 }
 
-/// Calls `f(index, chunk)` for consecutive chunks of `chunk` elements of `data`, in parallel
-/// on rayon's pool when there is more than one.
+/// Folds `items` on up to `threads` threads that claim them one at a time: each thread that
+/// gets any folds them, in order of claiming, into its own accumulator from `init`.
+/// Returns the accumulators (at least one unless there are no items).
+pub(crate) fn fold_items<I: Send, A: Send>(
+    items: impl IntoIterator<Item = I>,
+    threads: usize,
+    init: impl Fn() -> A + Sync,
+    f: impl Fn(&mut A, usize, I) + Sync,
+) -> Vec<A> {
+    let slots: Vec<Mutex<Option<I>>> = items.into_iter().map(|i| Mutex::new(Some(i))).collect();
+    let workers = threads.clamp(1, slots.len().max(1));
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut acc = None;
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(slot) = slots.get(i) else {
+                break;
+            };
+            let item = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(item) = item {
+                f(acc.get_or_insert_with(&init), i, item);
+            }
+        }
+        acc
+    };
+    if workers == 1 {
+        return work().into_iter().collect();
+    }
+    let results = Mutex::new(Vec::new());
+    rayon::scope(|s| {
+        for _ in 1..workers {
+            s.spawn(|_| {
+                let acc = work();
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(acc);
+            });
+        }
+        let acc = work();
+        results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(acc);
+    });
+    results.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Calls `f(index, item)` for every item, on up to `threads` threads claiming them one at a
+/// time (rayon's pool; the calling thread when `threads` is 1).
+pub(crate) fn for_each_item<I: Send>(
+    items: impl IntoIterator<Item = I>,
+    threads: usize,
+    f: impl Fn(usize, I) + Sync,
+) {
+    fold_items(items, threads, || (), |_, i, item| f(i, item));
+}
+
+/// Calls `f(index, chunk)` for consecutive chunks of `chunk` elements of `data`, on up to
+/// `threads` threads.
 pub(crate) fn for_each_chunk<T: Send>(
     data: &mut [T],
     chunk: usize,
-    f: impl Fn(usize, &mut [T]) + Sync + Send,
+    threads: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
 ) {
-    if data.len() <= chunk {
-        f(0, data);
-    } else {
-        data.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
-    }
+    for_each_item(data.chunks_mut(chunk.max(1)), threads, f);
 }
 
-/// `f(0), …, f(parts - 1)`, in parallel on rayon's pool when `parts > 1`.
-pub(crate) fn map_parts<R: Send>(parts: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
-    if parts <= 1 {
-        vec![f(0)]
-    } else {
-        (0..parts).into_par_iter().map(f).collect()
-    }
+/// A new buffer of `len` elements written by `write(index, chunk)` for consecutive chunks of
+/// `chunk` elements on up to `threads` threads, without zero-filling it first: the clearing
+/// would run on the calling thread alone while the others wait, and freed memory is reused,
+/// so the allocator would have to clear it.
+///
+/// # Safety
+///
+/// `write` must initialize every element of each chunk it is given.
+pub(crate) unsafe fn written<T: Real>(
+    len: usize,
+    chunk: usize,
+    threads: usize,
+    write: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync,
+) -> Vec<T> {
+    let mut out = Box::<[T]>::new_uninit_slice(len);
+    // Tests poison the buffer, so an element a kernel forgets to write shows as NaN.
+    #[cfg(test)]
+    out.fill(MaybeUninit::new(T::from_f64(f64::NAN)));
+    for_each_chunk(&mut out, chunk, threads, write);
+    // SAFETY: the chunks cover `out`, and the caller's `write` initialized each of them.
+    unsafe { out.assume_init() }.into_vec()
 }
 
-/// Element-wise sum of per-part partial results into the first one.
-pub(crate) fn sum_parts<T: Real>(mut parts: Vec<Vec<T>>) -> Vec<T> {
-    let mut total = parts.swap_remove(0);
+/// Element-wise sum of partial results, in order (so the rounding is reproducible).
+pub(crate) fn sum_parts<T: Real>(parts: Vec<Vec<T>>) -> Vec<T> {
+    let mut parts = parts.into_iter();
+    let mut total = parts.next().unwrap_or_default();
     for part in parts {
         for (t, p) in total.iter_mut().zip(part) {
             *t += p;

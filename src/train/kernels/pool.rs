@@ -6,13 +6,16 @@
 //! backward one gather. Padding is -∞ for max pooling and 0 for average pooling, whose
 //! divisor is always the full kernel area (PyTorch's `count_include_pad=True`).
 
+use std::mem::MaybeUninit;
 use std::sync::{Arc, OnceLock};
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, ToUsize2, bail};
-use rayon::prelude::*;
 
 use super::budget::thread_budget;
-use super::cpu::{Real, avx2, by_dtype, dims4, for_each_chunk, split, storage, valid, view};
+use super::cpu::{
+    Real, avx2, by_dtype, chunk_len, dims4, for_each_chunk, for_each_item, storage, valid, view,
+    written,
+};
 
 /// The shapes of one pooling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,9 +105,10 @@ impl Geometry {
         Self::span(ox, w.kernel.1, w.stride.1, w.padding.1, self.w)
     }
 
-    /// Planes per parallel part.
-    fn per_part(&self) -> usize {
-        split(self.planes, thread_budget()).1
+    /// Planes per work item and the threads sharing the items.
+    fn schedule(&self) -> (usize, usize) {
+        let threads = thread_budget();
+        (chunk_len(self.planes, threads, 1), threads)
     }
 
     /// Max pooling of every plane: the maxima and, per output, the winning plane index.
@@ -112,7 +116,7 @@ impl Geometry {
         let (ip, op) = (self.in_plane(), self.out_plane());
         let mut out = vec![T::ZERO; self.planes * op];
         let mut arg = vec![0u32; self.planes * op];
-        let per_part = self.per_part();
+        let (per_part, threads) = self.schedule();
         let avx2 = avx2();
         let work = |part: usize, (out, arg): (&mut [T], &mut [u32])| {
             let first = part * per_part;
@@ -130,14 +134,10 @@ impl Geometry {
                 }
             }
         };
-        if self.planes <= per_part {
-            work(0, (&mut out, &mut arg));
-        } else {
-            out.par_chunks_mut(per_part * op)
-                .zip(arg.par_chunks_mut(per_part * op))
-                .enumerate()
-                .for_each(|(part, chunks)| work(part, chunks));
-        }
+        let items = out
+            .chunks_mut((per_part * op).max(1))
+            .zip(arg.chunks_mut((per_part * op).max(1)));
+        for_each_item(items, threads, work);
         (out, arg)
     }
 
@@ -260,8 +260,8 @@ impl Geometry {
             return self.scatter_2x2(dy, arg);
         }
         let mut dx = vec![T::ZERO; self.planes * ip];
-        let per_part = self.per_part();
-        for_each_chunk(&mut dx, per_part * ip, |part, dx| {
+        let (per_part, threads) = self.schedule();
+        for_each_chunk(&mut dx, per_part * ip, threads, |part, dx| {
             let first = part * per_part;
             for (p, dx) in dx.chunks_mut(ip).enumerate() {
                 let (dy, arg) = (
@@ -291,9 +291,8 @@ impl Geometry {
     /// first.
     fn scatter_2x2<T: Real>(&self, dy: &[T], arg: &[u32]) -> Vec<T> {
         let (ip, op, w) = (self.in_plane(), self.out_plane(), self.w);
-        let mut dx = vec![T::ZERO; self.planes * ip];
-        let per_part = self.per_part();
-        for_each_chunk(&mut dx, per_part * ip, |part, dx| {
+        let (per_part, threads) = self.schedule();
+        let write = |part: usize, dx: &mut [MaybeUninit<T>]| {
             let first = part * per_part;
             for (p, dx) in dx.chunks_mut(ip).enumerate() {
                 let (dy, arg) = (
@@ -306,23 +305,25 @@ impl Geometry {
                         let (g, at) = (dy[oy * self.ow + ox], arg[oy * self.ow + ox] as usize);
                         let i0 = 2 * oy * w + 2 * ox;
                         let pick = |i: usize| if at == i { g } else { T::ZERO };
-                        top[2 * ox] = pick(i0);
-                        top[2 * ox + 1] = pick(i0 + 1);
-                        bottom[2 * ox] = pick(i0 + w);
-                        bottom[2 * ox + 1] = pick(i0 + w + 1);
+                        top[2 * ox].write(pick(i0));
+                        top[2 * ox + 1].write(pick(i0 + 1));
+                        bottom[2 * ox].write(pick(i0 + w));
+                        bottom[2 * ox + 1].write(pick(i0 + w + 1));
                     }
                 }
             }
-        });
-        dx
+        };
+        // SAFETY: the windows tile each plane (even height and width), and each window
+        // writes its four inputs.
+        unsafe { written(self.planes * ip, per_part * ip, threads, write) }
     }
 
     /// `out[plane][o] = g[plane][arg[o]]`: the adjoint of [`Geometry::scatter`].
     fn gather<T: Real>(&self, g: &[T], arg: &[u32]) -> Vec<T> {
         let (ip, op) = (self.in_plane(), self.out_plane());
         let mut out = vec![T::ZERO; self.planes * op];
-        let per_part = self.per_part();
-        for_each_chunk(&mut out, per_part * op, |part, out| {
+        let (per_part, threads) = self.schedule();
+        for_each_chunk(&mut out, per_part * op, threads, |part, out| {
             let first = part * per_part;
             for (p, out) in out.chunks_mut(op).enumerate() {
                 let (g, arg) = (&g[(first + p) * ip..][..ip], &arg[(first + p) * op..][..op]);
@@ -339,8 +340,8 @@ impl Geometry {
         let (ip, op) = (self.in_plane(), self.out_plane());
         let scale = T::from_f64(1.0 / (self.win.kernel.0 * self.win.kernel.1) as f64);
         let mut out = vec![T::ZERO; self.planes * op];
-        let per_part = self.per_part();
-        for_each_chunk(&mut out, per_part * op, |part, out| {
+        let (per_part, threads) = self.schedule();
+        for_each_chunk(&mut out, per_part * op, threads, |part, out| {
             let first = part * per_part;
             for (p, out) in out.chunks_mut(op).enumerate() {
                 let plane = &x[(first + p) * ip..][..ip];
@@ -367,8 +368,8 @@ impl Geometry {
         let (ip, op) = (self.in_plane(), self.out_plane());
         let scale = T::from_f64(1.0 / (self.win.kernel.0 * self.win.kernel.1) as f64);
         let mut dx = vec![T::ZERO; self.planes * ip];
-        let per_part = self.per_part();
-        for_each_chunk(&mut dx, per_part * ip, |part, dx| {
+        let (per_part, threads) = self.schedule();
+        for_each_chunk(&mut dx, per_part * ip, threads, |part, dx| {
             let first = part * per_part;
             for (p, dx) in dx.chunks_mut(ip).enumerate() {
                 let dy = &dy[(first + p) * op..][..op];
