@@ -1,6 +1,7 @@
 //! The durable job queue: submission, the scheduler that claims queued rows, the workers that
 //! train them on dedicated threads, cancellation, leases and crash recovery.
 
+mod epoch_writer;
 mod live;
 mod retention;
 mod scheduler;

@@ -1,18 +1,17 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 
 use candle_core::Device;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use super::{JobEvent, Jobs, now_ms, retention};
+use super::epoch_writer::{Backlog, Best, drain_backlog};
+use super::{JobEvent, Jobs, now_ms};
 use crate::domain::{JobId, JobSpec, JobStatus};
 use crate::error::{Error, Result};
-use crate::store::{CheckpointRow, Claim, EpochCommit, EpochRow, LayerGradRow, StepBatch};
+use crate::store::Claim;
 use crate::train::checkpoint::{self, CheckpointData};
-use crate::train::{
-    EpochMetrics, EpochReport, FitOutcome, InterruptReason, LayerStats, Start, TrainError, fit,
-    prepare,
-};
+use crate::train::{EpochReport, FitOutcome, InterruptReason, Start, TrainError, fit, prepare};
 
 /// How a claimed job ends on this worker.
 enum Ending {
@@ -82,7 +81,9 @@ impl Jobs {
         };
 
         let live = self.inner.live.register(job.id);
-        let (reports, mut received) = mpsc::channel::<EpochReport>(2);
+        let (reports, mut received) = mpsc::unbounded_channel::<EpochReport>();
+        let backlog = Arc::new(Backlog::default());
+        let thread_backlog = backlog.clone();
         let (done, finished) = oneshot::channel::<FitResult>();
         let thread_live = live.clone();
         std::thread::Builder::new()
@@ -101,7 +102,8 @@ impl Jobs {
                         &thread_live.interrupter,
                         &mut |progress| thread_live.record(&progress),
                         &mut |report| {
-                            reports.blocking_send(report).map_err(|_| {
+                            thread_backlog.reserve(report.checkpoint.len());
+                            reports.send(report).map_err(|_| {
                                 Error::Internal("the job's checkpoint writer stopped".into())
                             })
                         },
@@ -114,20 +116,32 @@ impl Jobs {
         let mut heartbeat = tokio::time::interval(self.inner.config.heartbeat);
         heartbeat.tick().await;
         let mut persist_failure = None;
+        let mut best = Best::stored(job.best_val_acc, job.best_val_loss);
         loop {
             tokio::select! {
                 report = received.recv() => match report {
                     None => break,
-                    Some(report) => match self.persist(job.id, claim.lease_epoch, report).await {
-                        Ok(true) => {}
-                        Ok(false) => live.interrupter.interrupt(InterruptReason::LeaseLost),
-                        Err(err) => {
-                            tracing::error!(error = %err, "saving an epoch failed");
-                            persist_failure = Some(format!("could not save an epoch: {err}"));
-                            // Makes the training thread's next report fail, which stops it.
-                            received.close();
+                    // After a failed save nothing later may be recorded: it would leave a gap.
+                    Some(_) if persist_failure.is_some() => {}
+                    Some(first) => {
+                        let batch = drain_backlog(first, &mut received);
+                        let bytes = batch.iter().map(|r| r.checkpoint.len()).sum();
+                        let persisted = self
+                            .persist_epochs(job.id, claim.lease_epoch, batch, &mut best)
+                            .await;
+                        backlog.release(bytes);
+                        match persisted {
+                            Ok(true) => {}
+                            Ok(false) => live.interrupter.interrupt(InterruptReason::LeaseLost),
+                            Err(err) => {
+                                tracing::error!(error = %err, "saving an epoch failed");
+                                persist_failure = Some(format!("could not save an epoch: {err}"));
+                                // Makes the training thread's next report fail, which stops it.
+                                received.close();
+                                backlog.close();
+                            }
                         }
-                    },
+                    }
                 },
                 _ = heartbeat.tick() => {
                     let until = now_ms() + self.inner.config.lease.as_millis() as i64;
@@ -197,81 +211,6 @@ impl Jobs {
         Ok(Some((epochs_done as u32, saved)))
     }
 
-    /// Writes an epoch's checkpoint file, then commits its metrics, step losses, layer norms,
-    /// checkpoint row and any early stop in one transaction, then applies retention. False
-    /// when the claim was lost.
-    async fn persist(&self, id: JobId, lease_epoch: i64, report: EpochReport) -> Result<bool> {
-        let metrics = epoch_row(&report.metrics);
-        let relative = format!("checkpoints/{id}/{:06}.safetensors", metrics.epoch);
-        let path = self.inner.config.data_dir.join(&relative);
-        let bytes = report.checkpoint;
-        let size = bytes.len() as i64;
-        let sha256 =
-            tokio::task::spawn_blocking(move || checkpoint::write_atomically(&path, &bytes))
-                .await
-                .map_err(|err| Error::internal("writing a checkpoint", err))??;
-        let row = CheckpointRow {
-            epoch: metrics.epoch,
-            path: relative,
-            sha256,
-            bytes: size,
-            val_acc: metrics.val_acc,
-            val_loss: metrics.val_loss,
-        };
-        let steps = StepBatch {
-            epoch: metrics.epoch,
-            first_step: report.first_step as i64,
-            losses: report.step_losses,
-        };
-        let layers = layer_rows(metrics.epoch, &report.layers);
-        let commit = EpochCommit {
-            epoch: &metrics,
-            checkpoint: &row,
-            steps: &steps,
-            layers: &layers,
-            stopped_early: report.stopped_early.as_deref(),
-        };
-        if !self
-            .inner
-            .store
-            .commit_epoch(id, lease_epoch, &commit)
-            .await?
-        {
-            return Ok(false);
-        }
-        self.publish(JobEvent::Epoch {
-            job_id: id,
-            metrics,
-        });
-        self.apply_retention(id).await?;
-        Ok(true)
-    }
-
-    async fn apply_retention(&self, id: JobId) -> Result<()> {
-        let job = self.get(id).await?;
-        let spec: JobSpec = serde_json::from_str(&job.spec)
-            .map_err(|err| Error::internal("reading the stored spec", err))?;
-        let checkpoints = self.inner.store.list_checkpoints(id).await?;
-        let epochs: Vec<i64> = checkpoints.iter().map(|c| c.epoch).collect();
-        let doomed = retention::epochs_to_delete(
-            &epochs,
-            job.best_epoch,
-            spec.checkpoints.every,
-            spec.checkpoints.keep_last,
-        );
-        if doomed.is_empty() {
-            return Ok(());
-        }
-        self.inner.store.delete_checkpoints(id, &doomed).await?;
-        for checkpoint in checkpoints.iter().filter(|c| doomed.contains(&c.epoch)) {
-            let path = self.inner.config.data_dir.join(&checkpoint.path);
-            if let Err(err) = tokio::fs::remove_file(&path).await {
-                tracing::warn!(path = %path.display(), error = %err, "removing a pruned checkpoint failed");
-            }
-        }
-        Ok(())
-    }
-
     async fn settle(&self, id: JobId, lease_epoch: i64, ending: Ending) {
         let store = &self.inner.store;
         let result = match &ending {
@@ -306,41 +245,4 @@ impl Jobs {
             self.publish(JobEvent::status(&row));
         }
     }
-}
-
-fn epoch_row(metrics: &EpochMetrics) -> EpochRow {
-    EpochRow {
-        epoch: i64::from(metrics.epoch),
-        train_loss: metrics.train_loss,
-        train_acc: metrics.train_acc,
-        train_eval_loss: Some(metrics.train_eval_loss),
-        train_eval_acc: Some(metrics.train_eval_acc),
-        val_loss: metrics.val_loss,
-        val_acc: metrics.val_acc,
-        test_loss: metrics.test_loss,
-        test_acc: metrics.test_acc,
-        lr: metrics.lr,
-        steps: metrics.steps as i64,
-        step_loss_cv: Some(metrics.step_loss_cv),
-        epoch_seconds: metrics.epoch_seconds,
-        samples_per_sec: metrics.samples_per_sec,
-    }
-}
-
-fn layer_rows(epoch: i64, layers: &[LayerStats]) -> Vec<LayerGradRow> {
-    layers
-        .iter()
-        .enumerate()
-        .map(|(position, l)| LayerGradRow {
-            position: position as i64,
-            epoch,
-            tensor: l.name.clone(),
-            layer: l.layer.clone(),
-            layer_index: l.index as i64,
-            role: l.role.clone(),
-            grad_norm_mean: Some(l.grad_norm_mean),
-            grad_norm_max: Some(l.grad_norm_max),
-            weight_norm: Some(l.weight_norm),
-        })
-        .collect()
 }

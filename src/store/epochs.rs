@@ -42,8 +42,8 @@ pub struct EpochRow {
 pub struct EpochCommit<'a> {
     /// The epoch's metrics.
     pub epoch: &'a EpochRow,
-    /// Its checkpoint file.
-    pub checkpoint: &'a CheckpointRow,
+    /// Its checkpoint file, when one was written (a coalesced backlog writes only some).
+    pub checkpoint: Option<&'a CheckpointRow>,
     /// The loss of each of its steps.
     pub steps: &'a StepBatch,
     /// Its per-tensor gradient and weight norms.
@@ -56,88 +56,28 @@ const EPOCH_COLUMNS: &str = "epoch, train_loss, train_acc, train_eval_loss, trai
     val_loss, val_acc, test_loss, test_acc, lr, steps, step_loss_cv, epoch_seconds, samples_per_sec";
 
 impl Store {
-    /// In one transaction, fenced on the claim: records an epoch's metrics, step losses, layer
-    /// norms and checkpoint, advances the job's progress and best epoch, and records an early
-    /// stop. False (and nothing written) if the claim was lost.
-    pub async fn commit_epoch(
+    /// In one transaction, fenced on the claim: records the epochs' metrics, step losses,
+    /// layer norms and checkpoints, advances the job's progress and best epoch, and records an
+    /// early stop. False (and nothing written) if the claim was lost.
+    pub async fn commit_epochs(
         &self,
         id: JobId,
         lease_epoch: i64,
-        commit: &EpochCommit<'_>,
+        commits: &[EpochCommit<'_>],
     ) -> Result<bool> {
-        let (epoch, checkpoint) = (commit.epoch, commit.checkpoint);
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_error("starting an epoch commit"))?;
-        let better = "(best_val_acc IS NULL OR ?1 > best_val_acc OR (?1 = best_val_acc AND ?2 < best_val_loss))";
-        let sql = format!(
-            "UPDATE jobs SET epochs_done = ?3, \
-                 best_epoch = CASE WHEN {better} THEN ?3 ELSE best_epoch END, \
-                 best_val_loss = CASE WHEN {better} THEN ?2 ELSE best_val_loss END, \
-                 best_val_acc = CASE WHEN {better} THEN ?1 ELSE best_val_acc END, \
-                 stopped_early_epoch = CASE WHEN ?6 IS NULL THEN stopped_early_epoch ELSE ?3 END, \
-                 stop_reason = COALESCE(?6, stop_reason), \
-                 updated_at = {NOW} \
-             WHERE id = ?4 AND lease_epoch = ?5 AND status = 'running'"
-        );
-        let updated = sqlx::query(&sql)
-            .bind(epoch.val_acc)
-            .bind(epoch.val_loss)
-            .bind(epoch.epoch)
-            .bind(id.to_string())
-            .bind(lease_epoch)
-            .bind(commit.stopped_early)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error("advancing a job"))?;
-        if updated.rows_affected() != 1 {
-            tx.rollback()
-                .await
-                .map_err(db_error("rolling back a fenced commit"))?;
-            return Ok(false);
+        for commit in commits {
+            if !record_epoch(&mut tx, id, lease_epoch, commit).await? {
+                tx.rollback()
+                    .await
+                    .map_err(db_error("rolling back a fenced commit"))?;
+                return Ok(false);
+            }
         }
-        let sql = format!(
-            "INSERT INTO epochs (job_id, {EPOCH_COLUMNS}, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW})"
-        );
-        sqlx::query(&sql)
-            .bind(id.to_string())
-            .bind(epoch.epoch)
-            .bind(epoch.train_loss)
-            .bind(epoch.train_acc)
-            .bind(epoch.train_eval_loss.filter(|v| v.is_finite()))
-            .bind(epoch.train_eval_acc)
-            .bind(epoch.val_loss)
-            .bind(epoch.val_acc)
-            .bind(epoch.test_loss)
-            .bind(epoch.test_acc)
-            .bind(epoch.lr)
-            .bind(epoch.steps)
-            .bind(epoch.step_loss_cv.filter(|v| v.is_finite()))
-            .bind(epoch.epoch_seconds)
-            .bind(epoch.samples_per_sec)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error("recording an epoch"))?;
-        let sql = format!(
-            "INSERT INTO checkpoints (job_id, epoch, path, sha256, bytes, val_acc, val_loss, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, {NOW})"
-        );
-        sqlx::query(&sql)
-            .bind(id.to_string())
-            .bind(checkpoint.epoch)
-            .bind(&checkpoint.path)
-            .bind(&checkpoint.sha256)
-            .bind(checkpoint.bytes)
-            .bind(checkpoint.val_acc)
-            .bind(checkpoint.val_loss)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error("recording a checkpoint"))?;
-        steps::insert(&mut tx, id, commit.steps).await?;
-        layers::insert(&mut tx, id, commit.layers).await?;
         tx.commit().await.map_err(db_error("committing an epoch"))?;
         Ok(true)
     }
@@ -162,4 +102,82 @@ impl Store {
             .await
             .map_err(db_error("reading an epoch"))
     }
+}
+
+/// One epoch of [`Store::commit_epochs`]; false when the claim was lost.
+async fn record_epoch(
+    conn: &mut sqlx::SqliteConnection,
+    id: JobId,
+    lease_epoch: i64,
+    commit: &EpochCommit<'_>,
+) -> Result<bool> {
+    let epoch = commit.epoch;
+    let better =
+        "(best_val_acc IS NULL OR ?1 > best_val_acc OR (?1 = best_val_acc AND ?2 < best_val_loss))";
+    let sql = format!(
+        "UPDATE jobs SET epochs_done = ?3, \
+                 best_epoch = CASE WHEN {better} THEN ?3 ELSE best_epoch END, \
+                 best_val_loss = CASE WHEN {better} THEN ?2 ELSE best_val_loss END, \
+                 best_val_acc = CASE WHEN {better} THEN ?1 ELSE best_val_acc END, \
+                 stopped_early_epoch = CASE WHEN ?6 IS NULL THEN stopped_early_epoch ELSE ?3 END, \
+                 stop_reason = COALESCE(?6, stop_reason), \
+                 updated_at = {NOW} \
+             WHERE id = ?4 AND lease_epoch = ?5 AND status = 'running'"
+    );
+    let updated = sqlx::query(&sql)
+        .bind(epoch.val_acc)
+        .bind(epoch.val_loss)
+        .bind(epoch.epoch)
+        .bind(id.to_string())
+        .bind(lease_epoch)
+        .bind(commit.stopped_early)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error("advancing a job"))?;
+    if updated.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let sql = format!(
+        "INSERT INTO epochs (job_id, {EPOCH_COLUMNS}, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NOW})"
+    );
+    sqlx::query(&sql)
+        .bind(id.to_string())
+        .bind(epoch.epoch)
+        .bind(epoch.train_loss)
+        .bind(epoch.train_acc)
+        .bind(epoch.train_eval_loss.filter(|v| v.is_finite()))
+        .bind(epoch.train_eval_acc)
+        .bind(epoch.val_loss)
+        .bind(epoch.val_acc)
+        .bind(epoch.test_loss)
+        .bind(epoch.test_acc)
+        .bind(epoch.lr)
+        .bind(epoch.steps)
+        .bind(epoch.step_loss_cv.filter(|v| v.is_finite()))
+        .bind(epoch.epoch_seconds)
+        .bind(epoch.samples_per_sec)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error("recording an epoch"))?;
+    if let Some(checkpoint) = commit.checkpoint {
+        let sql = format!(
+            "INSERT INTO checkpoints (job_id, epoch, path, sha256, bytes, val_acc, val_loss, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, {NOW})"
+        );
+        sqlx::query(&sql)
+            .bind(id.to_string())
+            .bind(checkpoint.epoch)
+            .bind(&checkpoint.path)
+            .bind(&checkpoint.sha256)
+            .bind(checkpoint.bytes)
+            .bind(checkpoint.val_acc)
+            .bind(checkpoint.val_loss)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error("recording a checkpoint"))?;
+    }
+    steps::insert(conn, id, commit.steps).await?;
+    layers::insert(conn, id, commit.layers).await?;
+    Ok(true)
 }
