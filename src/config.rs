@@ -18,6 +18,16 @@ pub struct Config {
     #[arg(long, env = "TRAINSERVE_WORKER_SLOTS", default_value_t = 1)]
     pub worker_slots: usize,
 
+    /// Cores each training job may use (its kernels, matrix products and rayon pool); 0
+    /// divides the machine's cores evenly between the worker slots.
+    #[arg(long, env = "TRAINSERVE_THREADS_PER_JOB", default_value_t = 0)]
+    pub threads_per_job: usize,
+
+    /// Where jobs train: `cpu`, `cuda` (GPU 0; needs a build with `--features cuda`) or
+    /// `auto` (the GPU when this build and machine have one, else the CPU).
+    #[arg(long, env = "TRAINSERVE_DEVICE", default_value = "cpu")]
+    pub device: DeviceChoice,
+
     /// Largest JSON request body, in bytes.
     #[arg(long, env = "TRAINSERVE_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -55,7 +65,27 @@ pub struct Config {
     pub log_json: bool,
 }
 
+/// The `--device` setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeviceChoice {
+    /// The CPU, with trainserve's own kernels.
+    Cpu,
+    /// CUDA GPU 0; start-up fails if this build or machine has none.
+    Cuda,
+    /// CUDA GPU 0 when available, else the CPU.
+    Auto,
+}
+
 impl Config {
+    /// Cores for one training job: `threads_per_job`, or the machine's cores (as candle
+    /// counts them, honouring `RAYON_NUM_THREADS`) divided between the worker slots.
+    pub fn job_threads(&self) -> usize {
+        if self.threads_per_job > 0 {
+            return self.threads_per_job;
+        }
+        (candle_core::utils::get_num_threads() / self.worker_slots.max(1)).max(1)
+    }
+
     /// The defaults, rooted at `data_dir`, listening on `bind`; used by tests and the benchmark.
     pub fn with_data_dir(data_dir: PathBuf, bind: SocketAddr) -> Self {
         use clap::Parser;

@@ -34,6 +34,14 @@ fn main() -> std::process::ExitCode {
         // SAFETY: no other thread exists yet, so nothing can read the environment concurrently.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     }
+    // candle's element-wise ops (and the gradient sums of backward) otherwise run on a
+    // process-wide spinning pool outside any job's thread budget; on the calling thread they
+    // measured faster beside trainserve's kernels.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: as above, no other thread exists yet.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+    trainserve::train::kernels::keep_freed_memory();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -8,7 +8,9 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, BodyLimits};
 use crate::catalog::Catalog;
-use crate::config::Config;
+use candle_core::Device;
+
+use crate::config::{Config, DeviceChoice};
 use crate::error::{Error, Result};
 use crate::jobs::{Jobs, QueueConfig};
 use crate::predict::Predictor;
@@ -42,6 +44,8 @@ impl Application {
                 heartbeat: std::time::Duration::from_secs(config.heartbeat_seconds.max(1)),
                 max_attempts: config.max_attempts.max(1),
                 data_dir: config.data_dir.clone(),
+                job_threads: config.job_threads(),
+                device: training_device(config.device)?,
             },
         );
         jobs.recover().await?;
@@ -140,5 +144,36 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = terminate => {}
+    }
+}
+
+/// The device `--device` asks for. A CUDA build cannot fall back at run time unless asked to
+/// (`auto`): `cuda` without a usable GPU stops the start-up with the reason.
+fn training_device(choice: DeviceChoice) -> Result<Device> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Cuda => Device::new_cuda(0).map_err(|err| {
+            Error::Internal(format!(
+                "--device cuda: no usable GPU ({err}); build with `cargo build --release --features cuda` \
+                 on a machine with an NVIDIA driver and CUDA toolkit, or use --device cpu"
+            ))
+        }),
+        DeviceChoice::Auto => Ok(Device::new_cuda(0).unwrap_or(Device::Cpu)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_is_the_default_and_auto_falls_back_to_it() {
+        assert!(training_device(DeviceChoice::Cpu).unwrap().is_cpu());
+        #[cfg(not(feature = "cuda"))]
+        {
+            assert!(training_device(DeviceChoice::Auto).unwrap().is_cpu());
+            let err = training_device(DeviceChoice::Cuda).unwrap_err().to_string();
+            assert!(err.contains("--features cuda"), "{err}");
+        }
     }
 }

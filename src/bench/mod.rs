@@ -8,6 +8,7 @@ mod convnets;
 mod overhead;
 mod peer;
 mod resnet;
+mod service_concurrency;
 mod workloads;
 
 use serde_json::json;
@@ -18,7 +19,7 @@ use crate::error::{Error, Result};
 #[derive(Clone, Debug, clap::Args)]
 pub struct BenchArgs {
     /// Comma-separated workloads: mlp, mlp_bs1, cnn, resnet18, predict, overhead,
-    /// conv2d_micro, ops_micro, resnet18_convs, cnn_concurrency, or all (= mlp,mlp_bs1,cnn,resnet18,predict).
+    /// conv2d_micro, ops_micro, resnet18_convs, cnn_concurrency, service_concurrency, or all (= mlp,mlp_bs1,cnn,resnet18,predict).
     #[arg(long, default_value = "all")]
     pub workload: String,
     /// Timed repeats per side (medians are reported).
@@ -33,7 +34,8 @@ pub struct BenchArgs {
     /// Batch size of the `mlp` workload.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Epochs of the `overhead` workload (digits MLP 2x64, Adam 1e-3, batch 32).
+    /// Epochs of the `overhead` workload (digits MLP 2x64, Adam 1e-3, batch 32); at most 3 of
+    /// them for `service_concurrency`.
     #[arg(long, default_value_t = 30)]
     pub epochs: u32,
     /// Python with torch installed, for the peer (skipped when missing).
@@ -77,6 +79,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     for name in names {
         match name.as_str() {
             "overhead" => overhead::run(args.repeats, args.epochs).await?,
+            "service_concurrency" => {
+                service_concurrency::run(args.repeats, args.epochs.min(3), args.batch_size).await?
+            }
             "mlp" | "mlp_bs1" | "predict" => {
                 let args = args.clone();
                 let peer = peer.clone();
@@ -109,7 +114,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 return Err(Error::invalid(
                     "workload",
                     format!(
-                        "'{other}'; valid: mlp, mlp_bs1, cnn, resnet18, predict, overhead, conv2d_micro, ops_micro, resnet18_convs, cnn_concurrency, all"
+                        "'{other}'; valid: mlp, mlp_bs1, cnn, resnet18, predict, overhead, conv2d_micro, ops_micro, resnet18_convs, cnn_concurrency, service_concurrency, all"
                     ),
                 ));
             }

@@ -38,6 +38,11 @@ pub struct QueueConfig {
     pub max_attempts: u32,
     /// The data folder (checkpoint paths are stored relative to it).
     pub data_dir: PathBuf,
+    /// Cores each training job may use: its own rayon pool and kernel thread budget, so
+    /// concurrent jobs do not oversubscribe the machine.
+    pub job_threads: usize,
+    /// Where jobs train.
+    pub device: candle_core::Device,
 }
 
 /// Handle to the queue; cheap to clone.

@@ -1,7 +1,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
-use candle_core::Device;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
@@ -11,6 +10,7 @@ use crate::domain::{JobId, JobSpec, JobStatus};
 use crate::error::{Error, Result};
 use crate::store::Claim;
 use crate::train::checkpoint::{self, CheckpointData};
+use crate::train::kernels;
 use crate::train::{EpochReport, FitOutcome, InterruptReason, Start, TrainError, fit, prepare};
 
 /// How a claimed job ends on this worker.
@@ -54,7 +54,8 @@ impl Jobs {
             .map_err(|err| Error::internal("reading the stored spec", err))?;
         let table = self.inner.catalog.load(job.dataset_id).await?;
         let data_spec = spec.data.clone();
-        let data = tokio::task::spawn_blocking(move || prepare(&table, &data_spec, &Device::Cpu))
+        let device = self.inner.config.device.clone();
+        let data = tokio::task::spawn_blocking(move || prepare(&table, &data_spec, &device))
             .await
             .map_err(|err| Error::internal("preparing data", err))??;
         if job.preprocessing.is_none() {
@@ -86,28 +87,32 @@ impl Jobs {
         let thread_backlog = backlog.clone();
         let (done, finished) = oneshot::channel::<FitResult>();
         let thread_live = live.clone();
+        let device = self.inner.config.device.clone();
+        let threads = self.inner.config.job_threads;
         std::thread::Builder::new()
             .name(format!("train-{}", job.id))
             .spawn(move || {
                 let result = catch_unwind(AssertUnwindSafe(|| {
-                    fit(
-                        &spec,
-                        &data,
-                        match (resume, &backbone) {
-                            (Some((epoch, saved)), _) => Start::Resume(epoch, saved),
-                            (None, Some(backbone)) => Start::Backbone(backbone),
-                            (None, None) => Start::Fresh,
-                        },
-                        &Device::Cpu,
-                        &thread_live.interrupter,
-                        &mut |progress| thread_live.record(&progress),
-                        &mut |report| {
-                            thread_backlog.reserve(report.checkpoint.len());
-                            reports.send(report).map_err(|_| {
-                                Error::Internal("the job's checkpoint writer stopped".into())
-                            })
-                        },
-                    )
+                    within_budget(threads, || {
+                        fit(
+                            &spec,
+                            &data,
+                            match (resume, &backbone) {
+                                (Some((epoch, saved)), _) => Start::Resume(epoch, saved),
+                                (None, Some(backbone)) => Start::Backbone(backbone),
+                                (None, None) => Start::Fresh,
+                            },
+                            &device,
+                            &thread_live.interrupter,
+                            &mut |progress| thread_live.record(&progress),
+                            &mut |report| {
+                                thread_backlog.reserve(report.checkpoint.len());
+                                reports.send(report).map_err(|_| {
+                                    Error::Internal("the job's checkpoint writer stopped".into())
+                                })
+                            },
+                        )
+                    })
                 }));
                 let _ = done.send(result);
             })
@@ -202,8 +207,9 @@ impl Jobs {
                 ))
             })?;
         let path = self.inner.config.data_dir.join(&row.path);
+        let device = self.inner.config.device.clone();
         let saved = tokio::task::spawn_blocking(move || {
-            checkpoint::read_verified(&path, &row.sha256, &Device::Cpu)
+            checkpoint::read_verified(&path, &row.sha256, &device)
         })
         .await
         .map_err(|err| Error::internal("reading a checkpoint", err))??;
@@ -244,5 +250,43 @@ impl Jobs {
             tracing::info!(status = %row.status, "job left its worker");
             self.publish(JobEvent::status(&row));
         }
+    }
+}
+
+/// Runs a job's training within `threads` cores: its own rayon pool (where candle's matrix
+/// products and the kernels split their work) and the kernels' thread budget, so jobs in
+/// different worker slots do not compete for the same cores.
+fn within_budget<R>(threads: usize, train: impl FnOnce() -> R + Send) -> R
+where
+    R: Send,
+{
+    let run = || kernels::with_thread_budget(threads, train);
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("train-pool-{i}"))
+        .build()
+    {
+        Ok(pool) => pool.install(run),
+        Err(err) => {
+            tracing::warn!(error = %err, "no pool of its own for this job; using the shared one");
+            run()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_trains_on_a_pool_and_kernel_budget_of_its_own_size() {
+        let (pool, budget) = within_budget(1, || {
+            (rayon::current_num_threads(), kernels::thread_budget())
+        });
+        assert_eq!((pool, budget), (1, 1));
+        let (pool, budget) = within_budget(3, || {
+            (rayon::current_num_threads(), kernels::thread_budget())
+        });
+        assert_eq!((pool, budget), (3, 3));
     }
 }
