@@ -1,20 +1,10 @@
-//! A safe wrapper over the `gemm` crate (the engine candle itself uses on the CPU) for the
-//! three products an MLP step needs, on row-major slices.
+//! The three products an MLP step needs, on row-major slices, through the kernels' checked
+//! wrapper over the `gemm` crate (the engine candle itself uses on the CPU).
 
-use gemm::{Parallelism, gemm};
-
-// Below this many multiply-adds a product runs on one thread: spawning costs more.
-const PARALLEL_ABOVE: usize = 1 << 18;
-
-fn parallelism(m: usize, n: usize, k: usize, threads: usize) -> Parallelism {
-    if threads > 1 && m * n * k > PARALLEL_ABOVE {
-        Parallelism::Rayon(threads)
-    } else {
-        Parallelism::None
-    }
-}
+use crate::train::kernels::{Mat, matmul};
 
 /// `c[m×n] (+)= a[m×k] · b[n×k]ᵀ`: activations times transposed weights (forward pass).
+#[allow(clippy::too_many_arguments)]
 pub fn a_bt(
     c: &mut [f32],
     a: &[f32],
@@ -25,99 +15,20 @@ pub fn a_bt(
     accumulate: bool,
     threads: usize,
 ) {
-    assert!(
-        c.len() >= m * n && a.len() >= m * k && b.len() >= n * k,
-        "matmul shapes; this is a bug"
-    );
-    // SAFETY: the slices hold at least the m×n, m×k and n×k elements addressed with these
-    // strides (checked above), and `c` does not alias `a` or `b` (distinct borrows).
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            k as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(m, n, k, threads),
-        )
-    }
+    let (a, b) = (Mat::rows(a, m, k, k), Mat::transposed(b, k, n, k));
+    matmul(&mut c[..m * n], n, accumulate, a, b, threads);
 }
 
 /// `c[m×n] = a[m×k] · b[k×n]`: output gradients times weights (input gradient).
 pub fn a_b(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, threads: usize) {
-    assert!(
-        c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
-        "matmul shapes; this is a bug"
-    );
-    // SAFETY: as in `a_bt`; b is row-major k×n.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            1,
-            k as isize,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(m, n, k, threads),
-        )
-    }
+    let (a, b) = (Mat::rows(a, m, k, k), Mat::rows(b, k, n, n));
+    matmul(&mut c[..m * n], n, false, a, b, threads);
 }
 
 /// `c[m×n] = a[k×m]ᵀ · b[k×n]`: output gradients transposed times activations (weight gradient).
 pub fn at_b(c: &mut [f32], a: &[f32], b: &[f32], m: usize, n: usize, k: usize, threads: usize) {
-    assert!(
-        c.len() >= m * n && a.len() >= k * m && b.len() >= k * n,
-        "matmul shapes; this is a bug"
-    );
-    // SAFETY: as in `a_bt`; a is row-major k×m, read transposed.
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            false,
-            a.as_ptr(),
-            m as isize,
-            1,
-            b.as_ptr(),
-            1,
-            n as isize,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(m, n, k, threads),
-        )
-    }
+    let (a, b) = (Mat::transposed(a, m, k, m), Mat::rows(b, k, n, n));
+    matmul(&mut c[..m * n], n, false, a, b, threads);
 }
 
 #[cfg(test)]

@@ -42,5 +42,6 @@ pub use batch_norm::{batch_norm_eval, batch_norm_train, update_running_stats};
 pub use budget::{set_thread_budget, thread_budget, with_thread_budget};
 pub use channels::channel_sum;
 pub use conv2d::{Conv2dConfig, conv2d, conv2d_input_grad, conv2d_relu, conv2d_weight_grad};
+pub(crate) use gemm::{Mat, matmul};
 pub use malloc::keep_freed_memory;
 pub use pool::{avg_pool2d, global_avg_pool2d, max_pool2d};
