@@ -2,6 +2,7 @@
 //! train them on dedicated threads, cancellation, leases and crash recovery.
 
 mod live;
+mod pruning;
 mod retention;
 mod scheduler;
 mod sweeps;

@@ -4,6 +4,7 @@ use candle_core::Device;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
+use super::pruning::PruningPlan;
 use super::{JobEvent, Jobs, now_ms, retention};
 use crate::domain::{JobId, JobSpec, JobStatus};
 use crate::error::{Error, Result};
@@ -22,6 +23,15 @@ enum Ending {
     /// Shutdown: back to the queue, to resume from the last checkpoint.
     Requeue,
     /// Another worker owns the job now; write nothing more.
+    LeaseLost,
+}
+
+/// What committing an epoch did.
+enum Persisted {
+    Saved,
+    /// Saved, and the sweep's pruning rule ended the job there.
+    Pruned,
+    /// Another worker owns the job; nothing was written.
     LeaseLost,
 }
 
@@ -81,6 +91,7 @@ impl Jobs {
             None
         };
 
+        let pruning = self.pruning_plan(job).await?;
         let live = self.inner.live.register(job.id);
         let (reports, mut received) = mpsc::channel::<EpochReport>(2);
         let (done, finished) = oneshot::channel::<FitResult>();
@@ -114,13 +125,21 @@ impl Jobs {
         let mut heartbeat = tokio::time::interval(self.inner.config.heartbeat);
         heartbeat.tick().await;
         let mut persist_failure = None;
+        let mut pruned = false;
         loop {
             tokio::select! {
                 report = received.recv() => match report {
                     None => break,
-                    Some(report) => match self.persist(job.id, claim.lease_epoch, report).await {
-                        Ok(true) => {}
-                        Ok(false) => live.interrupter.interrupt(InterruptReason::LeaseLost),
+                    // Epochs the thread finished before it saw the prune are not recorded: the
+                    // job ends at the epoch its verdict names.
+                    Some(_) if pruned => {}
+                    Some(report) => match self.persist(job.id, claim.lease_epoch, report, pruning.as_ref()).await {
+                        Ok(Persisted::Saved) => {}
+                        Ok(Persisted::Pruned) => {
+                            pruned = true;
+                            live.interrupter.interrupt(InterruptReason::Pruned);
+                        }
+                        Ok(Persisted::LeaseLost) => live.interrupter.interrupt(InterruptReason::LeaseLost),
                         Err(err) => {
                             tracing::error!(error = %err, "saving an epoch failed");
                             persist_failure = Some(format!("could not save an epoch: {err}"));
@@ -163,6 +182,7 @@ impl Jobs {
                 (Err(TrainError::Interrupted(InterruptReason::LeaseLost)), None) => {
                     Ending::LeaseLost
                 }
+                (Err(TrainError::Interrupted(InterruptReason::Pruned)), None) => Ending::Succeeded,
                 (Err(err), None) => Ending::Failed(err.to_string()),
             },
         })
@@ -198,10 +218,19 @@ impl Jobs {
     }
 
     /// Writes an epoch's checkpoint file, then commits its metrics, step losses, layer norms,
-    /// checkpoint row and any early stop in one transaction, then applies retention. False
-    /// when the claim was lost.
-    async fn persist(&self, id: JobId, lease_epoch: i64, report: EpochReport) -> Result<bool> {
+    /// checkpoint row and any early stop or prune in one transaction, then applies retention.
+    async fn persist(
+        &self,
+        id: JobId,
+        lease_epoch: i64,
+        report: EpochReport,
+        pruning: Option<&PruningPlan>,
+    ) -> Result<Persisted> {
         let metrics = epoch_row(&report.metrics);
+        let prune = match (pruning, &report.stopped_early) {
+            (Some(plan), None) => self.prune_reason(plan, id, &metrics).await?,
+            _ => None,
+        };
         let relative = format!("checkpoints/{id}/{:06}.safetensors", metrics.epoch);
         let path = self.inner.config.data_dir.join(&relative);
         let bytes = report.checkpoint;
@@ -229,7 +258,8 @@ impl Jobs {
             checkpoint: &row,
             steps: &steps,
             layers: &layers,
-            stopped_early: report.stopped_early.as_deref(),
+            stopped_early: prune.as_deref().or(report.stopped_early.as_deref()),
+            pruned: prune.is_some(),
         };
         if !self
             .inner
@@ -237,14 +267,18 @@ impl Jobs {
             .commit_epoch(id, lease_epoch, &commit)
             .await?
         {
-            return Ok(false);
+            return Ok(Persisted::LeaseLost);
         }
         self.publish(JobEvent::Epoch {
             job_id: id,
             metrics,
         });
         self.apply_retention(id).await?;
-        Ok(true)
+        Ok(if prune.is_some() {
+            Persisted::Pruned
+        } else {
+            Persisted::Saved
+        })
     }
 
     async fn apply_retention(&self, id: JobId) -> Result<()> {
