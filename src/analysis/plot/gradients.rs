@@ -22,12 +22,18 @@ struct LayerSeries {
     points: Vec<(i64, Option<f64>)>,
 }
 
-/// The weight tensors' series in model order (every tensor when none is called `weight`).
+/// A layer's main weight: a dense layer's `weight` or a convolution's `conv.weight` (not batch
+/// norm's scale, not biases).
+fn is_layer_weight(role: &str) -> bool {
+    role == "weight" || role == "conv.weight"
+}
+
+/// The layers' weight tensors' series in model order (every tensor when there are none).
 fn layer_series(rows: &[LayerGradRow]) -> Vec<LayerSeries> {
-    let weights = rows.iter().any(|r| r.role == "weight");
+    let weights = rows.iter().any(|r| is_layer_weight(&r.role));
     let mut chosen: Vec<&LayerGradRow> = rows
         .iter()
-        .filter(|r| !weights || r.role == "weight")
+        .filter(|r| !weights || is_layer_weight(&r.role))
         .collect();
     chosen.sort_by_key(|r| (r.position, r.epoch));
     let mut series: Vec<(i64, LayerSeries)> = Vec::new();
@@ -199,6 +205,8 @@ mod tests {
             rows.push(row(1, "hidden.0", "bias", epoch, 1e-6));
             rows.push(row(2, "output", "weight", epoch, 0.5));
             rows.push(row(3, "output", "bias", epoch, 0.1));
+            rows.push(row(4, "blocks.0", "conv.weight", epoch, 0.01));
+            rows.push(row(5, "blocks.0", "bn.weight", epoch, 0.2));
         }
         let svg = String::from_utf8(
             gradient_norms("deep", "succeeded", &rows, ImageFormat::Svg).unwrap(),
@@ -220,7 +228,12 @@ mod tests {
         }
         assert!(texts.iter().any(|t| t == "1e-6"), "decade ticks: {texts:?}");
         assert!(lines_of(&svg, &series_color(0)) >= 1 && lines_of(&svg, &series_color(1)) >= 1);
-        assert_eq!(lines_of(&svg, &series_color(2)), 0, "biases are not drawn");
+        assert!(lines_of(&svg, &series_color(2)) >= 1, "the convolution");
+        assert_eq!(
+            lines_of(&svg, &series_color(3)),
+            0,
+            "biases and batch norm are not drawn"
+        );
         let png = gradient_norms("deep", "succeeded", &rows, ImageFormat::Png).unwrap();
         assert_eq!(&png[1..4], b"PNG");
     }

@@ -10,6 +10,7 @@ use super::{
     fmt_value, legend_width, min_max, panel, render, segments, series_color, titled, truncate,
 };
 use crate::error::Result;
+use crate::store::{EpochRow, StepBatch};
 
 const SIZE: (u32, u32) = (1100, 860);
 
@@ -23,6 +24,45 @@ pub struct NoiseSeries {
     pub steps: Vec<(f64, f64)>,
     /// (epoch, coefficient of variation of that epoch's step losses).
     pub cv: Vec<(i64, Option<f64>)>,
+}
+
+impl NoiseSeries {
+    /// A job's series from its stored step losses and epochs, with at most about `max_points`
+    /// step points (consecutive steps of an epoch averaged in equal buckets; non-finite
+    /// losses are left out of the means).
+    pub fn from_steps(
+        name: &str,
+        batches: &[StepBatch],
+        epochs: &[EpochRow],
+        max_points: usize,
+    ) -> NoiseSeries {
+        let total: usize = batches.iter().map(|b| b.losses.len()).sum();
+        let bucket = total.div_ceil(max_points.max(1)).max(1);
+        let mut steps = Vec::new();
+        for batch in batches {
+            let n = batch.losses.len().max(1) as f64;
+            for (k, chunk) in batch.losses.chunks(bucket).enumerate() {
+                let finite: Vec<f64> = chunk
+                    .iter()
+                    .map(|v| f64::from(*v))
+                    .filter(|v| v.is_finite())
+                    .collect();
+                if finite.is_empty() {
+                    continue;
+                }
+                let done = (k * bucket + chunk.len()) as f64;
+                steps.push((
+                    (batch.epoch - 1) as f64 + done / n,
+                    finite.iter().sum::<f64>() / finite.len() as f64,
+                ));
+            }
+        }
+        NoiseSeries {
+            name: name.to_string(),
+            steps,
+            cv: epochs.iter().map(|e| (e.epoch, e.step_loss_cv)).collect(),
+        }
+    }
 }
 
 /// The jobs' step-loss noise as an image.
@@ -221,6 +261,29 @@ mod tests {
         }
         let png = step_noise(&series, ImageFormat::Png).unwrap();
         assert_eq!(&png[1..4], b"PNG");
+    }
+
+    #[test]
+    fn stored_steps_are_placed_within_their_epoch_and_averaged_in_buckets() {
+        let batches = [
+            StepBatch {
+                epoch: 1,
+                first_step: 1,
+                losses: vec![4.0, 2.0, 1.0, f32::NAN],
+            },
+            StepBatch {
+                epoch: 2,
+                first_step: 5,
+                losses: vec![1.0, 1.0, 0.5, 0.5],
+            },
+        ];
+        let epochs = [crate::analysis::epoch(1, 1.0, 1.0, 0.5)];
+        let s = NoiseSeries::from_steps("job", &batches, &epochs, 4);
+        assert_eq!(
+            s.steps,
+            vec![(0.5, 3.0), (1.0, 1.0), (1.5, 1.0), (2.0, 0.5)]
+        );
+        assert_eq!(s.cv, vec![(1, Some(0.1))]);
     }
 
     #[test]
