@@ -1,6 +1,6 @@
-//! The README's walkthrough of the classic studies, run at small sizes: every spec in
-//! `docs/studies/` is posted as a sweep and answered with a summary, a plot, a comparison and
-//! a diagnosis.
+//! The README's walkthrough of the classic studies, run at small sizes: every sweep spec in
+//! `docs/studies/` is posted as a sweep (the CNN transfer study after pretraining its source,
+//! `cnn-source.json`) and answered with a summary, plots, a comparison and a diagnosis.
 
 use std::time::{Duration, Instant};
 
@@ -150,6 +150,17 @@ async fn the_readme_walkthrough_answers_each_classic_question() {
         .find(|t| t["params"]["training.batch_size"] == 1)
         .unwrap()
         .clone();
+    let batch_jobs: Vec<&str> = sweep["summary"]["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["job_id"].as_str().unwrap())
+        .collect();
+    image_ok(
+        &app,
+        &format!("/v1/compare/noise.svg?jobs={}", batch_jobs.join(",")),
+    )
+    .await;
     let noisy = findings_of(&comparison, |j| j["job_id"] == bs1["job_id"]);
     assert!(
         noisy.iter().any(|k| k == "noisy_training"),
@@ -178,6 +189,14 @@ async fn the_readme_walkthrough_answers_each_classic_question() {
         kinds.iter().any(|k| k == "vanishing_gradients"),
         "{kinds:?}"
     );
+    image_ok(
+        &app,
+        &format!(
+            "/v1/jobs/{}/plots/gradients.svg",
+            plain_sigmoid["job_id"].as_str().unwrap()
+        ),
+    )
+    .await;
     let (status, grads) = app
         .get(&format!(
             "/v1/jobs/{}/gradients?layer=hidden.0",
