@@ -129,16 +129,13 @@ async fn gradient_noise_and_disagreement_plots_show_every_layer_job_and_sample()
     )
     .await;
     let caption = format!("#{} true: {}", first["index"], label(&first["true_label"]));
-    assert!(
-        shown.iter().any(|t| *t == caption),
-        "{caption} in {shown:?}"
-    );
+    assert!(shown.contains(&caption), "{caption} in {shown:?}");
     let answer = format!(
         "B: {} ({:.2})",
         label(&first["b"]["label"]),
         first["b"]["confidence"].as_f64().unwrap()
     );
-    assert!(shown.iter().any(|t| *t == answer), "{answer} in {shown:?}");
+    assert!(shown.contains(&answer), "{answer} in {shown:?}");
     assert!(
         shown.iter().any(|t| t.starts_with("A right, B wrong: ")),
         "{shown:?}"
