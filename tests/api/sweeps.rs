@@ -332,6 +332,7 @@ async fn the_median_rule_prunes_a_hopeless_learning_rate_and_resuming_does_not_r
         "stopped after the epoch it was judged on: {bad}"
     );
     let reason = bad["stop_reason"].as_str().unwrap();
+    eprintln!("PRUNING {reason}");
     assert!(
         reason.starts_with("pruned at epoch 1: best val_acc so far")
             && reason.contains("below the median")
