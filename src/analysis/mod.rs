@@ -7,6 +7,7 @@ mod diagnosis;
 mod disagreements;
 mod downsample;
 pub mod plot;
+mod pruning;
 mod sweep;
 
 pub use compare::{
@@ -15,6 +16,7 @@ pub use compare::{
 pub use diagnosis::{Finding, RunFacts, diagnose};
 pub use disagreements::{Answer, Disagreement, DisagreementSets, disagreements};
 pub use downsample::{StepPoint, downsample};
+pub use pruning::prune_verdict;
 pub use sweep::{
     AxisEffect, AxisValueEffect, HeatmapGrid, SweepSummary, TrialResult, summarize_sweep,
 };

@@ -27,6 +27,10 @@ pub struct TrialResult {
     pub epochs_done: i64,
     /// Why it failed, if it did.
     pub failure: Option<String>,
+    /// The sweep's pruning rule stopped it early.
+    pub pruned: bool,
+    /// Why it stopped early (pruned or early stopping), if it did.
+    pub stop_reason: Option<String>,
 }
 
 /// The metric for one value of one axis, over every trial that used it.
@@ -77,6 +81,8 @@ pub struct SweepSummary {
     pub goal: Goal,
     /// Trials per job status.
     pub status_counts: BTreeMap<String, usize>,
+    /// Trials stopped by the pruning rule (counted as succeeded in `status_counts`).
+    pub pruned_trials: usize,
     /// Index of the best trial.
     pub best_trial: Option<i64>,
     /// Index of the worst trial with a result.
@@ -112,6 +118,7 @@ pub fn summarize_sweep(
     for trial in &trials {
         *status_counts.entry(trial.status.clone()).or_insert(0) += 1;
     }
+    let pruned_trials = trials.iter().filter(|t| t.pruned).count();
     let scored: Vec<&TrialResult> = trials
         .iter()
         .filter(|t| t.best_value.is_some_and(f64::is_finite))
@@ -199,6 +206,7 @@ pub fn summarize_sweep(
         metric,
         goal,
         status_counts,
+        pruned_trials,
         best_trial,
         worst_trial,
         axes: effects,
@@ -232,6 +240,8 @@ mod tests {
             best_value: value,
             epochs_done: 1,
             failure: None,
+            pruned: false,
+            stop_reason: None,
         }
     }
 

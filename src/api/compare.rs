@@ -8,7 +8,7 @@ use super::error::ApiResult;
 use super::extract::QueryParams;
 use super::jobs::job_id;
 use crate::analysis::{self, Comparison};
-use crate::domain::{Goal, RankMetric};
+use crate::domain::{Goal, JobId, RankMetric};
 use crate::error::{Error, Result};
 
 /// Most jobs one comparison may include.
@@ -26,6 +26,27 @@ pub struct CompareQuery {
     goal: Option<String>,
     /// Most curve points per job (default 200).
     max_points: Option<usize>,
+}
+
+/// The `jobs` parameter: 1 to [`MAX_COMPARED`] comma-separated job ids, or a 422 naming it
+/// (an id that is no job's is a 404).
+pub(super) fn parse_ids(raw: &str) -> Result<Vec<JobId>> {
+    let ids = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(job_id)
+        .collect::<Result<Vec<_>>>()?;
+    if ids.is_empty() || ids.len() > MAX_COMPARED {
+        return Err(Error::invalid(
+            "jobs",
+            format!(
+                "{} ids; valid: 1 to {MAX_COMPARED} comma-separated job ids",
+                ids.len()
+            ),
+        ));
+    }
+    Ok(ids)
 }
 
 /// `GET /v1/compare?jobs=a,b,c`
@@ -56,22 +77,7 @@ pub(super) async fn load(state: &AppState, query: &CompareQuery) -> Result<Compa
             ));
         }
     };
-    let ids = query
-        .jobs
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(job_id)
-        .collect::<Result<Vec<_>>>()?;
-    if ids.is_empty() || ids.len() > MAX_COMPARED {
-        return Err(Error::invalid(
-            "jobs",
-            format!(
-                "{} ids; valid: 1 to {MAX_COMPARED} comma-separated job ids",
-                ids.len()
-            ),
-        ));
-    }
+    let ids = parse_ids(&query.jobs)?;
     let max_points = query.max_points.unwrap_or(200).clamp(3, 10_000);
     let mut jobs = Vec::with_capacity(ids.len());
     for id in ids {

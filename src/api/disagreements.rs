@@ -1,17 +1,21 @@
 //! `GET /v1/compare/disagreements`: the samples one model gets right and another gets wrong.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
+use axum::response::Response;
 use serde::Serialize;
 
 use super::AppState;
 use super::error::ApiResult;
 use super::extract::QueryParams;
 use super::jobs::job_id;
+use crate::analysis::plot::{self, ImageFormat, SampleTile, TileSection};
 use crate::analysis::{self, DisagreementSets};
 use crate::domain::{JobId, JobSpec};
 use crate::error::{Error, Result};
-use crate::train::dataset::{SplitPlan, split};
+use crate::train::dataset::{SplitPlan, Table, sample_rgb, split};
 
 /// Query of `GET /v1/compare/disagreements`.
 #[derive(serde::Deserialize)]
@@ -56,26 +60,41 @@ pub async fn disagreements(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<DisagreementQuery>,
 ) -> ApiResult<Json<DisagreementView>> {
+    let (view, _) = load(&state, query).await?;
+    Ok(Json(view))
+}
+
+/// Judges both models on the split the query names; shared by the JSON answer and its image
+/// grid. Returns the data set's table too, for the images.
+async fn load(
+    state: &AppState,
+    query: DisagreementQuery,
+) -> Result<(DisagreementView, Arc<Table>)> {
     let a = state.jobs.get(job_id(&query.a)?).await?;
     let b = state.jobs.get(job_id(&query.b)?).await?;
     if a.dataset_id != b.dataset_id {
         return Err(Error::invalid(
             "b",
             "the two jobs trained on different data sets; compare models of one data set",
-        )
-        .into());
+        ));
     }
     let (spec_a, spec_b) = (spec_of(&a)?, spec_of(&b)?);
     let same_split = spec_a.data.val_fraction == spec_b.data.val_fraction
         && spec_a.data.test_fraction == spec_b.data.test_fraction
         && spec_a.data.split_seed == spec_b.data.split_seed;
     if !same_split {
-        return Err(Error::invalid("b", "the two jobs split the data differently (data.val_fraction, test_fraction or split_seed)").into());
+        return Err(Error::invalid(
+            "b",
+            "the two jobs split the data differently (data.val_fraction, test_fraction or split_seed)",
+        ));
     }
     let split_name = query.split.unwrap_or_else(|| "test".into());
     let limit = query.limit.unwrap_or(20);
     if limit > 1000 {
-        return Err(Error::invalid("limit", format!("{limit}; valid: 0 to 1000")).into());
+        return Err(Error::invalid(
+            "limit",
+            format!("{limit}; valid: 0 to 1000"),
+        ));
     }
     let table = state.catalog.load(a.dataset_id).await?;
     let plan = SplitPlan {
@@ -89,17 +108,17 @@ pub async fn disagreements(
         "val" => indices.val,
         "train" => indices.train,
         other => {
-            return Err(
-                Error::invalid("split", format!("'{other}'; valid: test, val, train")).into(),
-            );
+            return Err(Error::invalid(
+                "split",
+                format!("'{other}'; valid: test, val, train"),
+            ));
         }
     };
     if rows.is_empty() {
         return Err(Error::invalid(
             "split",
             format!("the {split_name} split of this data set is empty"),
-        )
-        .into());
+        ));
     }
     let raw: Vec<Vec<f32>> = rows.iter().map(|&i| table.row(i).to_vec()).collect();
     let truth: Vec<u32> = rows.iter().map(|&i| table.labels[i]).collect();
@@ -113,7 +132,7 @@ pub async fn disagreements(
         |c| table.label_json(c as u32),
         limit,
     );
-    Ok(Json(DisagreementView {
+    let view = DisagreementView {
         a: ModelRef {
             job_id: a.id,
             name: a.name,
@@ -129,5 +148,111 @@ pub async fn disagreements(
             .image_shape
             .map(|_| format!("/v1/datasets/{}/samples/{{index}}.png", a.dataset_id)),
         sets,
-    }))
+    };
+    Ok((view, table))
+}
+
+/// Most samples per side an image grid shows.
+const MAX_GRID_SAMPLES: usize = 48;
+
+fn label_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn grid(
+    state: AppState,
+    mut query: DisagreementQuery,
+    format: ImageFormat,
+) -> ApiResult<Response> {
+    let limit = *query.limit.get_or_insert(12);
+    if limit > MAX_GRID_SAMPLES {
+        return Err(Error::invalid(
+            "limit",
+            format!("{limit}; valid: 0 to {MAX_GRID_SAMPLES} samples per side in an image"),
+        )
+        .into());
+    }
+    let (view, table) = load(&state, query).await?;
+    if table.image_shape.is_none() {
+        return Err(Error::invalid(
+            "a",
+            "the data set has no images; GET /v1/compare/disagreements lists the samples as JSON",
+        )
+        .into());
+    }
+    let tiles = |side: &[analysis::Disagreement]| -> Vec<SampleTile> {
+        side.iter()
+            .filter_map(|d| {
+                let (width, height, rgb) = sample_rgb(&table, d.index)?;
+                Some(SampleTile {
+                    index: d.index,
+                    width,
+                    height,
+                    rgb,
+                    truth: label_text(&d.true_label),
+                    a: (label_text(&d.a.label), d.a.confidence),
+                    b: (label_text(&d.b.label), d.b.confidence),
+                })
+            })
+            .collect()
+    };
+    let sets = &view.sets;
+    let sections = vec![
+        TileSection {
+            heading: format!(
+                "A right, B wrong: {} of {}",
+                sets.a_right_b_wrong.len(),
+                sets.a_right_b_wrong_count
+            ),
+            tiles: tiles(&sets.a_right_b_wrong),
+        },
+        TileSection {
+            heading: format!(
+                "B right, A wrong: {} of {}",
+                sets.b_right_a_wrong.len(),
+                sets.b_right_a_wrong_count
+            ),
+            tiles: tiles(&sets.b_right_a_wrong),
+        },
+    ];
+    let title = format!(
+        "A: {} vs B: {}",
+        truncate_name(&view.a.name),
+        truncate_name(&view.b.name)
+    );
+    let subtitle = format!(
+        "{} split, {} samples; accuracy A {:.3}, B {:.3}; most confident mistakes first",
+        view.split, sets.compared, sets.a_accuracy, sets.b_accuracy
+    );
+    super::plots::image(format, move |format| {
+        plot::disagreement_grid(&title, &subtitle, &sections, format)
+    })
+    .await
+}
+
+fn truncate_name(name: &str) -> String {
+    if name.chars().count() <= 40 {
+        name.to_string()
+    } else {
+        format!("{}…", name.chars().take(39).collect::<String>())
+    }
+}
+
+/// `GET /v1/compare/disagreements.svg?a=…&b=…`
+pub async fn grid_svg(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<DisagreementQuery>,
+) -> ApiResult<Response> {
+    grid(state, query, ImageFormat::Svg).await
+}
+
+/// `GET /v1/compare/disagreements.png?a=…&b=…`
+pub async fn grid_png(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<DisagreementQuery>,
+) -> ApiResult<Response> {
+    grid(state, query, ImageFormat::Png).await
 }

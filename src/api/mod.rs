@@ -72,6 +72,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/jobs/{id}/diagnosis"),
     ("GET", "/v1/jobs/{id}/plots/curves.svg"),
     ("GET", "/v1/jobs/{id}/plots/curves.png"),
+    ("GET", "/v1/jobs/{id}/plots/gradients.svg"),
+    ("GET", "/v1/jobs/{id}/plots/gradients.png"),
     ("POST", "/v1/datasets"),
     ("GET", "/v1/datasets"),
     ("GET", "/v1/datasets/{id}"),
@@ -88,6 +90,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/compare/disagreements"),
     ("GET", "/v1/compare/plot.svg"),
     ("GET", "/v1/compare/plot.png"),
+    ("GET", "/v1/compare/noise.svg"),
+    ("GET", "/v1/compare/noise.png"),
+    ("GET", "/v1/compare/disagreements.svg"),
+    ("GET", "/v1/compare/disagreements.png"),
 ];
 
 fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppState> {
@@ -107,6 +113,8 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("GET", "/v1/jobs/{id}/diagnosis") => get(diagnosis::diagnosis),
         ("GET", "/v1/jobs/{id}/plots/curves.svg") => get(plots::curves_svg),
         ("GET", "/v1/jobs/{id}/plots/curves.png") => get(plots::curves_png),
+        ("GET", "/v1/jobs/{id}/plots/gradients.svg") => get(plots::gradients_svg),
+        ("GET", "/v1/jobs/{id}/plots/gradients.png") => get(plots::gradients_png),
         ("POST", "/v1/datasets") => {
             post(datasets::create).layer(DefaultBodyLimit::max(limits.upload_bytes))
         }
@@ -125,6 +133,10 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("GET", "/v1/compare/disagreements") => get(disagreements::disagreements),
         ("GET", "/v1/compare/plot.svg") => get(plots::compare_svg),
         ("GET", "/v1/compare/plot.png") => get(plots::compare_png),
+        ("GET", "/v1/compare/noise.svg") => get(plots::noise_svg),
+        ("GET", "/v1/compare/noise.png") => get(plots::noise_png),
+        ("GET", "/v1/compare/disagreements.svg") => get(disagreements::grid_svg),
+        ("GET", "/v1/compare/disagreements.png") => get(disagreements::grid_png),
         _ => unreachable!("ROUTES lists {method} {path} without a handler; this is a bug"),
     }
 }

@@ -22,7 +22,7 @@ pub const MAX_PLOTTED_EPOCHS: usize = 2000;
 
 /// Draws on the blocking pool and answers with the image's content type. Plots change while
 /// jobs run, so they are never cached.
-async fn image(
+pub(super) async fn image(
     format: ImageFormat,
     draw: impl FnOnce(ImageFormat) -> Result<Vec<u8>> + Send + 'static,
 ) -> ApiResult<Response> {
@@ -159,4 +159,75 @@ pub async fn sweep_png(
     QueryParams(query): QueryParams<SweepPlotQuery>,
 ) -> ApiResult<Response> {
     sweep(state, id, query, ImageFormat::Png).await
+}
+
+async fn gradients(state: AppState, id: String, format: ImageFormat) -> ApiResult<Response> {
+    let row = state.jobs.get(job_id(&id)?).await?;
+    let layers = state.store.list_layer_grads(row.id, None).await?;
+    let (name, status) = (row.name, row.status.to_string());
+    image(format, move |format| {
+        plot::gradient_norms(&name, &status, &layers, format)
+    })
+    .await
+}
+
+/// `GET /v1/jobs/{id}/plots/gradients.svg`
+pub async fn gradients_svg(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    gradients(state, id, ImageFormat::Svg).await
+}
+
+/// `GET /v1/jobs/{id}/plots/gradients.png`
+pub async fn gradients_png(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    gradients(state, id, ImageFormat::Png).await
+}
+
+/// Query of the step-noise plot.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoiseQuery {
+    /// Comma-separated job ids.
+    jobs: String,
+    /// Most step points drawn per job, 10 to 5000 (default 600).
+    max_points: Option<usize>,
+}
+
+async fn noise(state: AppState, query: NoiseQuery, format: ImageFormat) -> ApiResult<Response> {
+    let max_points = query.max_points.unwrap_or(600);
+    if !(10..=5000).contains(&max_points) {
+        return Err(
+            Error::invalid("max_points", format!("{max_points}; valid: 10 to 5000")).into(),
+        );
+    }
+    let mut series = Vec::new();
+    for id in super::compare::parse_ids(&query.jobs)? {
+        let row = state.jobs.get(id).await?;
+        let epochs = state.store.list_epochs(id).await?;
+        let batches = state.store.list_steps(id, 1, i64::MAX).await?;
+        series.push(plot::NoiseSeries::from_steps(
+            &row.name, &batches, &epochs, max_points,
+        ));
+    }
+    image(format, move |format| plot::step_noise(&series, format)).await
+}
+
+/// `GET /v1/compare/noise.svg?jobs=a,b,c`
+pub async fn noise_svg(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<NoiseQuery>,
+) -> ApiResult<Response> {
+    noise(state, query, ImageFormat::Svg).await
+}
+
+/// `GET /v1/compare/noise.png?jobs=a,b,c`
+pub async fn noise_png(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<NoiseQuery>,
+) -> ApiResult<Response> {
+    noise(state, query, ImageFormat::Png).await
 }

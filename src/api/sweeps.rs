@@ -133,6 +133,8 @@ pub(super) async fn summarize(
             best_value: best.and_then(|e| analysis::metric_value(e, metric)),
             epochs_done: job.epochs_done,
             failure: job.failure,
+            pruned: job.pruned,
+            stop_reason: job.stop_reason,
         });
     }
     let axes: Vec<String> = spec.axes.keys().cloned().collect();

@@ -24,6 +24,8 @@ pub struct JobView {
     pub latest: Option<EpochRow>,
     pub best: Option<EpochRow>,
     pub stopped_early: Option<EarlyStopView>,
+    /// Its sweep's pruning rule stopped it (the reason is in `stopped_early`).
+    pub pruned: bool,
     pub failure: Option<String>,
     pub created_at: String,
     pub started_at: Option<String>,
@@ -109,6 +111,7 @@ impl JobView {
                 epoch,
                 reason: row.stop_reason.clone().unwrap_or_default(),
             }),
+            pruned: row.pruned,
             failure: row.failure,
             created_at: row.created_at,
             started_at: row.started_at,

@@ -2,6 +2,7 @@
 
 mod ids;
 mod json;
+mod pruning;
 mod query;
 mod spec;
 mod status;
@@ -9,6 +10,7 @@ mod sweep;
 
 pub use ids::{DatasetId, JobId, SweepId};
 pub use json::parse_json;
+pub use pruning::{PruningRule, PruningSpec};
 pub use query::{Clause, Field, Op, parse_field, parse_where};
 pub use spec::{
     Activation, CheckpointSpec, CnnSpec, ConvBlockSpec, DataSpec, EarlyStoppingSpec, GradClipSpec,

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{JobSpec, parse_json};
+use super::{JobSpec, PruningSpec, parse_json};
 use crate::error::{Error, Result};
 
 /// Most trials one sweep may create.
@@ -40,6 +40,9 @@ pub struct SweepSpec {
     /// Whether a higher or lower metric is better; follows the metric by default.
     #[serde(default)]
     pub goal: Option<Goal>,
+    /// Stop hopeless trials early (see [`PruningSpec`]); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruning: Option<PruningSpec>,
     /// List the trials without creating them.
     #[serde(default)]
     pub dry_run: bool,
@@ -207,6 +210,9 @@ impl SweepSpec {
                 "max_concurrent",
                 format!("{}; valid: 1 to 64", self.max_concurrent),
             ));
+        }
+        if let Some(pruning) = &self.pruning {
+            pruning.validate()?;
         }
         if let Some(name) = &self.name {
             if name.trim().is_empty() || name.len() > 150 {

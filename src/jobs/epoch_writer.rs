@@ -12,6 +12,7 @@ use std::sync::{Condvar, Mutex, PoisonError};
 
 use tokio::sync::mpsc;
 
+use super::pruning::PruningPlan;
 use super::{JobEvent, Jobs, retention};
 use crate::domain::{JobId, JobSpec};
 use crate::error::{Error, Result};
@@ -56,6 +57,16 @@ impl Backlog {
         self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
         self.freed.notify_all();
     }
+}
+
+/// What committing a backlog did.
+pub enum Persisted {
+    Saved,
+    /// Saved up to an epoch where the sweep's pruning rule ended the job; later epochs of
+    /// the backlog were dropped.
+    Pruned,
+    /// Another worker owns the job; nothing was written.
+    LeaseLost,
 }
 
 /// The best validation result so far, ranked as the store ranks it: higher accuracy, then
@@ -115,21 +126,28 @@ fn files_to_write(reports: &[EpochReport], best: &mut Option<Best>) -> Vec<usize
 }
 
 impl Jobs {
-    /// Persists a backlog of epochs (see the module's documentation). False when the claim was
-    /// lost, in which case nothing of it is recorded.
+    /// Persists a backlog of epochs (see the module's documentation), judging each by the
+    /// sweep's pruning rule, if any, in the same transaction.
     pub(super) async fn persist_epochs(
         &self,
         id: JobId,
         lease_epoch: i64,
-        reports: Vec<EpochReport>,
+        mut reports: Vec<EpochReport>,
         best: &mut Option<Best>,
-    ) -> Result<bool> {
+        pruning: Option<&PruningPlan>,
+    ) -> Result<Persisted> {
+        let prune = match pruning {
+            Some(plan) => self.first_pruned(plan, id, &reports).await?,
+            None => None,
+        };
+        if let Some((i, _)) = &prune {
+            reports.truncate(i + 1);
+        }
         if reports.is_empty() {
-            return Ok(true);
+            return Ok(Persisted::Saved);
         }
         let chosen = files_to_write(&reports, best);
         let mut files = Vec::with_capacity(chosen.len());
-        let mut reports = reports;
         for &i in &chosen {
             let epoch = reports[i].metrics.epoch;
             let relative = format!("checkpoints/{id}/{epoch:06}.safetensors");
@@ -180,7 +198,11 @@ impl Jobs {
                 checkpoint: checkpoints[i].as_ref(),
                 steps: &steps[i],
                 layers: &layers[i],
-                stopped_early: reports[i].stopped_early.as_deref(),
+                stopped_early: match &prune {
+                    Some((p, reason)) if *p == i => Some(reason.as_str()),
+                    _ => reports[i].stopped_early.as_deref(),
+                },
+                pruned: prune.as_ref().is_some_and(|(p, _)| *p == i),
             })
             .collect();
         if !self
@@ -189,7 +211,7 @@ impl Jobs {
             .commit_epochs(id, lease_epoch, &commits)
             .await?
         {
-            return Ok(false);
+            return Ok(Persisted::LeaseLost);
         }
         for metrics in rows {
             self.publish(JobEvent::Epoch {
@@ -198,7 +220,31 @@ impl Jobs {
             });
         }
         self.apply_retention(id).await?;
-        Ok(true)
+        Ok(if prune.is_some() {
+            Persisted::Pruned
+        } else {
+            Persisted::Saved
+        })
+    }
+
+    /// The first epoch of a backlog the pruning rule stops, with the reason. An epoch where
+    /// early stopping already ends the job is not judged, nor anything after it.
+    async fn first_pruned(
+        &self,
+        plan: &PruningPlan,
+        id: JobId,
+        reports: &[EpochReport],
+    ) -> Result<Option<(usize, String)>> {
+        let rows: Vec<EpochRow> = reports.iter().map(|r| epoch_row(&r.metrics)).collect();
+        for (i, report) in reports.iter().enumerate() {
+            if report.stopped_early.is_some() {
+                break;
+            }
+            if let Some(reason) = self.prune_reason(plan, id, &rows[..i], &rows[i]).await? {
+                return Ok(Some((i, reason)));
+            }
+        }
+        Ok(None)
     }
 
     async fn apply_retention(&self, id: JobId) -> Result<()> {

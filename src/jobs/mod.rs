@@ -3,6 +3,7 @@
 
 mod epoch_writer;
 mod live;
+mod pruning;
 mod retention;
 mod scheduler;
 mod sweeps;

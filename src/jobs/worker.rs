@@ -4,7 +4,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
-use super::epoch_writer::{Backlog, Best, drain_backlog};
+use super::epoch_writer::{Backlog, Best, Persisted, drain_backlog};
 use super::{JobEvent, Jobs, now_ms};
 use crate::domain::{JobId, JobSpec, JobStatus};
 use crate::error::{Error, Result};
@@ -81,6 +81,7 @@ impl Jobs {
             None
         };
 
+        let pruning = self.pruning_plan(job).await?;
         let live = self.inner.live.register(job.id);
         let (reports, mut received) = mpsc::unbounded_channel::<EpochReport>();
         let backlog = Arc::new(Backlog::default());
@@ -122,22 +123,38 @@ impl Jobs {
         heartbeat.tick().await;
         let mut persist_failure = None;
         let mut best = Best::stored(job.best_val_acc, job.best_val_loss);
+        let mut pruned = false;
         loop {
             tokio::select! {
                 report = received.recv() => match report {
                     None => break,
                     // After a failed save nothing later may be recorded: it would leave a gap.
                     Some(_) if persist_failure.is_some() => {}
+                    // Epochs the thread finished before it saw the prune are not recorded: the
+                    // job ends at the epoch its verdict names.
+                    Some(_) if pruned => {}
                     Some(first) => {
                         let batch = drain_backlog(first, &mut received);
                         let bytes = batch.iter().map(|r| r.checkpoint.len()).sum();
                         let persisted = self
-                            .persist_epochs(job.id, claim.lease_epoch, batch, &mut best)
+                            .persist_epochs(
+                                job.id,
+                                claim.lease_epoch,
+                                batch,
+                                &mut best,
+                                pruning.as_ref(),
+                            )
                             .await;
                         backlog.release(bytes);
                         match persisted {
-                            Ok(true) => {}
-                            Ok(false) => live.interrupter.interrupt(InterruptReason::LeaseLost),
+                            Ok(Persisted::Saved) => {}
+                            Ok(Persisted::Pruned) => {
+                                pruned = true;
+                                live.interrupter.interrupt(InterruptReason::Pruned);
+                            }
+                            Ok(Persisted::LeaseLost) => {
+                                live.interrupter.interrupt(InterruptReason::LeaseLost)
+                            }
                             Err(err) => {
                                 tracing::error!(error = %err, "saving an epoch failed");
                                 persist_failure = Some(format!("could not save an epoch: {err}"));
@@ -182,6 +199,7 @@ impl Jobs {
                 (Err(TrainError::Interrupted(InterruptReason::LeaseLost)), None) => {
                     Ending::LeaseLost
                 }
+                (Err(TrainError::Interrupted(InterruptReason::Pruned)), None) => Ending::Succeeded,
                 (Err(err), None) => Ending::Failed(err.to_string()),
             },
         })

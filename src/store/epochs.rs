@@ -50,9 +50,11 @@ pub struct EpochCommit<'a> {
     pub layers: &'a [LayerGradRow],
     /// Why early stopping ends the job after this epoch, if it does.
     pub stopped_early: Option<&'a str>,
+    /// Whether that stop is the sweep's pruning rule.
+    pub pruned: bool,
 }
 
-const EPOCH_COLUMNS: &str = "epoch, train_loss, train_acc, train_eval_loss, train_eval_acc, \
+pub(super) const EPOCH_COLUMNS: &str = "epoch, train_loss, train_acc, train_eval_loss, train_eval_acc, \
     val_loss, val_acc, test_loss, test_acc, lr, steps, step_loss_cv, epoch_seconds, samples_per_sec";
 
 impl Store {
@@ -121,6 +123,7 @@ async fn record_epoch(
                  best_val_acc = CASE WHEN {better} THEN ?1 ELSE best_val_acc END, \
                  stopped_early_epoch = CASE WHEN ?6 IS NULL THEN stopped_early_epoch ELSE ?3 END, \
                  stop_reason = COALESCE(?6, stop_reason), \
+                 pruned = CASE WHEN ?7 THEN 1 ELSE pruned END, \
                  updated_at = {NOW} \
              WHERE id = ?4 AND lease_epoch = ?5 AND status = 'running'"
     );
@@ -131,6 +134,7 @@ async fn record_epoch(
         .bind(id.to_string())
         .bind(lease_epoch)
         .bind(commit.stopped_early)
+        .bind(commit.pruned)
         .execute(&mut *conn)
         .await
         .map_err(db_error("advancing a job"))?;

@@ -46,6 +46,8 @@ pub struct JobRow {
     pub stopped_early_epoch: Option<i64>,
     /// Why early stopping ended the job.
     pub stop_reason: Option<String>,
+    /// Whether that early stop was its sweep's pruning rule.
+    pub pruned: bool,
     /// When it was submitted.
     pub created_at: String,
     /// When it first started.
@@ -160,7 +162,7 @@ pub struct RecoveryReport {
 
 const JOB_COLUMNS: &str = "id, name, dataset_id, spec, status, priority, attempt, lease_epoch, \
     cancel_requested, epochs_total, epochs_done, preprocessing, failure, best_epoch, best_val_acc, \
-    best_val_loss, stopped_early_epoch, stop_reason, created_at, started_at, finished_at, updated_at, sweep_id";
+    best_val_loss, stopped_early_epoch, stop_reason, pruned, created_at, started_at, finished_at, updated_at, sweep_id";
 
 impl Store {
     /// Inserts a job as `queued`: from here on it is durable.

@@ -1,7 +1,8 @@
 use sqlx::FromRow;
 
+use super::epochs::EPOCH_COLUMNS;
 use super::jobs::insert_job_with;
-use super::{NOW, NewJob, Store, db_error};
+use super::{EpochRow, NOW, NewJob, Store, db_error};
 use crate::domain::{JobId, SweepId};
 use crate::error::Result;
 
@@ -144,7 +145,44 @@ impl Store {
     }
 }
 
+/// An epoch of some trial's job.
+#[derive(FromRow)]
+struct TrialEpoch {
+    job_id: String,
+    #[sqlx(flatten)]
+    epoch: EpochRow,
+}
+
 impl Store {
+    /// The epochs 1..=`upto` of every current trial job of a sweep except `except`, one list
+    /// per job (jobs with no epoch there are left out): what the pruning rule compares with.
+    pub async fn other_trial_epochs(
+        &self,
+        id: SweepId,
+        except: JobId,
+        upto: i64,
+    ) -> Result<Vec<Vec<EpochRow>>> {
+        let sql = format!(
+            "SELECT e.job_id AS job_id, {EPOCH_COLUMNS} FROM trials t JOIN epochs e ON e.job_id = t.job_id \
+             WHERE t.sweep_id = ? AND t.job_id != ? AND e.epoch <= ? ORDER BY e.job_id, e.epoch"
+        );
+        let rows = sqlx::query_as::<_, TrialEpoch>(&sql)
+            .bind(id.to_string())
+            .bind(except.to_string())
+            .bind(upto)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_error("reading the epochs of a sweep's trials"))?;
+        let mut grouped: Vec<(String, Vec<EpochRow>)> = Vec::new();
+        for row in rows {
+            match grouped.last_mut() {
+                Some((job, epochs)) if *job == row.job_id => epochs.push(row.epoch),
+                _ => grouped.push((row.job_id, vec![row.epoch])),
+            }
+        }
+        Ok(grouped.into_iter().map(|(_, epochs)| epochs).collect())
+    }
+
     /// How many of a sweep's current trial jobs are in each status.
     pub async fn sweep_status_counts(&self, id: SweepId) -> Result<Vec<(String, i64)>> {
         sqlx::query_as::<_, (String, i64)>(

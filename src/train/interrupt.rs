@@ -10,6 +10,8 @@ pub enum InterruptReason {
     Shutdown,
     /// Another worker holds the job now; this one must stop writing.
     LeaseLost,
+    /// The sweep's pruning rule stopped the job; it has committed all it will.
+    Pruned,
 }
 
 /// A shared stop flag, checked by the training loop before every batch.
@@ -28,6 +30,7 @@ impl Interrupter {
             InterruptReason::Cancelled => 1,
             InterruptReason::Shutdown => 2,
             InterruptReason::LeaseLost => 3,
+            InterruptReason::Pruned => 4,
         };
         let _ = self
             .0
@@ -40,6 +43,7 @@ impl Interrupter {
             1 => Some(InterruptReason::Cancelled),
             2 => Some(InterruptReason::Shutdown),
             3 => Some(InterruptReason::LeaseLost),
+            4 => Some(InterruptReason::Pruned),
             _ => None,
         }
     }

@@ -5,6 +5,7 @@ mod helpers;
 mod bad_input;
 mod cnn;
 mod datasets;
+mod diagnostic_plots;
 mod images;
 mod jobs;
 mod knobs;

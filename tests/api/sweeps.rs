@@ -303,3 +303,70 @@ async fn disagreements_list_the_samples_the_best_model_gets_right_and_the_worst_
         (StatusCode::UNPROCESSABLE_ENTITY, Some("b"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_median_rule_prunes_a_hopeless_learning_rate_and_resuming_does_not_run_it_again() {
+    let app = TestApp::spawn_with(|c| c.worker_slots = 2).await;
+    // One trial at a time, in order: the hopeless rate (last) is judged against two finished runs.
+    let mut spec = lr_sweep(&[0.003, 0.005, 0.0000001], 4);
+    spec["max_concurrent"] = json!(1);
+    spec["pruning"] = json!({"rule": "median", "after_epochs": 1, "min_trials": 2});
+    let (status, created) = app.post("/v1/sweeps", spec).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["spec"]["pruning"]["rule"], "median");
+    let id = created["id"].as_str().unwrap().to_string();
+    let sweep = wait_for_sweep(&app, &id).await;
+
+    let summary = &sweep["summary"];
+    assert_eq!(summary["pruned_trials"], 1, "{summary}");
+    let trials = summary["trials"].as_array().unwrap();
+    for good in &trials[..2] {
+        assert_eq!(good["pruned"], false, "{good}");
+        assert_eq!(good["epochs_done"], 4, "{good}");
+    }
+    let bad = &trials[2];
+    assert_eq!(bad["status"], "succeeded", "{bad}");
+    assert_eq!(bad["pruned"], true, "{bad}");
+    assert_eq!(
+        bad["epochs_done"], 1,
+        "stopped after the epoch it was judged on: {bad}"
+    );
+    let reason = bad["stop_reason"].as_str().unwrap();
+    eprintln!("PRUNING {reason}");
+    assert!(
+        reason.starts_with("pruned at epoch 1: best val_acc so far")
+            && reason.contains("below the median")
+            && reason.contains("of 2 other trials"),
+        "{reason}"
+    );
+    assert_eq!(summary["worst_trial"], 2, "{summary}");
+
+    let (_, job) = app
+        .get(&format!("/v1/jobs/{}", bad["job_id"].as_str().unwrap()))
+        .await;
+    assert_eq!(job["pruned"], true, "{job}");
+    assert_eq!(job["stopped_early"]["epoch"], 1, "{job}");
+
+    let (status, resumed) = app
+        .post(&format!("/v1/sweeps/{id}/resume"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{resumed}");
+    assert_eq!(
+        resumed["requeued_trials"],
+        json!([]),
+        "a pruned trial has finished"
+    );
+}
+
+#[tokio::test]
+async fn a_pruning_rule_with_bad_bounds_is_refused_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let mut spec = lr_sweep(&[0.001], 2);
+    spec["pruning"] = json!({"rule": "median", "after_epochs": 0});
+    let (status, body) = app.post("/v1/sweeps", spec.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "pruning.after_epochs", "{body}");
+    spec["pruning"] = json!({"rule": "mean"});
+    let (status, body) = app.post("/v1/sweeps", spec).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}

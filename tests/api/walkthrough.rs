@@ -1,6 +1,6 @@
-//! The README's walkthrough of the classic studies, run at small sizes: every spec in
-//! `docs/studies/` is posted as a sweep and answered with a summary, a plot, a comparison and
-//! a diagnosis.
+//! The README's walkthrough of the classic studies, run at small sizes: every sweep spec in
+//! `docs/studies/` is posted as a sweep (the CNN transfer study after pretraining its source,
+//! `cnn-source.json`) and answered with a summary, plots, a comparison and a diagnosis.
 
 use std::time::{Duration, Instant};
 
@@ -10,8 +10,16 @@ use serde_json::{Value, json};
 use crate::helpers::{Api, TestApp};
 
 fn study(name: &str) -> Value {
+    study_with(name, "")
+}
+
+/// A study spec with `$SOURCE` (a source job for transfer learning) replaced by `source`.
+fn study_with(name: &str, source: &str) -> Value {
     let path = format!("{}/docs/studies/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    let mut spec: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("$SOURCE", source);
+    let mut spec: Value = serde_json::from_str(&text).unwrap();
     // Small sizes: the same questions, answered in seconds.
     let epochs = spec["base"]["training"]["epochs"].as_u64().unwrap();
     spec["base"]["training"]["epochs"] = json!(epochs.min(if name == "epochs" { 12 } else { 2 }));
@@ -23,7 +31,11 @@ fn study(name: &str) -> Value {
 }
 
 async fn answer(app: &TestApp, name: &str) -> (Value, Value) {
-    let (status, created) = app.post("/v1/sweeps", study(name)).await;
+    answer_spec(app, name, study(name)).await
+}
+
+async fn answer_spec(app: &TestApp, name: &str, spec: Value) -> (Value, Value) {
+    let (status, created) = app.post("/v1/sweeps", spec).await;
     assert_eq!(status, StatusCode::CREATED, "{name}: {created}");
     let id = created["id"].as_str().unwrap().to_string();
     let started = Instant::now();
@@ -138,6 +150,17 @@ async fn the_readme_walkthrough_answers_each_classic_question() {
         .find(|t| t["params"]["training.batch_size"] == 1)
         .unwrap()
         .clone();
+    let batch_jobs: Vec<&str> = sweep["summary"]["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["job_id"].as_str().unwrap())
+        .collect();
+    image_ok(
+        &app,
+        &format!("/v1/compare/noise.svg?jobs={}", batch_jobs.join(",")),
+    )
+    .await;
     let noisy = findings_of(&comparison, |j| j["job_id"] == bs1["job_id"]);
     assert!(
         noisy.iter().any(|k| k == "noisy_training"),
@@ -166,6 +189,14 @@ async fn the_readme_walkthrough_answers_each_classic_question() {
         kinds.iter().any(|k| k == "vanishing_gradients"),
         "{kinds:?}"
     );
+    image_ok(
+        &app,
+        &format!(
+            "/v1/jobs/{}/plots/gradients.svg",
+            plain_sigmoid["job_id"].as_str().unwrap()
+        ),
+    )
+    .await;
     let (status, grads) = app
         .get(&format!(
             "/v1/jobs/{}/gradients?layer=hidden.0",
@@ -173,4 +204,88 @@ async fn the_readme_walkthrough_answers_each_classic_question() {
         ))
         .await;
     assert_eq!(status, StatusCode::OK, "{grads}");
+}
+
+/// An image for the README's CNN study, at small size: 16×16 pixels instead of 32×32.
+async fn small_shapes(app: &TestApp, name: &str, samples: u32, seed: u32) {
+    let (status, body) = app
+        .post(
+            "/v1/datasets",
+            json!({"name": name, "synthetic": {"kind": "shapes", "classes": 3, "samples": samples, "image_size": 16, "seed": seed}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+async fn image_ok(app: &TestApp, path: &str) {
+    let response = app.client.get(app.url(path)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    assert!(response.text().await.unwrap().starts_with("<svg"), "{path}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_walkthrough_answers_scratch_probe_or_fine_tune_for_a_cnn() {
+    let app = TestApp::spawn_with(|c| c.worker_slots = 2).await;
+    small_shapes(&app, "source-shapes", 300, 3).await;
+    small_shapes(&app, "few-shapes", 90, 11).await;
+    let path = format!(
+        "{}/docs/studies/cnn-source.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut source: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    source["dataset"] = json!("source-shapes");
+    source["training"]["epochs"] = json!(2);
+    let source = app.submit(source).await;
+    let job = app.wait_for_end(&source).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+
+    let (sweep, comparison) =
+        answer_spec(&app, "cnn-transfer", study_with("cnn-transfer", &source)).await;
+    let summary = &sweep["summary"];
+    assert_eq!(summary["status_counts"]["succeeded"], 9, "{summary}");
+    let heatmap = &summary["heatmap"];
+    assert_eq!(heatmap["x_axis"], "init.mode", "{heatmap}");
+    assert_eq!(heatmap["mean"].as_array().unwrap().len(), 3, "{heatmap}");
+    let trials = summary["trials"].as_array().unwrap();
+    let trial_of = |mode: &str| {
+        trials
+            .iter()
+            .find(|t| t["params"]["init.mode"] == mode)
+            .unwrap()["job_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // A linear probe trains only the head; fine-tuning trains the backbone too.
+    for (mode, trains_backbone) in [("linear_probe", false), ("fine_tune", true)] {
+        let (_, gradients) = app
+            .get(&format!("/v1/jobs/{}/gradients", trial_of(mode)))
+            .await;
+        let backbone = gradients["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["name"].as_str().unwrap().starts_with("blocks."));
+        assert_eq!(backbone, trains_backbone, "{mode}: {gradients}");
+        image_ok(
+            &app,
+            &format!("/v1/jobs/{}/plots/gradients.svg", trial_of(mode)),
+        )
+        .await;
+    }
+    let ranked = comparison["jobs"].as_array().unwrap();
+    let (best, worst) = (&ranked[0]["job_id"], &ranked[ranked.len() - 1]["job_id"]);
+    let (status, diagnosis) = app
+        .get(&format!("/v1/jobs/{}/diagnosis", best.as_str().unwrap()))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{diagnosis}");
+    image_ok(
+        &app,
+        &format!(
+            "/v1/compare/disagreements.svg?a={}&b={}&split=test",
+            best.as_str().unwrap(),
+            worst.as_str().unwrap()
+        ),
+    )
+    .await;
 }

@@ -12,7 +12,7 @@ pub mod synthetic;
 pub use self::builtin::digits;
 pub use self::csv::{CsvLimits, parse_csv, parse_split_csvs};
 pub use self::images::{
-    ImageLimits, ImageOptions, decode_image_row, parse_image_archive, sample_png,
+    ImageLimits, ImageOptions, decode_image_row, parse_image_archive, sample_png, sample_rgb,
 };
 pub use self::shapes::{ShapesParams, shapes};
 pub use self::split::{SplitIndices, SplitPlan, Standardizer, split};

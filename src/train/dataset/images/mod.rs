@@ -16,7 +16,7 @@ use super::Table;
 use crate::error::{Error, Result};
 
 pub use decode::decode_image_row;
-pub use render::sample_png;
+pub use render::{sample_png, sample_rgb};
 
 /// Limits on what an image archive may hold; each is checked while reading, never trusted from
 /// the archive's own headers.

@@ -75,6 +75,29 @@ pub fn sample_png(table: &Table, name: &str, index: usize) -> Result<Vec<u8>> {
     Ok(png)
 }
 
+/// Row `index` of an image table as RGB bytes at its own size (gray repeated in each channel),
+/// with the value mapping of [`sample_png`]: `(width, height, bytes)`. `None` for a table
+/// without 1- or 3-channel images, or an index past the last row.
+pub fn sample_rgb(table: &Table, index: usize) -> Option<(usize, usize, Vec<u8>)> {
+    let [channels, height, width] = table.image_shape?;
+    let pixels = height * width;
+    if !matches!(channels, 1 | 3)
+        || index >= table.n_rows()
+        || channels * pixels != table.n_features()
+    {
+        return None;
+    }
+    let row = table.row(index);
+    let to_byte = byte_scale(row);
+    let mut bytes = Vec::with_capacity(pixels * 3);
+    for pixel in 0..pixels {
+        for c in 0..3 {
+            bytes.push(to_byte(row[(c % channels) * pixels + pixel]));
+        }
+    }
+    Some((width, height, bytes))
+}
+
 /// Maps a row's values to bytes: [0, 1] as is, anything else by the row's own range.
 fn byte_scale(row: &[f32]) -> impl Fn(f32) -> u8 {
     let (min, max) = row
