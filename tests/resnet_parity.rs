@@ -14,6 +14,15 @@ use serde_json::Value;
 use trainserve::domain::{ResNetDepth, ResNetSpec};
 use trainserve::train::{Mode, Network, ResNet};
 
+/// The formula input `[n, c, h, w]` of the script.
+fn input(shape: [usize; 4]) -> Tensor {
+    let n: usize = shape.iter().product();
+    let values: Vec<f32> = (0..n)
+        .map(|i| resnet_formula::hashed(i, 1000) as f32)
+        .collect();
+    Tensor::from_vec(values, &shape, &Device::Cpu).unwrap()
+}
+
 fn fixture() -> Value {
     serde_json::from_str(include_str!("fixtures/resnet18_torch.json")).unwrap()
 }
@@ -71,7 +80,7 @@ fn a_torchvision_resnet18_state_dict_gives_pytorchs_outputs_and_gradients() {
         .iter()
         .map(|&v| v as usize)
         .collect();
-    let x = resnet_formula::input([shape[0], shape[1], shape[2], shape[3]]);
+    let x = input([shape[0], shape[1], shape[2], shape[3]]);
     let model = ResNet::from_tensors(
         ResNetDepth::R18,
         &spec,

@@ -2,7 +2,7 @@
 //! ResNet state_dict as torchvision names it (with `num_batches_tracked`), saved as
 //! `safetensors.torch.save_file` would save it.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use trainserve::domain::{ResNetDepth, ResNetSpec};
 use trainserve::train::resnet::state_shapes;
 
@@ -65,14 +65,4 @@ pub fn state_dict(
 /// The state dict as a safetensors file's bytes.
 pub fn safetensors_bytes(state: &[(String, Tensor)]) -> Vec<u8> {
     safetensors::serialize(state.iter().map(|(n, t)| (n.as_str(), t.clone())), None).unwrap()
-}
-
-/// The formula input `[n, c, h, w]` of the script.
-pub fn input(shape: [usize; 4]) -> Tensor {
-    let n: usize = shape.iter().product();
-    let values: Vec<f32> = (0..n).map(|i| hashed(i, 1000) as f32).collect();
-    Tensor::from_vec(values, &shape, &Device::Cpu)
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap()
 }
