@@ -111,6 +111,7 @@ fn a_torchvision_resnet18_state_dict_gives_pytorchs_outputs_and_gradients() {
     let loss = candle_nn::loss::cross_entropy(&train, &y).unwrap();
     let loss_value = f64::from(loss.to_scalar::<f32>().unwrap());
     let torch_loss = fixture["loss_train"].as_f64().unwrap();
+    eprintln!("PARITY loss {loss_value:.7} vs torch {torch_loss:.7}");
     assert!(
         (loss_value - torch_loss).abs() < 1e-4 * torch_loss,
         "loss {loss_value} vs {torch_loss}"
@@ -133,6 +134,7 @@ fn a_torchvision_resnet18_state_dict_gives_pytorchs_outputs_and_gradients() {
         let theirs = floats(theirs);
         let ours = &tensor_values(&after[name])[..theirs.len()];
         let err = relative_error(ours, &theirs);
+        eprintln!("PARITY {name} after a training step: max relative error {err:.2e}");
         assert!(
             err < 1e-4,
             "{name} after a training step differs by {err:.2e}"
