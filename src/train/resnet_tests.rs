@@ -144,6 +144,14 @@ fn a_frozen_backbone_trains_only_the_head_and_keeps_its_statistics() {
     };
     assert!(same("layer3.0.conv2.weight", &m, &source));
     assert_eq!(m.fc_weight.dims(), &[2, 32], "a head for the new classes");
+    let same_classes = model(ResNetDepth::R18, &small(), 10);
+    same_classes
+        .load_backbone(&copy_of(&source.state_vars()), &Device::Cpu)
+        .unwrap();
+    assert!(
+        same("fc.weight", &same_classes, &source),
+        "a head of the same shape is loaded too"
+    );
     m.freeze_backbone();
     let names: Vec<String> = m.trainable().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, vec!["fc.weight", "fc.bias"]);

@@ -138,6 +138,13 @@ async fn uploaded_torchvision_weights_fine_tune_and_probe_a_resnet18_that_then_p
         vec!["fc.weight", "fc.bias"]
     );
 
+    // Another ResNet job's checkpoint is a source too.
+    let from_job = app
+        .submit(job(json!({"mode": "linear_probe", "from_job": fine}), 1))
+        .await;
+    let done = app.wait_for_end(&from_job).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+
     // Deleting the upload removes its row and file.
     let response = app
         .client
