@@ -13,6 +13,7 @@ mod plots;
 mod predict;
 mod sweeps;
 mod views;
+mod weights;
 
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -78,6 +79,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/datasets"),
     ("GET", "/v1/datasets/{id}"),
     ("GET", "/v1/datasets/{id}/samples/{index}.png"),
+    ("POST", "/v1/weights"),
+    ("GET", "/v1/weights"),
+    ("GET", "/v1/weights/{id}"),
+    ("DELETE", "/v1/weights/{id}"),
     ("POST", "/v1/models/{model}/predict"),
     ("POST", "/v1/sweeps"),
     ("GET", "/v1/sweeps"),
@@ -121,6 +126,12 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("GET", "/v1/datasets") => get(datasets::list),
         ("GET", "/v1/datasets/{id}") => get(datasets::get),
         ("GET", "/v1/datasets/{id}/samples/{index}.png") => get(datasets::sample),
+        ("POST", "/v1/weights") => {
+            post(weights::create).layer(DefaultBodyLimit::max(limits.upload_bytes))
+        }
+        ("GET", "/v1/weights") => get(weights::list),
+        ("GET", "/v1/weights/{id}") => get(weights::get),
+        ("DELETE", "/v1/weights/{id}") => delete(weights::delete),
         ("POST", "/v1/models/{model}/predict") => post(predict::predict),
         ("POST", "/v1/sweeps") => post(sweeps::create),
         ("GET", "/v1/sweeps") => get(sweeps::list),

@@ -1,8 +1,8 @@
 //! The peer's convolutional workloads (`cnn`, `resnet18`) trained with trainserve's CPU
 //! kernels (`train::kernels`), side by side with the PyTorch peer, alternating.
 //!
-//! The models here are self-contained bench models with the peer's layouts; the service's
-//! own CNN models build on the same kernels. Each repeat, like one run of the peer, builds a
+//! `cnn` is a self-contained bench model with the peer's layout; `resnet18` is the service's
+//! own ResNet-18 (`src/train/resnet.rs`). Both build on the same kernels. Each repeat, like one run of the peer, builds a
 //! fresh model, trains one warm-up epoch and times the next one.
 
 use std::cell::RefCell;
@@ -44,10 +44,6 @@ impl Init {
         let n: usize = shape.iter().product();
         let data: Vec<f32> = (0..n).map(|_| self.0.random_range(-bound..bound)).collect();
         Var::from_tensor(&Tensor::from_vec(data, shape, &Device::Cpu)?)
-    }
-
-    pub fn constant(&mut self, shape: &[usize], value: f32) -> candle_core::Result<Var> {
-        Var::from_tensor(&Tensor::full(value, shape, &Device::Cpu)?)
     }
 
     /// `n` standard-normal-ish images (sum of uniforms; the values do not matter for speed).

@@ -51,6 +51,17 @@ uuid_id!(
     /// Identifies a sweep.
     SweepId
 );
+uuid_id!(
+    /// Identifies uploaded weights.
+    WeightsId
+);
+
+impl TryFrom<String> for WeightsId {
+    type Error = uuid::Error;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
 
 impl TryFrom<String> for JobId {
     type Error = uuid::Error;

@@ -8,14 +8,15 @@ mod spec;
 mod status;
 mod sweep;
 
-pub use ids::{DatasetId, JobId, SweepId};
+pub use ids::{DatasetId, JobId, SweepId, WeightsId};
 pub use json::parse_json;
 pub use pruning::{PruningRule, PruningSpec};
 pub use query::{Clause, Field, Op, parse_field, parse_where};
 pub use spec::{
     Activation, CheckpointSpec, CnnSpec, ConvBlockSpec, DataSpec, EarlyStoppingSpec, GradClipSpec,
     HeadSpec, InitSpec, JobSpec, MAX_PARAMETERS, Metric, MetricMode, MlpSpec, ModelSpec,
-    OptimizerSpec, ScheduleSpec, TrainingSpec, TransferMode, TransferSpec, Warmup,
+    OptimizerSpec, ResNetDepth, ResNetSpec, ScheduleSpec, Stem, TrainingSpec, TransferMode,
+    TransferSpec, Warmup,
 };
 pub use status::JobStatus;
 pub use sweep::{Axis, Distribution, Goal, RankMetric, Search, SweepSpec, Trial};

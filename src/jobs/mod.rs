@@ -8,6 +8,7 @@ mod retention;
 mod scheduler;
 mod sweeps;
 mod transfer;
+mod weights;
 mod worker;
 
 use std::path::PathBuf;
@@ -129,9 +130,7 @@ impl Jobs {
             .ok()
             .and_then(|summary| summary.image_shape);
         spec.validate_for_dataset(image_shape)?;
-        if let Some(backbone) = self.backbone_for(&spec).await? {
-            transfer::check_backbone(&spec, image_shape, &backbone)?;
-        }
+        self.check_transfer(&spec, image_shape).await?;
         spec.name = Some(spec.display_name());
         spec.fill_defaults();
         if spec.training.seed.is_none() {

@@ -100,7 +100,7 @@ impl Jobs {
                             &data,
                             match (resume, &backbone) {
                                 (Some((epoch, saved)), _) => Start::Resume(epoch, saved),
-                                (None, Some(backbone)) => Start::Backbone(backbone),
+                                (None, Some((backbone, field))) => Start::Backbone(backbone, field),
                                 (None, None) => Start::Fresh,
                             },
                             &device,

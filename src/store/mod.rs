@@ -8,6 +8,7 @@ mod jobs;
 mod layers;
 mod steps;
 mod sweeps;
+mod weights;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -25,6 +26,7 @@ pub use jobs::{
 pub use layers::LayerGradRow;
 pub use steps::StepBatch;
 pub use sweeps::{NewTrial, SweepRow, TrialRow};
+pub use weights::{NewWeights, WeightsRow};
 
 use crate::error::{Error, Result};
 

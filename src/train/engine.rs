@@ -74,7 +74,7 @@ impl Engine {
     ) -> Result<Engine> {
         let optimizer_spec: &OptimizerSpec = &spec.training.optimizer;
         if !fused {
-            // Fine-tuning may train the backbone (`blocks.*`) at a lower rate.
+            // Fine-tuning may train the backbone at a lower rate.
             let scale = spec
                 .init
                 .as_ref()
@@ -83,7 +83,7 @@ impl Engine {
             let (backbone, rest): (Vec<_>, Vec<_>) = model
                 .trainable()
                 .into_iter()
-                .partition(|(name, _)| name.starts_with("blocks."));
+                .partition(|(name, _)| model.is_backbone(name));
             let optimizer =
                 Optimizer::grouped(optimizer_spec, vec![(backbone, scale), (rest, 1.0)])?;
             return Ok(Engine::Candle { model, optimizer });

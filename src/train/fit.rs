@@ -107,8 +107,9 @@ pub enum Start<'a> {
     Fresh,
     /// After the given epoch, from its checkpoint.
     Resume(u32, CheckpointData),
-    /// From the seed, then a CNN's blocks set from another job's tensors (transfer learning).
-    Backbone(&'a HashMap<String, Tensor>),
+    /// From the seed, then a convolutional network's backbone set from another job's or
+    /// uploaded tensors (transfer learning); the second part is the spec field they came from.
+    Backbone(&'a HashMap<String, Tensor>, &'static str),
 }
 
 /// The model and the state around it that a checkpoint restores.
@@ -215,11 +216,11 @@ impl<'a> Trainer<'a> {
                     Network::from_tensors(&spec.model, &data.preprocessing, &saved.model, device)?;
                 (model, epoch + 1, Some(saved))
             }
-            Start::Fresh | Start::Backbone(_) => {
+            Start::Fresh | Start::Backbone(..) => {
                 let mut init = rng(seed, Purpose::Init, 0);
                 let model = Network::seeded(&spec.model, &data.preprocessing, &mut init, device)?;
-                if let Start::Backbone(backbone) = start {
-                    model.load_backbone(backbone, device)?;
+                if let Start::Backbone(backbone, field) = start {
+                    model.load_backbone(backbone, device, field)?;
                 }
                 (model, 1, None)
             }

@@ -216,3 +216,35 @@ fn batch_size_one_trains_with_batch_norm() {
     assert_eq!(reports[0].metrics.steps as usize, data.train.len);
     assert!(reports[0].metrics.step_loss_cv > 0.0);
 }
+
+#[test]
+fn a_resnet_resumed_from_a_checkpoint_continues_bit_identically() {
+    // The checkpoint must carry batch norm's running statistics for evaluation to match.
+    let table = super::dataset::shapes(&super::dataset::ShapesParams {
+        classes: 2,
+        samples: 40,
+        image_size: 16,
+        ..Default::default()
+    });
+    let data = prepare(&table, &DataSpec::default(), &Device::Cpu).unwrap();
+    let spec = spec(
+        r#"{"dataset": "s", "model": {"kind": "resnet18", "width": 4, "stem": "small"},
+            "training": {"epochs": 3, "batch_size": 8, "seed": 4, "optimizer": {"kind": "adam", "lr": 0.01}}}"#,
+    );
+    let (outcome, straight) = run(&spec, &data, None);
+    assert_eq!(outcome.unwrap().epochs, 3);
+    let saved = decode(&straight[0]);
+    assert!(
+        saved
+            .model
+            .contains_key("layer3.0.downsample.1.running_var")
+    );
+    let (_, resumed) = run(&spec, &data, Some((1, saved)));
+    for (a, b) in straight[1..].iter().zip(&resumed) {
+        assert_eq!(a.step_losses, b.step_losses);
+        assert_eq!(
+            (a.metrics.val_loss, a.metrics.train_eval_loss),
+            (b.metrics.val_loss, b.metrics.train_eval_loss)
+        );
+    }
+}

@@ -1,4 +1,4 @@
-//! Either network a job can train, behind one interface for the loop, checkpoints and serving.
+//! Any network a job can train, behind one interface for the loop, checkpoints and serving.
 
 use std::collections::HashMap;
 
@@ -6,16 +6,19 @@ use candle_core::{D, Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
 use super::cnn::Cnn;
+use super::resnet::{self, ResNet};
 use super::{Mlp, Mode, ParamInfo, Preprocessing};
 use crate::domain::ModelSpec;
 use crate::error::{Error, Result};
 
-/// An MLP or a CNN.
+/// An MLP, a small CNN or a ResNet.
 pub enum Network {
     /// A multi-layer perceptron on rows of features.
     Mlp(Mlp),
     /// A convolutional network on flattened `C x H x W` images.
     Cnn(Cnn),
+    /// A ResNet-18 or -34 on flattened `C x H x W` images.
+    ResNet(ResNet),
 }
 
 /// The image shape a CNN needs, or the 422 saying the data set has none.
@@ -23,7 +26,7 @@ fn image_shape(preprocessing: &Preprocessing) -> Result<[usize; 3]> {
     preprocessing.image_shape.ok_or_else(|| {
         Error::invalid(
             "dataset",
-            "this data set has no images: a CNN needs image_shape",
+            "this data set has no images: a convolutional network needs image_shape",
         )
     })
 }
@@ -47,6 +50,14 @@ impl Network {
             )?),
             ModelSpec::Cnn(cnn) => Network::Cnn(Cnn::seeded(
                 cnn,
+                image_shape(preprocessing)?,
+                classes,
+                rng,
+                device,
+            )?),
+            ModelSpec::Resnet18(r) | ModelSpec::Resnet34(r) => Network::ResNet(ResNet::seeded(
+                resnet_depth(spec),
+                r,
                 image_shape(preprocessing)?,
                 classes,
                 rng,
@@ -78,31 +89,62 @@ impl Network {
                 tensors,
                 device,
             )?),
+            ModelSpec::Resnet18(r) | ModelSpec::Resnet34(r) => {
+                Network::ResNet(ResNet::from_tensors(
+                    resnet_depth(spec),
+                    r,
+                    image_shape(preprocessing)?,
+                    classes,
+                    tensors,
+                    device,
+                )?)
+            }
         })
     }
 
-    /// Sets a CNN's blocks from another job's tensors (a 422 on `init.from_job` listing
-    /// missing tensors and wrong shapes); an MLP has no backbone.
-    pub fn load_backbone(&self, tensors: &HashMap<String, Tensor>, device: &Device) -> Result<()> {
+    /// Sets a convolutional network's backbone from another job's or uploaded tensors (a 422
+    /// on `field` listing missing tensors and wrong shapes); an MLP has no backbone.
+    pub fn load_backbone(
+        &self,
+        tensors: &HashMap<String, Tensor>,
+        device: &Device,
+        field: &str,
+    ) -> Result<()> {
+        let loaded = match self {
+            Network::Mlp(_) => {
+                return Err(Error::invalid(
+                    "init.mode",
+                    "transfer learning loads a convolutional backbone; valid with model.kind 'cnn', 'resnet18' or 'resnet34'",
+                ));
+            }
+            Network::Cnn(m) => m.load_backbone(tensors, device),
+            Network::ResNet(m) => m.load_backbone(tensors, device),
+        };
+        loaded.map_err(|err| match err {
+            Error::Invalid { message, .. } => Error::invalid(
+                field,
+                format!("those weights do not fit this network: {message}"),
+            ),
+            other => other,
+        })
+    }
+
+    /// Freezes a convolutional network's backbone (linear probing).
+    pub fn freeze_backbone(&mut self) {
         match self {
-            Network::Mlp(_) => Err(Error::invalid(
-                "init.mode",
-                "transfer learning loads a CNN backbone; valid with model.kind 'cnn' only",
-            )),
-            Network::Cnn(m) => m.load_backbone(tensors, device).map_err(|err| match err {
-                Error::Invalid { message, .. } => Error::invalid(
-                    "init.from_job",
-                    format!("that job's backbone does not fit this network: {message}"),
-                ),
-                other => other,
-            }),
+            Network::Mlp(_) => {}
+            Network::Cnn(m) => m.freeze_backbone(),
+            Network::ResNet(m) => m.freeze_backbone(),
         }
     }
 
-    /// Freezes a CNN's blocks (linear probing).
-    pub fn freeze_backbone(&mut self) {
-        if let Network::Cnn(m) = self {
-            m.freeze_backbone();
+    /// True for a parameter of the backbone (what fine-tuning may train at a lower rate):
+    /// a CNN's `blocks.*`, everything of a ResNet but `fc.*`, nothing of an MLP.
+    pub fn is_backbone(&self, name: &str) -> bool {
+        match self {
+            Network::Mlp(_) => false,
+            Network::Cnn(_) => name.starts_with("blocks."),
+            Network::ResNet(_) => !resnet::is_head(name),
         }
     }
 
@@ -111,6 +153,7 @@ impl Network {
         match self {
             Network::Mlp(m) => m.forward(x, mode),
             Network::Cnn(m) => m.forward(x, mode),
+            Network::ResNet(m) => m.forward(x, mode),
         }
     }
 
@@ -127,6 +170,7 @@ impl Network {
         match self {
             Network::Mlp(m) => m.trainable(),
             Network::Cnn(m) => m.trainable(),
+            Network::ResNet(m) => m.trainable(),
         }
     }
 
@@ -135,6 +179,7 @@ impl Network {
         match self {
             Network::Mlp(m) => m.describe(name),
             Network::Cnn(m) => m.describe(name),
+            Network::ResNet(m) => m.describe(name),
         }
     }
 
@@ -143,6 +188,7 @@ impl Network {
         match self {
             Network::Mlp(m) => m.widest(),
             Network::Cnn(m) => m.widest(),
+            Network::ResNet(m) => m.widest(),
         }
     }
 
@@ -151,9 +197,39 @@ impl Network {
         let vars = match self {
             Network::Mlp(m) => return m.state(),
             Network::Cnn(m) => m.state_vars(),
+            Network::ResNet(m) => m.state_vars(),
         };
         vars.into_iter()
             .map(|(name, var)| Ok((name, var.as_tensor().copy()?)))
             .collect()
     }
+}
+
+fn resnet_depth(spec: &ModelSpec) -> crate::domain::ResNetDepth {
+    spec.resnet()
+        .map(|(depth, _)| depth)
+        .expect("a ResNet spec; this is a bug")
+}
+
+/// Names and shapes of the tensors a transfer must provide for `spec` on images of `input`:
+/// a CNN's `blocks.*`, a ResNet's everything but `fc.*`.
+pub fn backbone_shapes(spec: &ModelSpec, input: [usize; 3]) -> Result<Vec<(String, Vec<usize>)>> {
+    Ok(match spec {
+        ModelSpec::Mlp(_) => Vec::new(),
+        ModelSpec::Cnn(cnn) => {
+            let mut rng = rand::SeedableRng::seed_from_u64(0);
+            Cnn::seeded(cnn, input, 2, &mut rng, &Device::Cpu)?
+                .state_vars()
+                .into_iter()
+                .filter(|(name, _)| name.starts_with("blocks."))
+                .map(|(name, var)| (name, var.dims().to_vec()))
+                .collect()
+        }
+        ModelSpec::Resnet18(r) | ModelSpec::Resnet34(r) => {
+            resnet::state_shapes(resnet_depth(spec), r, input[0], 1)
+                .into_iter()
+                .filter(|(name, _)| !resnet::is_head(name))
+                .collect()
+        }
+    })
 }

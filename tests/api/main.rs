@@ -14,6 +14,7 @@ mod measurements;
 mod openapi;
 mod plots;
 mod predict;
+mod resnet;
 mod sweeps;
 mod transfer;
 mod walkthrough;

@@ -212,16 +212,20 @@ impl CnnSpec {
     }
 }
 
-/// How a CNN's weights start: from scratch, or with the convolution blocks (the backbone) of
-/// another job's best checkpoint and a new head.
+/// How a convolutional network's weights start: from scratch, or with the backbone of another
+/// job's best checkpoint or of uploaded weights, and a head sized to the data set's classes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransferSpec {
     /// `scratch`, `linear_probe` (backbone frozen) or `fine_tune` (everything trained).
     pub mode: TransferMode,
     /// The job whose best checkpoint gives the backbone (not with `scratch`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_job: Option<String>,
+    /// The uploaded weights (`POST /v1/weights`, by id or name) that give the backbone; not
+    /// with `from_job`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_weights: Option<String>,
     /// With `fine_tune`: the backbone learns at the step's rate times this.
     #[serde(default = "one")]
     pub backbone_lr_scale: f64,
@@ -244,23 +248,32 @@ pub enum TransferMode {
     FineTune,
 }
 
+fn given(value: &Option<String>) -> bool {
+    value.as_deref().is_some_and(|v| !v.trim().is_empty())
+}
+
 impl TransferSpec {
-    /// Rejects a transfer without a source, or of anything but a CNN.
-    pub(super) fn validate(&self, is_cnn: bool) -> Result<()> {
+    /// Rejects a transfer without exactly one source, or of anything but a convolutional network.
+    pub(super) fn validate(&self, is_convolutional: bool) -> Result<()> {
         super::check::positive_at_most(self.backbone_lr_scale, 10.0, "init.backbone_lr_scale")?;
+        check(
+            !(given(&self.from_job) && given(&self.from_weights)),
+            "init.from_weights",
+            || "give either from_job or from_weights, not both".into(),
+        )?;
+        // A source beside `scratch` is ignored, so a sweep can vary the mode alone.
         if self.mode == TransferMode::Scratch {
             return Ok(());
         }
-        check(is_cnn, "init.mode", || {
-            "transfer learning loads a CNN backbone; valid with model.kind 'cnn' only".into()
+        check(is_convolutional, "init.mode", || {
+            "transfer learning loads a convolutional backbone; valid with model.kind 'cnn', 'resnet18' or 'resnet34'".into()
         })?;
         check(
-            self.from_job
-                .as_deref()
-                .is_some_and(|j| !j.trim().is_empty()),
+            given(&self.from_job) || given(&self.from_weights),
             "init.from_job",
             || {
-                "linear_probe and fine_tune need the id of a CNN job to take the backbone from"
+                "linear_probe and fine_tune need from_job (the id of a job to take the backbone \
+                 from) or from_weights (uploaded weights, POST /v1/weights)"
                     .into()
             },
         )

@@ -5,6 +5,7 @@ mod check;
 mod cnn;
 mod model;
 mod optimizer;
+mod resnet;
 mod training;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use cnn::{CnnSpec, ConvBlockSpec, HeadSpec, TransferMode, TransferSpec};
 pub use model::{Activation, InitSpec, MlpSpec, ModelSpec};
 pub use optimizer::OptimizerSpec;
+pub use resnet::{ResNetDepth, ResNetSpec, Stem};
 pub use training::{
     EarlyStoppingSpec, GradClipSpec, Metric, MetricMode, ScheduleSpec, TrainingSpec, Warmup,
 };
@@ -113,10 +115,11 @@ impl JobSpec {
         match &self.model {
             ModelSpec::Mlp(mlp) => mlp.validate(MAX_PARAMETERS)?,
             ModelSpec::Cnn(cnn) => cnn.validate()?,
+            ModelSpec::Resnet18(resnet) | ModelSpec::Resnet34(resnet) => resnet.validate()?,
         }
         self.training.validate()?;
         if let Some(init) = &self.init {
-            init.validate(matches!(self.model, ModelSpec::Cnn(_)))?;
+            init.validate(self.model.is_convolutional())?;
         }
         check(self.checkpoints.every >= 1, "checkpoints.every", || {
             "must be at least 1".into()
@@ -131,6 +134,7 @@ impl JobSpec {
         match &mut self.model {
             ModelSpec::Mlp(mlp) => mlp.init = Some(mlp.resolved_init()),
             ModelSpec::Cnn(cnn) => cnn.init = Some(cnn.resolved_init()),
+            ModelSpec::Resnet18(_) | ModelSpec::Resnet34(_) => {}
         }
         self.training.fill_defaults();
     }
@@ -144,6 +148,13 @@ impl JobSpec {
                     cnn.blocks.iter().map(|b| b.channels.to_string()).collect();
                 format!("{}-cnn-{}", self.dataset, channels.join("-"))
             }
+            ModelSpec::Resnet18(resnet) | ModelSpec::Resnet34(resnet) => {
+                let (depth, _) = self.model.resnet().expect("a ResNet spec; this is a bug");
+                match resnet.width {
+                    64 => format!("{}-{}", self.dataset, depth.name()),
+                    w => format!("{}-{}-w{w}", self.dataset, depth.name()),
+                }
+            }
         })
     }
 
@@ -153,6 +164,10 @@ impl JobSpec {
         match &self.model {
             ModelSpec::Mlp(_) => Ok(()),
             ModelSpec::Cnn(cnn) => cnn.validate_for(image_shape, MAX_PARAMETERS),
+            ModelSpec::Resnet18(resnet) | ModelSpec::Resnet34(resnet) => {
+                let (depth, _) = self.model.resnet().expect("a ResNet spec; this is a bug");
+                resnet.validate_for(depth, image_shape, MAX_PARAMETERS)
+            }
         }
     }
 }

@@ -14,6 +14,27 @@ pub enum ModelSpec {
     Mlp(MlpSpec),
     /// A small convolutional network (image data sets only).
     Cnn(super::cnn::CnnSpec),
+    /// torchvision's ResNet-18 (image data sets only).
+    Resnet18(super::resnet::ResNetSpec),
+    /// torchvision's ResNet-34 (image data sets only).
+    Resnet34(super::resnet::ResNetSpec),
+}
+
+impl ModelSpec {
+    /// The depth and options of a ResNet spec.
+    pub fn resnet(&self) -> Option<(super::resnet::ResNetDepth, &super::resnet::ResNetSpec)> {
+        use super::resnet::ResNetDepth;
+        match self {
+            ModelSpec::Resnet18(spec) => Some((ResNetDepth::R18, spec)),
+            ModelSpec::Resnet34(spec) => Some((ResNetDepth::R34, spec)),
+            ModelSpec::Mlp(_) | ModelSpec::Cnn(_) => None,
+        }
+    }
+
+    /// True for the convolutional kinds, which train on images and can transfer a backbone.
+    pub fn is_convolutional(&self) -> bool {
+        !matches!(self, ModelSpec::Mlp(_))
+    }
 }
 
 /// A multi-layer perceptron: `depth` hidden layers of `width` units, then a linear classifier.

@@ -298,3 +298,47 @@ fn a_cnn_spec_gets_its_defaults_and_bad_values_are_named() {
         "{too_small:?}"
     );
 }
+
+#[test]
+fn a_resnet_spec_gets_torchvisions_defaults_and_one_weights_source() {
+    let spec = parse(r#"{"dataset": "shapes", "model": {"kind": "resnet34"}}"#).unwrap();
+    assert_eq!(spec.model, ModelSpec::Resnet34(ResNetSpec::default()));
+    assert_eq!(spec.display_name(), "shapes-resnet34");
+    spec.validate_for_dataset(Some([3, 224, 224])).unwrap();
+    let field = |json: &str| field_of(parse(json));
+    assert_eq!(
+        field(r#"{"dataset": "shapes", "model": {"kind": "resnet18", "width": 0}}"#),
+        "model.width"
+    );
+    assert_eq!(
+        field(
+            r#"{"dataset": "shapes", "model": {"kind": "resnet18"}, "init": {"mode": "fine_tune", "from_job": "a", "from_weights": "b"}}"#
+        ),
+        "init.from_weights"
+    );
+    assert_eq!(
+        field(
+            r#"{"dataset": "shapes", "model": {"kind": "resnet18"}, "init": {"mode": "linear_probe"}}"#
+        ),
+        "init.from_job"
+    );
+    let probe = parse(
+        r#"{"dataset": "shapes", "model": {"kind": "resnet18", "stem": "small", "width": 8}, "init": {"mode": "linear_probe", "from_weights": "w"}}"#,
+    )
+    .unwrap();
+    assert_eq!(probe.display_name(), "shapes-resnet18-w8");
+    let wide =
+        parse(r#"{"dataset": "shapes", "model": {"kind": "resnet34", "width": 128}}"#).unwrap();
+    let too_big = wide.validate_for_dataset(Some([3, 32, 32])).unwrap_err();
+    assert!(
+        matches!(&too_big, Error::Invalid { field, .. } if field == "model.width"),
+        "{too_big:?}"
+    );
+    let no_images = spec.validate_for_dataset(None).unwrap_err();
+    assert!(
+        no_images
+            .to_string()
+            .contains("a resnet34 needs image_shape"),
+        "{no_images}"
+    );
+}

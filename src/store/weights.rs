@@ -1,0 +1,99 @@
+//! Uploaded weights: one row per safetensors file under the data folder.
+
+use sqlx::FromRow;
+
+use super::{NOW, Store, db_error};
+use crate::domain::WeightsId;
+use crate::error::{Error, Result};
+
+/// Uploaded weights as stored.
+#[derive(Clone, Debug, FromRow)]
+pub struct WeightsRow {
+    /// Its id.
+    #[sqlx(try_from = "String")]
+    pub id: WeightsId,
+    /// Its unique name.
+    pub name: String,
+    /// The file, relative to the data folder.
+    pub path: String,
+    /// Size of the file.
+    pub bytes: i64,
+    /// Hex SHA-256 of the file.
+    pub sha256: String,
+    /// JSON list of `{name, dtype, shape}`, in the file's order.
+    pub tensors: String,
+    /// When it was uploaded.
+    pub created_at: String,
+}
+
+/// What to record for a file already in place.
+pub struct NewWeights<'a> {
+    /// Its id.
+    pub id: WeightsId,
+    /// Its unique name.
+    pub name: &'a str,
+    /// The file, relative to the data folder.
+    pub path: &'a str,
+    /// Size of the file.
+    pub bytes: i64,
+    /// Hex SHA-256 of the file.
+    pub sha256: &'a str,
+    /// JSON list of its tensors.
+    pub tensors: &'a str,
+}
+
+const COLUMNS: &str = "id, name, path, bytes, sha256, tensors, created_at";
+
+impl Store {
+    /// Records weights whose file is already in place; a taken name is a conflict.
+    pub async fn insert_weights(&self, new: NewWeights<'_>) -> Result<WeightsRow> {
+        let sql = format!(
+            "INSERT INTO weights (id, name, path, bytes, sha256, tensors, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, {NOW}) RETURNING {COLUMNS}"
+        );
+        sqlx::query_as::<_, WeightsRow>(&sql)
+            .bind(new.id.to_string())
+            .bind(new.name)
+            .bind(new.path)
+            .bind(new.bytes)
+            .bind(new.sha256)
+            .bind(new.tensors)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(|err| match &err {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    Error::conflict(format!("weights named '{}' already exist", new.name))
+                }
+                _ => Error::internal("inserting weights", err),
+            })
+    }
+
+    /// Weights by name or id.
+    pub async fn find_weights(&self, name_or_id: &str) -> Result<Option<WeightsRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM weights WHERE name = ?1 OR id = ?1");
+        sqlx::query_as::<_, WeightsRow>(&sql)
+            .bind(name_or_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_error("reading weights"))
+    }
+
+    /// Every upload, oldest first.
+    pub async fn list_weights(&self) -> Result<Vec<WeightsRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM weights ORDER BY created_at, name");
+        sqlx::query_as::<_, WeightsRow>(&sql)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_error("listing weights"))
+    }
+
+    /// Deletes a row, returning it (its file is the caller's to remove).
+    pub async fn delete_weights(&self, id: WeightsId) -> Result<Option<WeightsRow>> {
+        let sql = format!("DELETE FROM weights WHERE id = ? RETURNING {COLUMNS}");
+        sqlx::query_as::<_, WeightsRow>(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(db_error("deleting weights"))
+    }
+}
