@@ -123,7 +123,7 @@ impl Jobs {
             .and_then(|summary| summary.image_shape);
         spec.validate_for_dataset(image_shape)?;
         if let Some(backbone) = self.backbone_for(&spec).await? {
-            transfer::check_backbone(&spec, image_shape, &backbone)?;
+            transfer::check_backbone(&spec, spec.input_shape(image_shape)?, &backbone)?;
         }
         spec.name = Some(spec.display_name());
         spec.fill_defaults();

@@ -13,6 +13,7 @@ mod measurements;
 mod openapi;
 mod plots;
 mod predict;
+mod preprocessing;
 mod sweeps;
 mod transfer;
 mod walkthrough;
