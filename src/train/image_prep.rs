@@ -258,6 +258,23 @@ mod tests {
     }
 
     #[test]
+    fn a_random_crop_of_the_full_size_without_padding_is_the_evaluation_image() {
+        let mut p = pipeline(
+            serde_json::json!({"resize": [3, 5], "crop": {"kind": "random", "size": [3, 5]}}),
+            [2, 4, 4],
+            1.0,
+        );
+        let row: Vec<f32> = (0..32).map(|i| (i % 7) as f32 / 6.0).collect();
+        p.fit_normalization(std::iter::once(p.resized(&row).as_slice()));
+        let mut source = p.resized(&row);
+        p.normalize(&mut source);
+        let mut out = Vec::new();
+        p.augment(&source, &mut ChaCha8Rng::seed_from_u64(9), &mut out);
+        assert_eq!(out, p.eval(&row));
+        assert_eq!(out.len(), 2 * 3 * 5);
+    }
+
+    #[test]
     fn a_flip_with_probability_one_always_mirrors() {
         let p = pipeline(
             serde_json::json!({"horizontal_flip": 1.0, "normalize": "none"}),

@@ -245,6 +245,8 @@ async fn a_digits_cnn_predicts_the_png_sample_of_a_digit_like_its_raw_row() {
     assert_eq!(job["status"], "succeeded", "{job}");
     let table = trainserve::train::dataset::digits();
     let rows: Vec<usize> = (1700..1710).collect();
+    let (_, summary) = app.get("/v1/datasets/digits").await;
+    assert_eq!(summary["pixel_max"], 16.0, "{summary}");
 
     // Act: each digit's sample PNG (drawn 8× larger) shrunk back to 8×8 by taking every 8th pixel.
     let mut pngs = Vec::new();
