@@ -27,6 +27,8 @@ pub struct JobView {
     /// Its sweep's pruning rule stopped it (the reason is in `stopped_early`).
     pub pruned: bool,
     pub failure: Option<String>,
+    /// The image preprocessing fitted when the job started (mean and std per channel, shapes).
+    pub image_preprocessing: Option<serde_json::Value>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -71,6 +73,15 @@ pub struct JobExtras {
     pub best: Option<EpochRow>,
 }
 
+/// The fitted image pipeline of a job's stored preprocessing, with the network's input shape.
+fn image_preprocessing(stored: Option<&str>) -> Option<serde_json::Value> {
+    let preprocessing: crate::train::Preprocessing = serde_json::from_str(stored?).ok()?;
+    let pipeline = preprocessing.image?;
+    let mut view = serde_json::to_value(&pipeline).ok()?;
+    view["output_shape"] = serde_json::json!(pipeline.output_shape());
+    Some(view)
+}
+
 impl JobView {
     /// Builds the view of a job.
     pub fn new(row: JobRow, extras: JobExtras) -> Result<Self> {
@@ -113,6 +124,7 @@ impl JobView {
             }),
             pruned: row.pruned,
             failure: row.failure,
+            image_preprocessing: image_preprocessing(row.preprocessing.as_deref()),
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,

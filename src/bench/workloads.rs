@@ -117,7 +117,10 @@ fn data(rows: usize) -> Result<PreparedData> {
             standardizer: None,
             labels: (0..CLASSES).map(|c| json!(c)).collect(),
             image_shape: None,
+            pixel_max: 1.0,
+            image: None,
         },
+        augment: None,
     })
 }
 

@@ -25,6 +25,10 @@ pub struct DatasetSummary {
     /// When rows are images: their channels (1 grayscale, 3 RGB).
     #[serde(default)]
     pub channels: Option<usize>,
+    /// When rows are images: the value of a full-intensity pixel in them (1, or 16 for
+    /// `digits`); images sent for prediction are read as [0, 1] and scaled by it.
+    #[serde(default)]
+    pub pixel_max: Option<f32>,
     /// The split the user uploaded, if any; jobs then use it instead of ratios.
     pub fixed_split: Option<SplitCounts>,
     /// Rows per split under a job's default data settings.
@@ -117,6 +121,7 @@ impl DatasetSummary {
                 .collect(),
             image_shape: table.image_shape,
             channels: table.image_shape.map(|[c, _, _]| c),
+            pixel_max: table.image_shape.map(|_| table.pixel_max),
             fixed_split,
             default_split,
             synthetic,
@@ -147,7 +152,9 @@ mod tests {
         assert_eq!(json["synthetic"]["kind"], "shapes");
         let back: DatasetSummary = serde_json::from_value(json).unwrap();
         assert_eq!(back.synthetic, Some(params));
-        assert_eq!(DatasetSummary::of(&digits(), None, None).channels, Some(1));
+        assert_eq!(summary.pixel_max, Some(1.0));
+        let digits = DatasetSummary::of(&digits(), None, None);
+        assert_eq!((digits.channels, digits.pixel_max), (Some(1), Some(16.0)));
     }
 
     #[test]

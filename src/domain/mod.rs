@@ -13,10 +13,10 @@ pub use json::parse_json;
 pub use pruning::{PruningRule, PruningSpec};
 pub use query::{Clause, Field, Op, parse_field, parse_where};
 pub use spec::{
-    Activation, CheckpointSpec, CnnSpec, ConvBlockSpec, DataSpec, EarlyStoppingSpec, GradClipSpec,
-    HeadSpec, InitSpec, JobSpec, MAX_PARAMETERS, Metric, MetricMode, MlpSpec, ModelSpec,
-    OptimizerSpec, ResNetDepth, ResNetSpec, ScheduleSpec, Stem, TrainingSpec, TransferMode,
-    TransferSpec, Warmup,
+    Activation, CheckpointSpec, CnnSpec, ConvBlockSpec, CropKind, CropSpec, DataSpec,
+    EarlyStoppingSpec, GradClipSpec, HeadSpec, ImagePreprocessingSpec, ImageSize, InitSpec,
+    JobSpec, MAX_PARAMETERS, Metric, MetricMode, MlpSpec, ModelSpec, Normalization, OptimizerSpec,
+    ResNetDepth, ResNetSpec, ScheduleSpec, Stem, TrainingSpec, TransferMode, TransferSpec, Warmup,
 };
 pub use status::JobStatus;
 pub use sweep::{Axis, Distribution, Goal, RankMetric, Search, SweepSpec, Trial};

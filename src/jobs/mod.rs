@@ -130,7 +130,8 @@ impl Jobs {
             .ok()
             .and_then(|summary| summary.image_shape);
         spec.validate_for_dataset(image_shape)?;
-        self.check_transfer(&spec, image_shape).await?;
+        self.check_transfer(&spec, spec.input_shape(image_shape)?)
+            .await?;
         spec.name = Some(spec.display_name());
         spec.fill_defaults();
         if spec.training.seed.is_none() {

@@ -44,17 +44,20 @@ pub fn decode_base64(text: &str) -> std::result::Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Rows of raw pixel values (before the job's preprocessing) for each image; a 422 naming the
-/// first item that is not an image of at most the upload limits, or when the job's data set
-/// has no images.
+/// Rows of raw pixel values (before the job's preprocessing) for each image: decoded to
+/// [0, 1] at the data set's channels and size (resized only when the job declares a resize,
+/// else an image of another size is refused), then scaled to the data set's units (`digits`:
+/// 0 to 16). A 422 naming the first item that is not such an image, or when the job's data
+/// set has no images.
 pub fn image_rows(images: &[ImageInput], preprocessing: &Preprocessing) -> Result<Vec<Vec<f64>>> {
-    let shape = preprocessing.image_shape.ok_or_else(|| {
+    let shape = preprocessing.dataset_image_shape().ok_or_else(|| {
         Error::invalid(
             "images",
             "this model was not trained on images; send rows as 'inputs'",
         )
     })?;
     let limits = ImageLimits::default();
+    let scale = f64::from(preprocessing.pixel_max);
     images
         .iter()
         .map(|image| {
@@ -69,11 +72,14 @@ pub fn image_rows(images: &[ImageInput], preprocessing: &Preprocessing) -> Resul
                     ),
                 ));
             }
-            decode_image_row(&image.bytes, shape, limits.max_image_side)
-                .map(|row| row.into_iter().map(f64::from).collect())
-                .map_err(|why| {
-                    Error::invalid(image.field.clone(), format!("{} {why}", image.field))
-                })
+            decode_image_row(
+                &image.bytes,
+                shape,
+                limits.max_image_side,
+                preprocessing.resizes(),
+            )
+            .map(|row| row.into_iter().map(|v| f64::from(v) * scale).collect())
+            .map_err(|why| Error::invalid(image.field.clone(), format!("{} {why}", image.field)))
         })
         .collect()
 }

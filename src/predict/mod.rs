@@ -42,8 +42,9 @@ pub struct PredictRequest {
     /// image flattened `C x H x W`, values as the data set stores them).
     #[serde(default)]
     pub inputs: Vec<Vec<f64>>,
-    /// For models trained on images: PNG or JPEG images in base64, converted to the data
-    /// set's channels and size and scaled to [0, 1] like uploads.
+    /// For models trained on images: PNG or JPEG images in base64, decoded like uploads to
+    /// the data set's channels, size (resized only when the job declares a resize) and pixel
+    /// scale, then preprocessed like `inputs`.
     #[serde(default)]
     pub images: Vec<String>,
     /// Which checkpoint; the best by default.
@@ -200,12 +201,10 @@ impl Predictor {
         let checkpoint = self.choose_checkpoint(job, None).await?;
         let loaded = self.load(job, &checkpoint).await?;
         let classified = tokio::task::spawn_blocking(move || -> Result<Vec<(usize, f32)>> {
-            let width = loaded.preprocessing.n_features();
+            let width = loaded.preprocessing.input_width();
             let mut x = Vec::with_capacity(rows.len() * width);
             for row in &rows {
-                let start = x.len();
-                x.extend_from_slice(row);
-                loaded.preprocessing.apply(&mut x[start..]);
+                loaded.preprocessing.transform_into(row, &mut x);
             }
             let probabilities = loaded.network.probabilities(x, rows.len(), width)?;
             Ok(probabilities
@@ -287,7 +286,7 @@ impl Predictor {
             let network = match &spec.model {
                 ModelSpec::Mlp(mlp) if FusedMlp::supports(mlp) => {
                     let (inputs, classes) =
-                        (preprocessing.n_features(), preprocessing.labels.len());
+                        (preprocessing.input_width(), preprocessing.labels.len());
                     Network::Fused(FusedMlp::from_state(
                         mlp,
                         inputs,
@@ -331,23 +330,27 @@ fn request_images(request: &PredictRequest) -> Result<Vec<ImageInput>> {
 
 /// Preprocesses rows, runs the model and decodes probabilities into labels.
 fn run(loaded: &LoadedModel, inputs: &[Vec<f64>]) -> Result<Vec<Prediction>> {
-    let width = loaded.preprocessing.n_features();
+    let raw_width = loaded.preprocessing.n_features();
+    let width = loaded.preprocessing.input_width();
     let mut x = Vec::with_capacity(inputs.len() * width);
+    let mut row_f32 = Vec::with_capacity(raw_width);
     for (i, row) in inputs.iter().enumerate() {
-        if row.len() != width {
+        if row.len() != raw_width {
             return Err(Error::invalid(
                 format!("inputs[{i}]"),
                 format!(
-                    "row {i} has {} values; this model expects {width} ({})",
+                    "row {i} has {} values; this model expects {raw_width} ({})",
                     row.len(),
                     feature_hint(&loaded.preprocessing)
                 ),
             ));
         }
         let start = x.len();
-        x.extend(row.iter().map(|v| *v as f32));
-        loaded.preprocessing.apply(&mut x[start..]);
-        if let Some(j) = x[start..].iter().position(|v| !v.is_finite()) {
+        row_f32.clear();
+        row_f32.extend(row.iter().map(|v| *v as f32));
+        loaded.preprocessing.transform_into(&row_f32, &mut x);
+        let bad = row_f32.iter().position(|v| !v.is_finite());
+        if let Some(j) = bad.or_else(|| x[start..].iter().position(|v| !v.is_finite())) {
             return Err(Error::invalid(
                 format!("inputs[{i}][{j}]"),
                 format!(

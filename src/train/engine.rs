@@ -93,7 +93,7 @@ impl Engine {
                 "the fused path trains MLPs only".into(),
             ));
         };
-        let inputs = data.preprocessing.n_features();
+        let inputs = data.preprocessing.input_width();
         let net = FusedMlp::from_state(mlp, inputs, data.n_classes, &model.state()?, threads)?;
         let params: Vec<(String, usize)> = model
             .trainable()
@@ -131,21 +131,29 @@ impl Engine {
         }
     }
 
-    /// One step on the training rows `rows`: forward, loss, backward, clipping, update. When
+    /// One step on the training rows `rows` (randomly cropped and flipped with draws from
+    /// `augment` when the data asks for it): forward, loss, backward, clipping, update. When
     /// the loss is not finite nothing is updated and the loss is returned for the caller to judge.
     pub fn step(
         &mut self,
         data: &PreparedData,
         rows: &[u32],
         lr: f64,
-        dropout: &mut ChaCha8Rng,
+        (dropout, augment): (&mut ChaCha8Rng, &mut ChaCha8Rng),
         clip: Option<&GradClipSpec>,
     ) -> Result<Step> {
         match self {
             Engine::Candle { model, optimizer } => {
                 let device = data.train.x.device();
                 let index = Tensor::from_slice(rows, rows.len(), device)?;
-                let x = data.train.x.index_select(&index, 0)?;
+                let x = match &data.augment {
+                    None => data.train.x.index_select(&index, 0)?,
+                    Some(augmentation) => {
+                        let batch = augmentation.batch(rows, augment);
+                        let width = batch.len() / rows.len().max(1);
+                        Tensor::from_vec(batch, (rows.len(), width), device)?
+                    }
+                };
                 let y = data.train.y.index_select(&index, 0)?;
                 let logits = model.forward(&x, &mut Mode::Train(dropout))?;
                 let loss = cross_entropy(&logits, &y)?;
@@ -180,9 +188,14 @@ impl Engine {
                 f.batch_y.clear();
                 for &r in rows {
                     let r = r as usize;
-                    f.batch_x
-                        .extend_from_slice(&f.train.0[r * width..(r + 1) * width]);
+                    if data.augment.is_none() {
+                        f.batch_x
+                            .extend_from_slice(&f.train.0[r * width..(r + 1) * width]);
+                    }
                     f.batch_y.push(f.train.1[r]);
+                }
+                if let Some(augmentation) = &data.augment {
+                    f.batch_x = augmentation.batch(rows, augment);
                 }
                 let out = f.net.train_step(&f.batch_x, &f.batch_y, dropout);
                 if !out.loss.is_finite() {
@@ -358,13 +371,18 @@ mod tests {
         let mut fused = Engine::build(&spec, &data, model(), true, 1).unwrap();
         assert!(matches!(fused, Engine::Fused(_)) && matches!(candle, Engine::Candle { .. }));
         let (mut rng_a, mut rng_b) = (ChaCha8Rng::seed_from_u64(5), ChaCha8Rng::seed_from_u64(5));
+        let mut unused = ChaCha8Rng::seed_from_u64(0);
         let clip = spec.training.grad_clip.as_ref();
         for step in 0..30u32 {
             let rows: Vec<u32> = (0..16)
                 .map(|i| (step * 16 + i) % data.train.len as u32)
                 .collect();
-            let a = candle.step(&data, &rows, 0.003, &mut rng_a, clip).unwrap();
-            let b = fused.step(&data, &rows, 0.003, &mut rng_b, clip).unwrap();
+            let a = candle
+                .step(&data, &rows, 0.003, (&mut rng_a, &mut unused), clip)
+                .unwrap();
+            let b = fused
+                .step(&data, &rows, 0.003, (&mut rng_b, &mut unused), clip)
+                .unwrap();
             assert!(
                 (a.loss - b.loss).abs() < 1e-3,
                 "step {step}: {} vs {}",

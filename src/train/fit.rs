@@ -271,6 +271,7 @@ impl<'a> Trainer<'a> {
         let mut order: Vec<u32> = (0..data.train.len as u32).collect();
         order.shuffle(&mut rng(seed, Purpose::Shuffle, u64::from(epoch)));
         let mut dropout_rng = rng(seed, Purpose::Dropout, u64::from(epoch));
+        let mut augment_rng = rng(seed, Purpose::Augment, u64::from(epoch));
         let mut pass = EpochPass {
             losses: Vec::with_capacity(self.steps_per_epoch as usize),
             grads: GradStats::new(self.engine.param_names().len()),
@@ -285,7 +286,9 @@ impl<'a> Trainer<'a> {
                 return Err(TrainError::Interrupted(reason));
             }
             let lr = self.schedule.lr(epoch, i as u64);
-            let step = self.engine.step(data, chunk, lr, &mut dropout_rng, clip)?;
+            let step =
+                self.engine
+                    .step(data, chunk, lr, (&mut dropout_rng, &mut augment_rng), clip)?;
             *global_step += 1;
             if !step.loss.is_finite() {
                 return Err(TrainError::Diverged {

@@ -248,3 +248,37 @@ fn a_resnet_resumed_from_a_checkpoint_continues_bit_identically() {
         );
     }
 }
+
+#[test]
+fn an_augmented_run_resumes_bit_identically_on_both_paths() {
+    use super::dataset::{ShapesParams, shapes};
+    let table = shapes(&ShapesParams {
+        classes: 3,
+        samples: 90,
+        image_size: 16,
+        seed: 2,
+        ..ShapesParams::default()
+    });
+    let preprocessing = r#""data": {"preprocessing": {"resize": 12,
+        "crop": {"kind": "random", "size": 10, "padding": 2}, "horizontal_flip": 0.5}}"#;
+    for model in [
+        r#"{"kind": "cnn", "blocks": [{"channels": 4, "batch_norm": true}], "head": {"depth": 0}}"#,
+        r#"{"kind": "mlp", "depth": 1, "width": 16}"#,
+    ] {
+        let spec = spec(&format!(
+            r#"{{"dataset": "s", {preprocessing}, "model": {model},
+                "training": {{"epochs": 3, "batch_size": 16, "seed": 4}}}}"#
+        ));
+        let data = prepare(&table, &spec.data, &Device::Cpu).unwrap();
+        assert!(data.augment.is_some());
+        assert_eq!(data.preprocessing.image_shape, Some([3, 10, 10]));
+        let (outcome, straight) = run(&spec, &data, None);
+        assert_eq!(outcome.unwrap().epochs, 3, "{model}");
+        let (_, resumed) = run(&spec, &data, Some((1, decode(&straight[0]))));
+        assert_eq!(resumed.len(), 2);
+        for (a, b) in straight[1..].iter().zip(&resumed) {
+            assert_eq!(a.step_losses, b.step_losses, "{model}");
+            assert_eq!(a.metrics.val_loss, b.metrics.val_loss, "{model}");
+        }
+    }
+}

@@ -43,7 +43,7 @@ impl Network {
         Ok(match spec {
             ModelSpec::Mlp(mlp) => Network::Mlp(Mlp::seeded(
                 mlp,
-                preprocessing.n_features(),
+                preprocessing.input_width(),
                 classes,
                 rng,
                 device,
@@ -77,7 +77,7 @@ impl Network {
         Ok(match spec {
             ModelSpec::Mlp(mlp) => Network::Mlp(Mlp::from_tensors(
                 mlp,
-                preprocessing.n_features(),
+                preprocessing.input_width(),
                 classes,
                 tensors,
                 device,

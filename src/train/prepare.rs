@@ -1,36 +1,83 @@
+//! Turning a data set into tensors the loop trains on: the split, the preprocessing fitted on
+//! the training split (per-feature standardization, or a declared image pipeline), and the
+//! random image augmentation of training batches.
+
 use candle_core::{Device, Tensor};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::dataset::{SplitPlan, Standardizer, Table, split};
+use super::image_prep::ImagePipeline;
 use crate::domain::DataSpec;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// What turns a raw row into the network's input, and an output index into a label. Fixed
 /// when a job starts and stored with it, so prediction applies exactly what training did.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Preprocessing {
-    /// The input columns, in order.
+    /// The data set's columns, in order: what a raw row holds.
     pub feature_names: Vec<String>,
-    /// Standardization fitted on the training split, if the spec asked for it.
+    /// Standardization fitted on the training split, if the spec asked for it (never with an
+    /// image pipeline).
     pub standardizer: Option<Standardizer>,
     /// The data set's label for each output index (JSON numbers or strings).
     pub labels: Vec<serde_json::Value>,
-    /// Channels, height and width when rows are images (`C x H x W`, flattened); a CNN
-    /// reshapes rows to this. Standardization stays per feature (per pixel and channel).
+    /// Channels, height and width of the network's input when rows are images (`C x H x W`,
+    /// flattened); a CNN reshapes rows to this. Without `image` it is the data set's shape and
+    /// standardization stays per feature (per pixel and channel).
     #[serde(default)]
     pub image_shape: Option<[usize; 3]>,
+    /// The value of a full-intensity pixel in the data set's rows: 1, or 16 for `digits`.
+    /// Images sent for prediction are decoded to [0, 1] and scaled by it.
+    #[serde(default = "unit")]
+    pub pixel_max: f32,
+    /// The spec's `data.preprocessing`, fitted on the training split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImagePipeline>,
+}
+
+fn unit() -> f32 {
+    1.0
 }
 
 impl Preprocessing {
-    /// Number of input values per row.
+    /// Number of values in a raw row (the data set's columns).
     pub fn n_features(&self) -> usize {
         self.feature_names.len()
     }
 
-    /// Applies the preprocessing to a row in place.
-    pub fn apply(&self, row: &mut [f32]) {
+    /// Number of values the network takes per row.
+    pub fn input_width(&self) -> usize {
+        match (&self.image, self.image_shape) {
+            (Some(_), Some([c, h, w])) => c * h * w,
+            _ => self.n_features(),
+        }
+    }
+
+    /// The data set's image shape (what raw rows and uploaded images must have), if any.
+    pub fn dataset_image_shape(&self) -> Option<[usize; 3]> {
+        match &self.image {
+            Some(pipeline) => Some(pipeline.input_shape),
+            None => self.image_shape,
+        }
+    }
+
+    /// Whether the spec declared a resize, so images of any size are accepted for prediction.
+    pub fn resizes(&self) -> bool {
+        self.image.as_ref().is_some_and(|p| p.resize.is_some())
+    }
+
+    /// Appends the network's input for a raw row (of [`Preprocessing::n_features`] values),
+    /// on the deterministic path: standardization, or resize, normalization and centre crop.
+    pub fn transform_into(&self, row: &[f32], out: &mut Vec<f32>) {
+        if let Some(pipeline) = &self.image {
+            out.extend(pipeline.eval(row));
+            return;
+        }
+        let start = out.len();
+        out.extend_from_slice(row);
         if let Some(standardizer) = &self.standardizer {
-            standardizer.apply(row);
+            standardizer.apply(&mut out[start..]);
         }
     }
 }
@@ -45,9 +92,32 @@ pub struct SplitTensors {
     pub len: usize,
 }
 
+/// The training images before their random crop and flip.
+pub struct Augmentation {
+    pipeline: ImagePipeline,
+    /// Row-major, normalized; uncropped when the crop is random.
+    source: Vec<f32>,
+    width: usize,
+}
+
+impl Augmentation {
+    /// The network's input for training rows `rows`, each randomly transformed with draws
+    /// from `rng` in row order.
+    pub fn batch(&self, rows: &[u32], rng: &mut ChaCha8Rng) -> Vec<f32> {
+        let [c, h, w] = self.pipeline.output_shape();
+        let mut out = Vec::with_capacity(rows.len() * c * h * w);
+        for &r in rows {
+            let r = r as usize;
+            let source = &self.source[r * self.width..(r + 1) * self.width];
+            self.pipeline.augment(source, rng, &mut out);
+        }
+        out
+    }
+}
+
 /// A data set split, preprocessed and on the training device.
 pub struct PreparedData {
-    /// Rows the optimizer sees.
+    /// Rows the optimizer sees (on the evaluation path; see `augment`).
     pub train: SplitTensors,
     /// Rows that choose the best epoch.
     pub val: SplitTensors,
@@ -57,6 +127,8 @@ pub struct PreparedData {
     pub n_classes: usize,
     /// How rows were transformed.
     pub preprocessing: Preprocessing,
+    /// When the spec asks for random crops or flips: where training batches come from.
+    pub augment: Option<Augmentation>,
 }
 
 /// Splits the table as the spec says, fits preprocessing on the training split and builds tensors.
@@ -67,42 +139,126 @@ pub fn prepare(table: &Table, data: &DataSpec, device: &Device) -> Result<Prepar
         seed: data.split_seed,
     };
     let indices = split(table, &plan)?;
-    let standardizer = data
-        .standardize
-        .then(|| Standardizer::fit(table, &indices.train));
+    let labels = (0..table.classes.len() as u32)
+        .map(|c| table.label_json(c))
+        .collect();
+    let Some(spec) = &data.preprocessing else {
+        let standardizer = data
+            .standardize
+            .then(|| Standardizer::fit(table, &indices.train));
+        let preprocessing = Preprocessing {
+            feature_names: table.feature_names.clone(),
+            standardizer,
+            labels,
+            image_shape: table.image_shape,
+            pixel_max: table.pixel_max,
+            image: None,
+        };
+        let tensors = |rows: &[usize]| {
+            let mut x = Vec::with_capacity(rows.len() * preprocessing.input_width());
+            for &i in rows {
+                preprocessing.transform_into(table.row(i), &mut x);
+            }
+            split_tensors(x, rows, table, preprocessing.input_width(), device)
+        };
+        return Ok(PreparedData {
+            train: tensors(&indices.train)?,
+            val: tensors(&indices.val)?,
+            test: optional(&indices.test, tensors)?,
+            n_classes: table.classes.len(),
+            preprocessing,
+            augment: None,
+        });
+    };
+    let shape = table.image_shape.ok_or_else(|| {
+        Error::invalid(
+            "data.preprocessing",
+            "this data set has no images; image preprocessing needs an image data set",
+        )
+    })?;
+    let mut pipeline = ImagePipeline::new(spec, shape, table.pixel_max)?;
+    // Resized once; normalized with stats fitted on the training split; then cropped.
+    let resized = |rows: &[usize]| -> Vec<Vec<f32>> {
+        rows.iter()
+            .map(|&i| pipeline.resized(table.row(i)))
+            .collect()
+    };
+    let (mut train, mut val, mut test) = (
+        resized(&indices.train),
+        resized(&indices.val),
+        resized(&indices.test),
+    );
+    pipeline.fit_normalization(train.iter().map(Vec::as_slice));
+    for image in train.iter_mut().chain(&mut val).chain(&mut test) {
+        pipeline.normalize(image);
+    }
+    let [c, h, w] = pipeline.output_shape();
+    let width = c * h * w;
+    let centred = |images: Vec<Vec<f32>>| -> Vec<f32> {
+        images
+            .into_iter()
+            .flat_map(|image| pipeline.center(image))
+            .collect()
+    };
+    let augment = pipeline.augments().then(|| {
+        let [c, h, w] = pipeline.augment_source_shape();
+        Augmentation {
+            pipeline: pipeline.clone(),
+            source: if pipeline.crop.as_ref().is_some_and(|crop| crop.random) {
+                train.concat()
+            } else {
+                centred(train.clone())
+            },
+            width: c * h * w,
+        }
+    });
     let preprocessing = Preprocessing {
         feature_names: table.feature_names.clone(),
-        standardizer,
-        labels: (0..table.classes.len() as u32)
-            .map(|c| table.label_json(c))
-            .collect(),
-        image_shape: table.image_shape,
+        standardizer: None,
+        labels,
+        image_shape: Some([c, h, w]),
+        pixel_max: table.pixel_max,
+        image: Some(pipeline.clone()),
     };
-    let tensors = |rows: &[usize]| -> Result<SplitTensors> {
-        let width = table.n_features();
-        let mut x = Vec::with_capacity(rows.len() * width);
-        let mut y = Vec::with_capacity(rows.len());
-        for &i in rows {
-            let start = x.len();
-            x.extend_from_slice(table.row(i));
-            preprocessing.apply(&mut x[start..]);
-            y.push(table.labels[i]);
-        }
-        Ok(SplitTensors {
-            x: Tensor::from_vec(x, (rows.len(), width), device)?,
-            y: Tensor::from_vec(y, rows.len(), device)?,
-            len: rows.len(),
-        })
+    let tensors = |images: Vec<Vec<f32>>, rows: &[usize]| {
+        split_tensors(centred(images), rows, table, width, device)
     };
     Ok(PreparedData {
-        train: tensors(&indices.train)?,
-        val: tensors(&indices.val)?,
+        train: tensors(train, &indices.train)?,
+        val: tensors(val, &indices.val)?,
         test: if indices.test.is_empty() {
             None
         } else {
-            Some(tensors(&indices.test)?)
+            Some(tensors(test, &indices.test)?)
         },
         n_classes: table.classes.len(),
         preprocessing,
+        augment,
     })
+}
+
+fn split_tensors(
+    x: Vec<f32>,
+    rows: &[usize],
+    table: &Table,
+    width: usize,
+    device: &Device,
+) -> Result<SplitTensors> {
+    let y: Vec<u32> = rows.iter().map(|&i| table.labels[i]).collect();
+    Ok(SplitTensors {
+        x: Tensor::from_vec(x, (rows.len(), width), device)?,
+        y: Tensor::from_vec(y, rows.len(), device)?,
+        len: rows.len(),
+    })
+}
+
+fn optional(
+    rows: &[usize],
+    tensors: impl Fn(&[usize]) -> Result<SplitTensors>,
+) -> Result<Option<SplitTensors>> {
+    if rows.is_empty() {
+        Ok(None)
+    } else {
+        tensors(rows).map(Some)
+    }
 }

@@ -10,6 +10,8 @@ pub enum Purpose {
     Shuffle = 2,
     /// Dropout masks in an epoch.
     Dropout = 3,
+    /// Random crops and flips of training images in an epoch.
+    Augment = 4,
 }
 
 /// A generator for one job seed, purpose and epoch. Streams depend only on these three values,

@@ -120,7 +120,7 @@ async fn bad_cnn_specs_are_refused_naming_the_field() {
 }
 
 /// A row of a generated table (values in [0, 1], `C x H x W`) as a PNG of its own size.
-fn png_of(row: &[f32], [c, h, w]: [usize; 3]) -> Vec<u8> {
+pub fn png_of(row: &[f32], [c, h, w]: [usize; 3]) -> Vec<u8> {
     assert_eq!(c, 3);
     let mut rgb = image::RgbImage::new(w as u32, h as u32);
     for y in 0..h {
@@ -138,7 +138,7 @@ fn png_of(row: &[f32], [c, h, w]: [usize; 3]) -> Vec<u8> {
     bytes
 }
 
-fn base64(bytes: &[u8]) -> String {
+pub fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
@@ -157,7 +157,7 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
-fn probabilities(answer: &Value) -> Vec<f64> {
+pub fn probabilities(answer: &Value) -> Vec<f64> {
     answer["predictions"]
         .as_array()
         .unwrap()
@@ -221,7 +221,7 @@ async fn a_cnn_predicts_from_base64_and_multipart_images_like_from_rows() {
         assert!((a - b).abs() < 0.02, "{from_rows} vs {from_base64}");
     }
 
-    // A larger image is resized to the data set's 16×16.
+    // Without a declared resize, an image of another size is refused with the size expected.
     let big = image::RgbImage::from_pixel(40, 30, image::Rgb([200, 10, 10]));
     let mut bytes = Vec::new();
     big.write_to(
@@ -229,8 +229,10 @@ async fn a_cnn_predicts_from_base64_and_multipart_images_like_from_rows() {
         image::ImageFormat::Jpeg,
     )
     .unwrap();
-    let (status, answer) = app.post(&path, json!({"images": [base64(&bytes)]})).await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, body) = app.post(&path, json!({"images": [base64(&bytes)]})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "images[0]");
+    assert!(body["error"].as_str().unwrap().contains("16x16"), "{body}");
 
     let (status, body) = app
         .post(

@@ -89,7 +89,7 @@ async fn upload(app: &TestApp, form: Form) -> (StatusCode, Value) {
 }
 
 /// GET a sample: the status, and the decoded image when it is a PNG.
-async fn sample(app: &TestApp, path: &str) -> (StatusCode, Option<DynamicImage>) {
+pub async fn sample(app: &TestApp, path: &str) -> (StatusCode, Option<DynamicImage>) {
     let response = app.client.get(app.url(path)).send().await.unwrap();
     let status = response.status();
     let png = response

@@ -15,6 +15,7 @@ mod openapi;
 mod plots;
 mod predict;
 mod resnet;
+mod preprocessing;
 mod sweeps;
 mod transfer;
 mod walkthrough;

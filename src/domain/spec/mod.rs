@@ -6,6 +6,7 @@ mod cnn;
 mod model;
 mod optimizer;
 mod resnet;
+mod preprocess;
 mod training;
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ pub use cnn::{CnnSpec, ConvBlockSpec, HeadSpec, TransferMode, TransferSpec};
 pub use model::{Activation, InitSpec, MlpSpec, ModelSpec};
 pub use optimizer::OptimizerSpec;
 pub use resnet::{ResNetDepth, ResNetSpec, Stem};
+pub use preprocess::{CropKind, CropSpec, ImagePreprocessingSpec, ImageSize, Normalization};
 pub use training::{
     EarlyStoppingSpec, GradClipSpec, Metric, MetricMode, ScheduleSpec, TrainingSpec, Warmup,
 };
@@ -60,8 +62,12 @@ pub struct DataSpec {
     pub test_fraction: f64,
     /// Seed of the split; the default 0 gives every job on a data set the same split.
     pub split_seed: u64,
-    /// Standardize each feature with the training split's mean and standard deviation.
+    /// Standardize each feature with the training split's mean and standard deviation
+    /// (ignored when `preprocessing` is given: its `normalize` applies instead).
     pub standardize: bool,
+    /// Image preprocessing (image data sets only): resize, crop, flip, normalization.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preprocessing: Option<ImagePreprocessingSpec>,
 }
 
 impl Default for DataSpec {
@@ -71,6 +77,7 @@ impl Default for DataSpec {
             test_fraction: 0.15,
             split_seed: 0,
             standardize: true,
+            preprocessing: None,
         }
     }
 }
@@ -158,15 +165,26 @@ impl JobSpec {
         })
     }
 
-    /// Checks the model against the data set it trains on: a CNN needs images, and its blocks
-    /// must leave at least one pixel.
+    /// The image shape the network sees for a data set of `image_shape`: the data set's, or
+    /// what `data.preprocessing` makes of it (a 422 naming the preprocessing field that does
+    /// not fit the data set).
+    pub fn input_shape(&self, image_shape: Option<[usize; 3]>) -> Result<Option<[usize; 3]>> {
+        match &self.data.preprocessing {
+            None => Ok(image_shape),
+            Some(preprocessing) => preprocessing.output_shape(image_shape).map(Some),
+        }
+    }
+
+    /// Checks the preprocessing and the model against the data set it trains on: a CNN needs
+    /// images, and its blocks must leave at least one pixel of the preprocessed image.
     pub fn validate_for_dataset(&self, image_shape: Option<[usize; 3]>) -> Result<()> {
+        let input = self.input_shape(image_shape)?;
         match &self.model {
             ModelSpec::Mlp(_) => Ok(()),
-            ModelSpec::Cnn(cnn) => cnn.validate_for(image_shape, MAX_PARAMETERS),
+            ModelSpec::Cnn(cnn) => cnn.validate_for(input, MAX_PARAMETERS),
             ModelSpec::Resnet18(resnet) | ModelSpec::Resnet34(resnet) => {
                 let (depth, _) = self.model.resnet().expect("a ResNet spec; this is a bug");
-                resnet.validate_for(depth, image_shape, MAX_PARAMETERS)
+                resnet.validate_for(depth, input, MAX_PARAMETERS)
             }
         }
     }
@@ -185,7 +203,11 @@ impl DataSpec {
                     self.val_fraction + self.test_fraction
                 )
             },
-        )
+        )?;
+        match &self.preprocessing {
+            Some(preprocessing) => preprocessing.validate(),
+            None => Ok(()),
+        }
     }
 }
 

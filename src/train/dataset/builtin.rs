@@ -9,7 +9,7 @@ const DIGITS_CSV: &str = include_str!("../../../data/digits.csv");
 
 /// The built-in `digits` data set (UCI optical digits, 1,797 rows of 8x8 pixels), compiled into
 /// the binary: features `pixel0`..`pixel63` (0 to 16, row-major), integer labels 0 to 9, image
-/// shape `[1, 8, 8]`.
+/// shape `[1, 8, 8]`, `pixel_max` 16 (so as images, pixels are the values divided by 16).
 pub fn digits() -> Table {
     static DIGITS: OnceLock<Table> = OnceLock::new();
     DIGITS
@@ -22,6 +22,7 @@ pub fn digits() -> Table {
             )
             .expect("the built-in digits.csv does not parse; this is a bug in the build");
             table.image_shape = Some([1, 8, 8]);
+            table.pixel_max = 16.0;
             table
         })
         .clone()
@@ -40,6 +41,7 @@ mod tests {
         assert_eq!(t.feature_names[0], "pixel0");
         assert_eq!(t.feature_names[63], "pixel63");
         assert_eq!(t.image_shape, Some([1, 8, 8]));
+        assert_eq!(t.pixel_max, 16.0);
         assert_eq!(t.label_kind, LabelKind::Integer);
         assert_eq!(
             t.classes,

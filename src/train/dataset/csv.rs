@@ -138,6 +138,7 @@ fn into_table(
         label_kind: kind,
         splits: None,
         image_shape: None,
+        pixel_max: 1.0,
     };
     Ok((table, index))
 }

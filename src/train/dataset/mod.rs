@@ -58,6 +58,9 @@ pub struct Table {
     pub splits: Option<Vec<Split>>,
     /// Channels, height, width when each row is also an image (digits: `[1, 8, 8]`).
     pub image_shape: Option<[usize; 3]>,
+    /// The value of a full-intensity pixel when rows are images: 1 (values in [0, 1]) for
+    /// uploads and `shapes`, 16 for `digits`. Image preprocessing divides by it first.
+    pub pixel_max: f32,
 }
 
 impl Table {
@@ -120,6 +123,7 @@ mod tests {
             label_kind: kind,
             splits: None,
             image_shape: None,
+            pixel_max: 1.0,
         }
     }
 

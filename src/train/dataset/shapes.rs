@@ -153,6 +153,7 @@ pub fn shapes(params: &ShapesParams) -> Table {
         label_kind: LabelKind::String,
         splits: None,
         image_shape: Some([3, size, size]),
+        pixel_max: 1.0,
     }
 }
 

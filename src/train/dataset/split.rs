@@ -250,6 +250,7 @@ mod tests {
             label_kind: LabelKind::String,
             splits,
             image_shape: None,
+            pixel_max: 1.0,
         }
     }
 

@@ -25,6 +25,12 @@ struct Meta {
     label_kind: LabelKind,
     has_splits: bool,
     image_shape: Option<[usize; 3]>,
+    #[serde(default = "unit")]
+    pixel_max: f32,
+}
+
+fn unit() -> f32 {
+    1.0
 }
 
 /// Writes the table to `dir` (created; data in `dir/data.safetensors` — tensors "features" f32
@@ -103,6 +109,7 @@ fn write_into(table: &Table, tmp: &Path) -> Result<()> {
         label_kind: table.label_kind,
         has_splits: table.splits.is_some(),
         image_shape: table.image_shape,
+        pixel_max: table.pixel_max,
     };
     let json =
         serde_json::to_vec_pretty(&meta).map_err(|e| Error::internal("encoding meta.json", e))?;
@@ -180,6 +187,7 @@ pub fn load(dir: &Path) -> Result<Table> {
         label_kind: meta.label_kind,
         splits,
         image_shape: meta.image_shape,
+        pixel_max: meta.pixel_max,
     })
 }
 

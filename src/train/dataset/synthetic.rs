@@ -154,6 +154,7 @@ pub fn regions(params: &RegionsParams) -> Table {
         label_kind: LabelKind::Integer,
         splits: None,
         image_shape: None,
+        pixel_max: 1.0,
     }
 }
 

@@ -80,6 +80,7 @@ pub(super) fn into_table(
         label_kind: LabelKind::String,
         splits,
         image_shape: Some([channels, height as usize, width as usize]),
+        pixel_max: 1.0,
     })
 }
 
@@ -153,12 +154,14 @@ fn shared_size(images: &[LaidOut], headers: &[Header]) -> Result<(u32, u32)> {
 
 /// Decodes one image for prediction exactly as uploads are decoded: its header checked against
 /// `max_side` before any pixel is decoded, converted to `shape`'s channels, resized (stretched,
-/// triangle filter) to its height and width, `C x H x W`, values in [0, 1]. The error says why,
-/// for the caller to put next to the item's name.
+/// triangle filter) to its height and width when `any_size` (else an image of another size is
+/// refused, saying the size expected), `C x H x W`, values in [0, 1]. The error says why, for
+/// the caller to put next to the item's name.
 pub fn decode_image_row(
     bytes: &[u8],
     shape: [usize; 3],
     max_side: u32,
+    any_size: bool,
 ) -> std::result::Result<Vec<f32>, String> {
     let [channels, height, width] = shape;
     let mut reader = ImageReader::new(Cursor::new(bytes))
@@ -179,6 +182,12 @@ pub fn decode_image_row(
     }
     if w == 0 || h == 0 {
         return Err("has no pixels".into());
+    }
+    if !any_size && (w as usize, h as usize) != (width, height) {
+        return Err(format!(
+            "is {w}x{h} pixels; this model takes {width}x{height} images (width x height), the \
+             size of its data set; a job that declares data.preprocessing.resize accepts any size"
+        ));
     }
     let decoded =
         image::load_from_memory(bytes).map_err(|err| format!("could not be decoded: {err}"))?;

@@ -12,9 +12,9 @@ pub const MIN_SAMPLE_SIDE: usize = 64;
 const MAX_SAMPLE_SIDE: usize = 4096;
 
 /// Row `index` of an image table as a PNG: grayscale for 1 channel, RGB for 3, scaled up by a
-/// whole factor so the shorter side is at least [`MIN_SAMPLE_SIDE`] pixels. Values in [0, 1]
-/// map to 0..255; a row with values outside [0, 1] (such as `digits`, 0 to 16) is stretched
-/// from its own minimum to its maximum.
+/// whole factor so the shorter side is at least [`MIN_SAMPLE_SIDE`] pixels. A value `v` is the
+/// byte `round(255 * v / pixel_max)` (clamped), the inverse of how uploaded and predicted
+/// images are read, so `digits` (0 to 16) draws 16 as white.
 ///
 /// Errors: [`Error::NotFound`] for an index past the last row; [`Error::Invalid`] on field `id`
 /// for a table that has no images, or images of other than 1 or 3 channels.
@@ -48,7 +48,8 @@ pub fn sample_png(table: &Table, name: &str, index: usize) -> Result<Vec<u8>> {
         });
     }
     let row = table.row(index);
-    let to_byte = byte_scale(row);
+    let pixel_max = table.pixel_max;
+    let to_byte = |v: f32| ((v / pixel_max).clamp(0.0, 1.0) * 255.0).round() as u8;
     let scale = (MIN_SAMPLE_SIDE.div_ceil(height.min(width)))
         .min(MAX_SAMPLE_SIDE / height.max(width))
         .max(1);
@@ -88,7 +89,8 @@ pub fn sample_rgb(table: &Table, index: usize) -> Option<(usize, usize, Vec<u8>)
         return None;
     }
     let row = table.row(index);
-    let to_byte = byte_scale(row);
+    let pixel_max = table.pixel_max;
+    let to_byte = |v: f32| ((v / pixel_max).clamp(0.0, 1.0) * 255.0).round() as u8;
     let mut bytes = Vec::with_capacity(pixels * 3);
     for pixel in 0..pixels {
         for c in 0..3 {
@@ -96,21 +98,4 @@ pub fn sample_rgb(table: &Table, index: usize) -> Option<(usize, usize, Vec<u8>)
         }
     }
     Some((width, height, bytes))
-}
-
-/// Maps a row's values to bytes: [0, 1] as is, anything else by the row's own range.
-fn byte_scale(row: &[f32]) -> impl Fn(f32) -> u8 {
-    let (min, max) = row
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    let (offset, span) = if min >= 0.0 && max <= 1.0 {
-        (0.0, 1.0)
-    } else if max > min {
-        (min, max - min)
-    } else {
-        (min, 1.0)
-    };
-    move |v: f32| (((v - offset) / span).clamp(0.0, 1.0) * 255.0).round() as u8
 }
