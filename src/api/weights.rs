@@ -81,10 +81,12 @@ pub async fn create(
         }
         .into());
     }
+    // The body is read before the name is checked: answering while the client is still
+    // sending resets the connection, and the client would never see the 422.
+    let bytes = read_body(request, &state).await?;
     let name = query.name.ok_or_else(|| {
         Error::invalid("name", "give the weights a name: POST /v1/weights?name=...")
     })?;
-    let bytes = read_body(request, &state).await?;
     let row = state.jobs.add_weights(name, bytes.to_vec()).await?;
     let location = format!("/v1/weights/{}", row.id);
     Ok((

@@ -4,6 +4,7 @@
 mod checkpoints;
 mod datasets;
 mod epochs;
+mod job_lifecycle;
 mod jobs;
 mod layers;
 mod steps;

@@ -5,8 +5,8 @@ mod check;
 mod cnn;
 mod model;
 mod optimizer;
-mod resnet;
 mod preprocess;
+mod resnet;
 mod training;
 
 use serde::{Deserialize, Serialize};
@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 pub use cnn::{CnnSpec, ConvBlockSpec, HeadSpec, TransferMode, TransferSpec};
 pub use model::{Activation, InitSpec, MlpSpec, ModelSpec};
 pub use optimizer::OptimizerSpec;
-pub use resnet::{ResNetDepth, ResNetSpec, Stem};
 pub use preprocess::{CropKind, CropSpec, ImagePreprocessingSpec, ImageSize, Normalization};
+pub use resnet::{ResNetDepth, ResNetSpec, Stem};
 pub use training::{
     EarlyStoppingSpec, GradClipSpec, Metric, MetricMode, ScheduleSpec, TrainingSpec, Warmup,
 };
