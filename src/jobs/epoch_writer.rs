@@ -136,12 +136,20 @@ impl Jobs {
         best: &mut Option<Best>,
         pruning: Option<&PruningPlan>,
     ) -> Result<Persisted> {
+        let mut rows: Vec<EpochRow> = reports.iter().map(|r| epoch_row(&r.metrics)).collect();
         let prune = match pruning {
-            Some(plan) => self.first_pruned(plan, id, &reports).await?,
+            Some(plan) => {
+                let judged = reports
+                    .iter()
+                    .position(|r| r.stopped_early.is_some())
+                    .unwrap_or(reports.len());
+                self.first_pruned(plan, id, &rows, judged).await?
+            }
             None => None,
         };
         if let Some((i, _)) = &prune {
             reports.truncate(i + 1);
+            rows.truncate(i + 1);
         }
         if reports.is_empty() {
             return Ok(Persisted::Saved);
@@ -166,7 +174,6 @@ impl Jobs {
         .await
         .map_err(|err| Error::internal("writing a checkpoint", err))??;
 
-        let rows: Vec<EpochRow> = reports.iter().map(|r| epoch_row(&r.metrics)).collect();
         let checkpoints: Vec<Option<CheckpointRow>> = (0..reports.len())
             .map(|i| {
                 let (_, path, sha256, bytes) = written.iter().find(|w| w.0 == i)?;
@@ -225,26 +232,6 @@ impl Jobs {
         } else {
             Persisted::Saved
         })
-    }
-
-    /// The first epoch of a backlog the pruning rule stops, with the reason. An epoch where
-    /// early stopping already ends the job is not judged, nor anything after it.
-    async fn first_pruned(
-        &self,
-        plan: &PruningPlan,
-        id: JobId,
-        reports: &[EpochReport],
-    ) -> Result<Option<(usize, String)>> {
-        let rows: Vec<EpochRow> = reports.iter().map(|r| epoch_row(&r.metrics)).collect();
-        for (i, report) in reports.iter().enumerate() {
-            if report.stopped_early.is_some() {
-                break;
-            }
-            if let Some(reason) = self.prune_reason(plan, id, &rows[..i], &rows[i]).await? {
-                return Ok(Some((i, reason)));
-            }
-        }
-        Ok(None)
     }
 
     async fn apply_retention(&self, id: JobId) -> Result<()> {

@@ -34,41 +34,46 @@ impl Jobs {
         }))
     }
 
-    /// Why the trial `id` should stop after `latest`, or `None`; `pending` holds the epochs
-    /// before it that are not committed yet (a backlog commits together).
-    pub(super) async fn prune_reason(
+    /// The first epoch of a backlog (`rows`, oldest first, not committed yet) that the rule
+    /// stops, with the reason. Only the first `judged` rows are judged: an epoch where early
+    /// stopping already ends the job is not, nor anything after it.
+    pub(super) async fn first_pruned(
         &self,
         plan: &PruningPlan,
         id: JobId,
-        pending: &[EpochRow],
-        latest: &EpochRow,
-    ) -> Result<Option<String>> {
-        let epoch = latest.epoch;
-        if epoch < i64::from(plan.rule.after_epochs) || epoch >= plan.epochs_total {
+        rows: &[EpochRow],
+        judged: usize,
+    ) -> Result<Option<(usize, String)>> {
+        let Some(first) = rows.first() else {
             return Ok(None);
-        }
+        };
         let mut own = self.inner.store.list_epochs(id).await?;
-        own.retain(|e| e.epoch < epoch && pending.iter().all(|p| p.epoch != e.epoch));
-        own.extend(pending.iter().filter(|p| p.epoch < epoch).cloned());
-        own.push(latest.clone());
-        own.sort_by_key(|e| e.epoch);
-        let others = self
-            .inner
-            .store
-            .other_trial_epochs(plan.sweep, id, epoch)
-            .await?;
-        let reason = prune_verdict(
-            &plan.rule,
-            plan.metric,
-            plan.goal,
-            epoch,
-            plan.epochs_total,
-            &own,
-            &others,
-        );
-        if let Some(reason) = &reason {
-            tracing::info!(job_id = %id, %reason, "trial pruned");
+        own.retain(|e| e.epoch < first.epoch);
+        for (i, latest) in rows.iter().take(judged).enumerate() {
+            own.push(latest.clone());
+            let epoch = latest.epoch;
+            if epoch < i64::from(plan.rule.after_epochs) || epoch >= plan.epochs_total {
+                continue;
+            }
+            let others = self
+                .inner
+                .store
+                .other_trial_epochs(plan.sweep, id, epoch)
+                .await?;
+            let verdict = prune_verdict(
+                &plan.rule,
+                plan.metric,
+                plan.goal,
+                epoch,
+                plan.epochs_total,
+                &own,
+                &others,
+            );
+            if let Some(reason) = verdict {
+                tracing::info!(job_id = %id, %reason, "trial pruned");
+                return Ok(Some((i, reason)));
+            }
         }
-        Ok(reason)
+        Ok(None)
     }
 }
