@@ -8,6 +8,7 @@ mod convnets;
 mod overhead;
 mod peer;
 mod resnet;
+mod scratch_service;
 mod service_concurrency;
 mod workloads;
 

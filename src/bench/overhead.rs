@@ -6,15 +6,13 @@ use std::time::Instant;
 use candle_core::Device;
 use serde_json::json;
 
-use crate::config::Config;
-use crate::domain::{JobSpec, JobStatus, parse_json};
+use crate::domain::{JobSpec, parse_json};
 use crate::error::{Error, Result};
-use crate::jobs::JobEvent;
-use crate::startup::Application;
 use crate::train::dataset::digits;
 use crate::train::{EpochMetrics, Interrupter, fit, prepare};
 
 use super::median;
+use super::scratch_service::ScratchService;
 
 fn spec(epochs: u32) -> Result<JobSpec> {
     let text = format!(
@@ -96,44 +94,16 @@ async fn bare_loop(spec: &JobSpec) -> Result<(f64, f64)> {
 
 /// The same spec submitted to a fresh service: queue, worker thread, checkpoints, database.
 async fn through_service(spec: &JobSpec) -> Result<(f64, f64)> {
-    let dir = std::env::temp_dir().join(format!("trainserve-bench-{}", uuid::Uuid::new_v4()));
-    let config =
-        Config::with_data_dir(dir.clone(), "127.0.0.1:0".parse().expect("a valid address"));
-    let app = Application::build(config).await?;
-    let state = app.state().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-    let mut events = state.jobs.subscribe();
+    let service = ScratchService::start(1).await?;
     let started = Instant::now();
-    let job = state.jobs.submit(spec.clone()).await?;
-    loop {
-        match events.recv().await {
-            Ok(JobEvent::Status {
-                job_id,
-                status,
-                failure,
-            }) if job_id == job.id && status.is_terminal() => {
-                if status != JobStatus::Succeeded {
-                    return Err(Error::Internal(format!(
-                        "benchmark job ended {status}: {failure:?}"
-                    )));
-                }
-                break;
-            }
-            Ok(_) => {}
-            Err(err) => return Err(Error::internal("waiting for the benchmark job", err)),
-        }
-    }
+    let ids = service.train_all(vec![spec.clone()]).await?;
     let seconds = started.elapsed().as_secs_f64();
-    let row = state.jobs.get(job.id).await?;
+    let state = &service.state;
+    let row = state.jobs.get(ids[0]).await?;
     let best = match row.best_epoch {
-        Some(epoch) => state.store.get_epoch(job.id, epoch).await?,
+        Some(epoch) => state.store.get_epoch(row.id, epoch).await?,
         None => None,
     };
-    let _ = stop.send(());
-    let _ = server.await;
-    let _ = std::fs::remove_dir_all(&dir);
+    service.stop().await;
     Ok((seconds, best.and_then(|b| b.test_acc).unwrap_or(0.0)))
 }

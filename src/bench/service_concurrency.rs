@@ -7,11 +7,9 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::median;
-use crate::config::Config;
-use crate::domain::{JobId, JobSpec, parse_json};
-use crate::error::{Error, Result};
-use crate::jobs::JobEvent;
-use crate::startup::Application;
+use super::scratch_service::ScratchService;
+use crate::domain::{JobSpec, parse_json};
+use crate::error::Result;
 
 fn spec(seed: u32, epochs: u32, batch_size: usize) -> Result<JobSpec> {
     let text = format!(
@@ -27,58 +25,21 @@ fn spec(seed: u32, epochs: u32, batch_size: usize) -> Result<JobSpec> {
 /// Trains `jobs` copies of the workload on a fresh service with as many worker slots, and
 /// returns the total training samples per second of wall time (submit to last finish).
 async fn total_rate(jobs: usize, epochs: u32, batch_size: usize) -> Result<f64> {
-    let dir = std::env::temp_dir().join(format!("trainserve-bench-{}", uuid::Uuid::new_v4()));
-    let mut config =
-        Config::with_data_dir(dir.clone(), "127.0.0.1:0".parse().expect("a valid address"));
-    config.worker_slots = jobs;
-    let app = Application::build(config).await?;
-    let state = app.state().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-    let mut events = state.jobs.subscribe();
+    let service = ScratchService::start(jobs).await?;
+    let specs = (0..jobs)
+        .map(|seed| spec(seed as u32, epochs, batch_size))
+        .collect::<Result<Vec<_>>>()?;
     let started = Instant::now();
-    let mut pending: Vec<JobId> = Vec::new();
-    for seed in 0..jobs {
-        pending.push(
-            state
-                .jobs
-                .submit(spec(seed as u32, epochs, batch_size)?)
-                .await?
-                .id,
-        );
-    }
-    let ids = pending.clone();
-    while !pending.is_empty() {
-        match events.recv().await {
-            Ok(JobEvent::Status {
-                job_id,
-                status,
-                failure,
-            }) if status.is_terminal() && pending.contains(&job_id) => {
-                if !matches!(status, crate::domain::JobStatus::Succeeded) {
-                    return Err(Error::Internal(format!(
-                        "benchmark job ended {status}: {failure:?}"
-                    )));
-                }
-                pending.retain(|id| *id != job_id);
-            }
-            Ok(_) => {}
-            Err(err) => return Err(Error::internal("waiting for the benchmark jobs", err)),
-        }
-    }
+    let ids = service.train_all(specs).await?;
     let seconds = started.elapsed().as_secs_f64();
     let mut samples = 0.0;
     for id in ids {
         // Steps × batch size: both sides count the same way, and the ratio is what matters.
-        for epoch in state.store.list_epochs(id).await? {
+        for epoch in service.state.store.list_epochs(id).await? {
             samples += (epoch.steps as usize * batch_size) as f64;
         }
     }
-    let _ = stop.send(());
-    let _ = server.await;
-    let _ = std::fs::remove_dir_all(&dir);
+    service.stop().await;
     Ok(samples / seconds)
 }
 
