@@ -79,33 +79,10 @@ pub(crate) fn matmul<T: Real>(
         }
         return;
     }
-    let parallelism = parallelism(m, n, k, threads);
     // SAFETY: every element addressed through the strides lies within its slice (checked
     // above), the strides of `dst` are injective (cs = 1, rs = ld ≥ n), and `dst` is a unique
-    // borrow so it aliases neither operand. T is f32 or f64, which gemm supports.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            ld as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            T::ONE,
-            T::ONE,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
+    // borrow so it aliases neither operand.
+    unsafe { gemm_into(dst.as_mut_ptr(), ld, accumulate, a, b, threads) }
 }
 
 /// `dst[m×n] = a[m×k] · b[k×n]` into uninitialized memory (rows `ld` apart), returning
@@ -128,32 +105,50 @@ pub(crate) fn matmul_uninit<'d, T: Real>(
     } else if m > 0 && n > 0 {
         // SAFETY: as in `matmul`; gemm with `read_dst = false` writes every element of the
         // m×n block without reading it, and MaybeUninit<T> has T's layout.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                dst.as_mut_ptr().cast::<T>(),
-                1,
-                ld as isize,
-                false,
-                a.data.as_ptr(),
-                a.cs as isize,
-                a.rs as isize,
-                b.data.as_ptr(),
-                b.cs as isize,
-                b.rs as isize,
-                T::ONE,
-                T::ONE,
-                false,
-                false,
-                false,
-                parallelism(m, n, k, threads),
-            )
-        }
+        unsafe { gemm_into(dst.as_mut_ptr().cast::<T>(), ld, false, a, b, threads) }
     }
     // SAFETY: every element of `dst` (exactly the m×n block) was written above.
     unsafe { &mut *(dst as *mut [MaybeUninit<T>] as *mut [T]) }
+}
+
+/// `dst (+)= a · b` through the `gemm` crate, `dst` row-major with rows `ld` apart.
+///
+/// # Safety
+/// `dst` must be valid for writes (and reads when `accumulate`) of the `a.rows × b.cols`
+/// block, alias neither operand, and `a`, `b` must be in bounds with `a.cols == b.rows`.
+unsafe fn gemm_into<T: Real>(
+    dst: *mut T,
+    ld: usize,
+    accumulate: bool,
+    a: Mat<'_, T>,
+    b: Mat<'_, T>,
+    threads: usize,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    // SAFETY: forwarded from the caller; T is f32 or f64, which gemm supports.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            ld as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            parallelism(m, n, k, threads),
+        )
+    }
 }
 
 fn parallelism(m: usize, n: usize, k: usize, threads: usize) -> Parallelism {
