@@ -228,7 +228,7 @@ pub fn ops(args: &BenchArgs) -> Result<()> {
         "batch_norm_train",
         mid.dims(),
         time(r, || {
-            kernels::batch_norm_train(&mid, &gamma, &beta, 1e-5).map(drop)
+            kernels::batch_norm_train(&mid, &gamma, &beta, 1e-5, kernels::Epilogue::None).map(drop)
         })?,
         None,
     );

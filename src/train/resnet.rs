@@ -13,7 +13,7 @@ use candle_core::{Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
 use super::init;
-use super::kernels::{self, Conv2dConfig};
+use super::kernels::{self, Conv2dConfig, Epilogue};
 use super::mlp::load_vars;
 use super::{Mode, ParamInfo};
 use crate::domain::{InitSpec, ResNetDepth, ResNetSpec, Stem};
@@ -240,7 +240,7 @@ impl ResNet {
         let [c, h, w] = self.input;
         let x = x.reshape((batch, c, h, w))?;
         let train = matches!(mode, Mode::Train(_)) && !self.frozen;
-        let mut h = kernels::relu(&self.conv1.forward(&x, train)?)?;
+        let mut h = self.conv1.forward(&x, train, Epilogue::Relu)?;
         if self.stem == Stem::Imagenet {
             h = kernels::max_pool2d(&h, 3, 2, 1)?;
         }
@@ -336,7 +336,8 @@ impl ResNet {
 }
 
 impl ConvBn {
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// `then(bn(conv(x)))`; in training mode the epilogue runs inside the batch-norm op.
+    fn forward(&self, x: &Tensor, train: bool, then: Epilogue) -> Result<Tensor> {
         let h = kernels::conv2d(x, self.weight.as_tensor(), None, self.config)?;
         let (n, _, oh, ow) = h.dims4()?;
         let count = n * oh * ow;
@@ -348,6 +349,7 @@ impl ConvBn {
                 self.gamma.as_tensor(),
                 self.beta.as_tensor(),
                 BN_EPS,
+                then,
             )?;
             kernels::update_running_stats(
                 &self.running_mean,
@@ -359,26 +361,30 @@ impl ConvBn {
             )?;
             return Ok(y);
         }
-        Ok(kernels::batch_norm_eval(
+        let y = kernels::batch_norm_eval(
             &h,
             self.gamma.as_tensor(),
             self.beta.as_tensor(),
             self.running_mean.as_tensor(),
             self.running_var.as_tensor(),
             BN_EPS,
-        )?)
+        )?;
+        Ok(match then {
+            Epilogue::None => y,
+            Epilogue::Relu => kernels::relu(&y)?,
+            Epilogue::AddRelu(residual) => kernels::relu(&(y + residual)?)?,
+        })
     }
 }
 
 impl Basic {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = kernels::relu(&self.conv1.forward(x, train)?)?;
-        let h = self.conv2.forward(&h, train)?;
+        let h = self.conv1.forward(x, train, Epilogue::Relu)?;
         let shortcut = match &self.downsample {
-            Some(down) => down.forward(x, train)?,
+            Some(down) => down.forward(x, train, Epilogue::None)?,
             None => x.clone(),
         };
-        Ok(kernels::relu(&(h + shortcut)?)?)
+        self.conv2.forward(&h, train, Epilogue::AddRelu(&shortcut))
     }
 }
 

@@ -2,8 +2,11 @@
 //! statistics and a fused closed-form backward, and evaluation mode with running statistics.
 //!
 //! Training forward is two passes (per-channel sums, then `y = scale·x + shift`); backward is
-//! two passes (per-channel `Σdy` and `Σdy·x̂`, then `dx = a·dy + b·x + c`), where candle's
-//! composition of broadcast ops takes a dozen.
+//! two passes (per-channel `Σdy` and `Σdy·x̂`, then `dx = a·dy + b·x + k`), where candle's
+//! composition of broadcast ops takes a dozen. The training op can end with a ReLU, or with a
+//! residual sum and a ReLU (the end of a ResNet block), in the same pass: each fused step
+//! saves a pass over the activation forward, and in backward the zero-filled buffer and sum
+//! candle's `Tensor::backward` spends on every edge of the graph.
 
 use std::sync::{Arc, OnceLock};
 
@@ -11,8 +14,20 @@ use candle_core::{
     CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, Var, WithDType, bail,
 };
 
+use super::activation::relu_grad;
 use super::channels::{Planes, channel_sums_of};
-use super::cpu::{by_dtype, storage, view};
+use super::cpu::{Real, by_dtype, storage, view};
+
+/// What a training-mode batch normalization applies to its output in the same pass.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a> {
+    /// The normalized values as they are.
+    None,
+    /// `relu(y)`.
+    Relu,
+    /// `relu(y + residual)`, with `residual` of the input's shape.
+    AddRelu(&'a Tensor),
+}
 
 /// Per-channel statistics of a batch, in f64 whatever the tensors' type.
 #[derive(Clone, Debug)]
@@ -29,8 +44,17 @@ fn host_vec(t: &Tensor) -> Result<Vec<f64>> {
         .to_vec1()
 }
 
-/// Training-mode batch normalization; leaves its statistics for the caller and the backward.
+/// Training-mode batch normalization, then a ReLU if `relu`, from `(x, γ, β)`; leaves its
+/// statistics for the caller and the backward.
 struct BatchNormTrain {
+    eps: f64,
+    relu: bool,
+    stats: Arc<OnceLock<Stats>>,
+}
+
+/// `relu(batch_norm(x) + residual)` from `(x, [γ; β] as [2, c], residual)`: candle's custom
+/// ops take at most three tensors, so the affine parameters travel stacked.
+struct BatchNormAddRelu {
     eps: f64,
     stats: Arc<OnceLock<Stats>>,
 }
@@ -45,6 +69,99 @@ struct BatchNormInputGrad {
 
 /// `y = scale[c]·x + shift[c]`, from `(x, scale, shift)`; evaluation-mode batch norm.
 struct ChannelAffine;
+
+/// The batch's statistics and `post(γ·x̂ + β (+ residual))`, for [`BatchNormTrain`] and
+/// [`BatchNormAddRelu`].
+fn normalize<T: Real>(
+    p: Planes,
+    eps: f64,
+    x: &[T],
+    (gamma, beta): (&[T], &[T]),
+    residual: Option<&[T]>,
+    relu: bool,
+) -> (Vec<T>, Stats) {
+    let (sum, sum_sq) = p.channel_sums(x, None);
+    let m = p.count() as f64;
+    let mean: Vec<f64> = sum.iter().map(|s| s / m).collect();
+    let var: Vec<f64> = sum_sq
+        .iter()
+        .zip(&mean)
+        .map(|(s, mu)| (s / m - mu * mu).max(0.0))
+        .collect();
+    let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let scale: Vec<f64> = gamma
+        .iter()
+        .zip(&inv_std)
+        .map(|(g, i)| g.to_f64() * i)
+        .collect();
+    let shift: Vec<f64> = (0..p.c)
+        .map(|c| beta[c].to_f64() - mean[c] * scale[c])
+        .collect();
+    let ones = vec![1.0; if residual.is_some() { p.c } else { 0 }];
+    let y = p.channel_affine(x, residual, &scale, &ones, &shift, relu);
+    (y, Stats { mean, inv_std, var })
+}
+
+/// Checks a training-mode input: per-channel parameters of `c` values and a non-empty batch.
+fn check_train(p: Planes, gamma_len: usize, beta_len: usize) -> Result<()> {
+    if gamma_len != p.c || beta_len != p.c {
+        bail!(
+            "batch_norm: gamma of {gamma_len} and beta of {beta_len} values for {} channels",
+            p.c
+        );
+    }
+    if p.count() == 0 {
+        bail!("batch_norm: an empty batch has no statistics");
+    }
+    Ok(())
+}
+
+/// `(dx, dγ, dβ)` of training-mode batch normalization for the gradient `g` of its
+/// (pre-epilogue) output: `dx` only when `x` needs one.
+fn train_bwd(
+    x: &Tensor,
+    gamma: &Tensor,
+    stats: &Stats,
+    g: &Tensor,
+) -> Result<(Option<Tensor>, Tensor, Tensor)> {
+    let (_, c, _, _) = x.dims4()?;
+    let p = Planes::of(x.layout(), "batch_norm input")?;
+    // Σdy and Σdy·x per channel; Σdy·x̂ = inv_std·(Σdy·x − mean·Σdy).
+    let (sum_dy, sum_dy_x) = channel_sums_of(g, Some(x))?;
+    let sum_dy_xhat: Vec<f64> = (0..c)
+        .map(|c| stats.inv_std[c] * (sum_dy_x[c] - stats.mean[c] * sum_dy[c]))
+        .collect();
+    let leaf = |v: Vec<f64>| Tensor::from_vec(v, c, x.device())?.to_dtype(x.dtype());
+    let d_gamma = leaf(sum_dy_xhat.clone())?;
+    let d_beta = leaf(sum_dy.clone())?;
+    if !x.track_op() {
+        return Ok((None, d_gamma, d_beta));
+    }
+    // dx = γ·σ⁻¹/M · (M·dy − Σdy − x̂·Σdy·x̂), x̂ = (x − μ)·σ⁻¹, as a·dy + b·x + k.
+    let m = p.count() as f64;
+    let gamma = host_vec(gamma)?;
+    let mut op = BatchNormInputGrad {
+        a: Vec::with_capacity(c),
+        b: Vec::with_capacity(c),
+        k: Vec::with_capacity(c),
+    };
+    for c in 0..c {
+        let (mu, inv) = (stats.mean[c], stats.inv_std[c]);
+        let a = gamma[c] * inv;
+        let b = -a * inv * sum_dy_xhat[c] / m;
+        op.a.push(a);
+        op.b.push(b);
+        op.k.push(-a * sum_dy[c] / m - b * mu);
+    }
+    Ok((Some(g.apply_op2(x, op)?), d_gamma, d_beta))
+}
+
+fn recorded(stats: &OnceLock<Stats>) -> Result<&Stats> {
+    match stats.get() {
+        Some(stats) => Ok(stats),
+        None => bail!("batch_norm backward: the forward pass recorded no statistics"),
+    }
+}
 
 impl CustomOp3 for BatchNormTrain {
     fn name(&self) -> &'static str {
@@ -61,34 +178,13 @@ impl CustomOp3 for BatchNormTrain {
         l3: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let p = Planes::of(l1, "batch_norm input")?;
-        if l2.shape().elem_count() != p.c || l3.shape().elem_count() != p.c {
-            bail!(
-                "batch_norm: gamma {:?} and beta {:?} for {} channels",
-                l2.dims(),
-                l3.dims(),
-                p.c
-            );
-        }
-        if p.count() == 0 {
-            bail!("batch_norm: an empty batch has no statistics");
-        }
+        check_train(p, l2.shape().elem_count(), l3.shape().elem_count())?;
         by_dtype!(s1, "batch_norm", T => {
             let x = view::<T>(s1, l1, "batch_norm input")?;
             let gamma = view::<T>(s2, l2, "batch_norm gamma")?;
             let beta = view::<T>(s3, l3, "batch_norm beta")?;
-            let (sum, sum_sq) = p.channel_sums(x, None);
-            let m = p.count() as f64;
-            let mean: Vec<f64> = sum.iter().map(|s| s / m).collect();
-            let var: Vec<f64> = sum_sq
-                .iter()
-                .zip(&mean)
-                .map(|(s, mu)| (s / m - mu * mu).max(0.0))
-                .collect();
-            let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
-            let scale: Vec<f64> = gamma.iter().zip(&inv_std).map(|(g, i)| g.to_f64() * i).collect();
-            let shift: Vec<f64> = (0..p.c).map(|c| beta[c].to_f64() - mean[c] * scale[c]).collect();
-            let y = p.channel_affine(x, None, &scale, &[], &shift);
-            let _ = self.stats.set(Stats { mean, inv_std, var });
+            let (y, stats) = normalize(p, self.eps, x, (gamma, beta), None, self.relu);
+            let _ = self.stats.set(stats);
             Ok((storage(y), l1.shape().clone()))
         })
     }
@@ -98,47 +194,67 @@ impl CustomOp3 for BatchNormTrain {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let Some(stats) = self.stats.get() else {
-            bail!("batch_norm backward: the forward pass recorded no statistics");
+        let g = match self.relu {
+            true => relu_grad(grad, res)?,
+            false => grad.contiguous()?,
         };
-        let grad = grad.contiguous()?;
-        let (_, c, _, _) = x.dims4()?;
-        let p = Planes::of(x.layout(), "batch_norm input")?;
-        // Σdy and Σdy·x per channel; Σdy·x̂ = inv_std·(Σdy·x − mean·Σdy).
-        let (sum_dy, sum_dy_x) = channel_sums_of(&grad, Some(x))?;
-        let sum_dy_xhat: Vec<f64> = (0..c)
-            .map(|c| stats.inv_std[c] * (sum_dy_x[c] - stats.mean[c] * sum_dy[c]))
-            .collect();
-        let dtype = x.dtype();
-        let d_gamma =
-            Tensor::from_vec(sum_dy_xhat.clone(), gamma.shape(), x.device())?.to_dtype(dtype)?;
-        let d_beta =
-            Tensor::from_vec(sum_dy.clone(), gamma.shape(), x.device())?.to_dtype(dtype)?;
-        let dx = if x.track_op() {
-            // dx = γ·σ⁻¹/M · (M·dy − Σdy − x̂·Σdy·x̂), x̂ = (x − μ)·σ⁻¹, as a·dy + b·x + k.
-            let m = p.count() as f64;
-            let gamma = host_vec(gamma)?;
-            let mut op = BatchNormInputGrad {
-                a: Vec::with_capacity(p.c),
-                b: Vec::with_capacity(p.c),
-                k: Vec::with_capacity(p.c),
-            };
-            for c in 0..p.c {
-                let (mu, inv) = (stats.mean[c], stats.inv_std[c]);
-                let a = gamma[c] * inv;
-                let b = -a * inv * sum_dy_xhat[c] / m;
-                op.a.push(a);
-                op.b.push(b);
-                op.k.push(-a * sum_dy[c] / m - b * mu);
-            }
-            Some(grad.apply_op2(x, op)?)
-        } else {
-            None
-        };
+        let (dx, d_gamma, d_beta) = train_bwd(x, gamma, recorded(&self.stats)?, &g)?;
         Ok((dx, Some(d_gamma), Some(d_beta)))
+    }
+}
+
+impl CustomOp3 for BatchNormAddRelu {
+    fn name(&self) -> &'static str {
+        "trainserve-batch-norm-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let p = Planes::of(l1, "batch_norm input")?;
+        if l2.dims() != [2, p.c] || l3.shape() != l1.shape() {
+            bail!(
+                "batch_norm add relu: parameters {:?} and residual {:?} for input {:?}",
+                l2.dims(),
+                l3.dims(),
+                l1.dims()
+            );
+        }
+        check_train(p, p.c, p.c)?;
+        by_dtype!(s1, "batch_norm", T => {
+            let x = view::<T>(s1, l1, "batch_norm input")?;
+            let affine = view::<T>(s2, l2, "batch_norm gamma and beta")?;
+            let residual = view::<T>(s3, l3, "residual")?;
+            let params = affine.split_at(p.c);
+            let (y, stats) = normalize(p, self.eps, x, params, Some(residual), true);
+            let _ = self.stats.set(stats);
+            Ok((storage(y), l1.shape().clone()))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        affine: &Tensor,
+        residual: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = relu_grad(grad, res)?;
+        let gamma = affine.get(0)?;
+        let (dx, d_gamma, d_beta) = train_bwd(x, &gamma, recorded(&self.stats)?, &g)?;
+        let d_affine = Tensor::stack(&[d_gamma, d_beta], 0)?;
+        let d_residual = residual.track_op().then_some(g);
+        Ok((dx, Some(d_affine), d_residual))
     }
 }
 
@@ -165,7 +281,8 @@ impl CustomOp2 for BatchNormInputGrad {
         by_dtype!(s1, "batch_norm backward", T => {
             let dy = view::<T>(s1, l1, "batch_norm gradient")?;
             let x = view::<T>(s2, l2, "batch_norm input")?;
-            Ok((storage(p.channel_affine(dy, Some(x), &self.a, &self.b, &self.k)), l1.shape().clone()))
+            let dx = p.channel_affine(dy, Some(x), &self.a, &self.b, &self.k, false);
+            Ok((storage(dx), l1.shape().clone()))
         })
     }
 }
@@ -197,7 +314,8 @@ impl CustomOp3 for ChannelAffine {
             let x = view::<T>(s1, l1, "batch_norm input")?;
             let f = |s: &[T]| s.iter().map(|v| v.to_f64()).collect::<Vec<f64>>();
             let (scale, shift) = (f(view::<T>(s2, l2, "scale")?), f(view::<T>(s3, l3, "shift")?));
-            Ok((storage(p.channel_affine(x, None, &scale, &[], &shift)), l1.shape().clone()))
+            let y = p.channel_affine(x, None, &scale, &[], &shift, false);
+            Ok((storage(y), l1.shape().clone()))
         })
     }
 
@@ -224,15 +342,17 @@ impl CustomOp3 for ChannelAffine {
 }
 
 /// Training-mode batch normalization of `x: [n, c, h, w]` over (n, h, w) per channel:
-/// `y = γ·(x − μ)/sqrt(σ² + eps) + β` with the batch's mean μ and biased variance σ².
-/// Returns `(y, μ, σ²)`; the statistics are `[c]` tensors outside the graph, for
-/// [`update_running_stats`]. The backward pass gives dx, dγ and dβ in closed form (it is not
-/// itself differentiable). Off the CPU this composes candle's ops.
+/// `y = γ·(x − μ)/sqrt(σ² + eps) + β` with the batch's mean μ and biased variance σ²,
+/// followed by `then` in the same pass. Returns `(then(y), μ, σ²)`; the statistics are `[c]`
+/// tensors outside the graph, for [`update_running_stats`]. The backward pass gives dx, dγ,
+/// dβ (and the residual's gradient) in closed form; it is not itself differentiable. Off the
+/// CPU this composes candle's ops.
 pub fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
+    then: Epilogue,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let (_, c, _, _) = x.dims4()?;
     if !x.device().is_cpu() {
@@ -243,16 +363,34 @@ pub fn batch_norm_train(
             .broadcast_div(&(&var + eps)?.sqrt()?)?
             .broadcast_mul(&gamma.reshape((1, c, 1, 1))?)?
             .broadcast_add(&beta.reshape((1, c, 1, 1))?)?;
+        let y = match then {
+            Epilogue::None => y,
+            Epilogue::Relu => y.relu()?,
+            Epilogue::AddRelu(residual) => (y + residual)?.relu()?,
+        };
         return Ok((y, mean.flatten_all()?.detach(), var.flatten_all()?.detach()));
     }
     let stats = Arc::new(OnceLock::new());
-    let op = BatchNormTrain {
-        eps,
-        stats: stats.clone(),
+    let (x, gamma, beta) = (x.contiguous()?, gamma.contiguous()?, beta.contiguous()?);
+    let y = match then {
+        Epilogue::None | Epilogue::Relu => {
+            let relu = matches!(then, Epilogue::Relu);
+            let op = BatchNormTrain {
+                eps,
+                relu,
+                stats: stats.clone(),
+            };
+            x.apply_op3(&gamma, &beta, op)?
+        }
+        Epilogue::AddRelu(residual) => {
+            let affine = Tensor::stack(&[gamma.flatten_all()?, beta.flatten_all()?], 0)?;
+            let op = BatchNormAddRelu {
+                eps,
+                stats: stats.clone(),
+            };
+            x.apply_op3(&affine, &residual.contiguous()?, op)?
+        }
     };
-    let y = x
-        .contiguous()?
-        .apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
     let Some(stats) = stats.get() else {
         bail!("batch_norm: the forward pass recorded no statistics");
     };
@@ -307,157 +445,4 @@ pub fn update_running_stats(
 }
 
 #[cfg(test)]
-mod tests {
-    use candle_core::{DType, Device};
-
-    use super::*;
-    use crate::train::kernels::budget::with_thread_budget;
-    use crate::train::kernels::testing::*;
-
-    /// Batch normalization composed of candle's broadcast ops, in f64: the reference.
-    fn reference(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
-        let c = gamma.elem_count();
-        let mean = x.mean_keepdim((0, 2, 3))?;
-        let centered = x.broadcast_sub(&mean)?;
-        let var = centered.sqr()?.mean_keepdim((0, 2, 3))?;
-        centered
-            .broadcast_div(&(var + eps)?.sqrt()?)?
-            .broadcast_mul(&gamma.reshape((1, c, 1, 1))?)?
-            .broadcast_add(&beta.reshape((1, c, 1, 1))?)
-    }
-
-    const SHAPES: [[usize; 4]; 4] = [[1, 1, 3, 2], [2, 3, 5, 4], [4, 5, 3, 3], [7, 2, 1, 1]];
-
-    #[test]
-    fn training_mode_matches_the_composed_reference() {
-        for (i, shape) in SHAPES.iter().enumerate() {
-            let seed = i as u64 * 10;
-            // An offset mean and a non-unit scale, as real activations have.
-            let x = ((uniform(shape, seed, DType::F64) * 3.0).unwrap() + 0.7).unwrap();
-            let gamma = uniform(&[shape[1]], seed + 1, DType::F64);
-            let beta = uniform(&[shape[1]], seed + 2, DType::F64);
-            let (xv, gv, bv) = (
-                Var::from_tensor(&x).unwrap(),
-                Var::from_tensor(&gamma).unwrap(),
-                Var::from_tensor(&beta).unwrap(),
-            );
-            let (y, mean, var) = batch_norm_train(&xv, &gv, &bv, 1e-5).unwrap();
-            let want = reference(&xv, &gv, &bv, 1e-5).unwrap();
-            assert_close(&y, &want, 1e-12, &format!("y {shape:?}"));
-            let want_mean = x.mean((0, 2, 3)).unwrap();
-            assert_close(&mean, &want_mean, 1e-12, "mean");
-            let want_var = x
-                .broadcast_sub(&x.mean_keepdim((0, 2, 3)).unwrap())
-                .unwrap()
-                .sqr()
-                .unwrap()
-                .mean((0, 2, 3))
-                .unwrap();
-            assert_close(&var, &want_var, 1e-12, "var");
-
-            let r = uniform(shape, seed + 3, DType::F64);
-            let ours = autograd(&y, &r, &[&xv, &gv, &bv]);
-            let theirs = autograd(&want, &r, &[&xv, &gv, &bv]);
-            for (j, name) in ["dx", "dgamma", "dbeta"].iter().enumerate() {
-                assert_close(&ours[j], &theirs[j], 1e-9, &format!("{name} {shape:?}"));
-            }
-        }
-    }
-
-    #[test]
-    fn training_mode_matches_finite_differences_in_f32_too() {
-        let shape = [3, 2, 4, 3];
-        let x = uniform(&shape, 1, DType::F64);
-        let gamma = uniform(&[2], 2, DType::F64);
-        let beta = uniform(&[2], 3, DType::F64);
-        let r = uniform(&shape, 4, DType::F64);
-        let f32v = |t: &Tensor| Var::from_tensor(&t.to_dtype(DType::F32).unwrap()).unwrap();
-        let (xv, gv, bv) = (f32v(&x), f32v(&gamma), f32v(&beta));
-        let (y, _, _) = batch_norm_train(&xv, &gv, &bv, 1e-3).unwrap();
-        let ours = autograd(&y, &r.to_dtype(DType::F32).unwrap(), &[&xv, &gv, &bv]);
-        let fd = [
-            finite_difference(|x| Ok(batch_norm_train(x, &gamma, &beta, 1e-3)?.0), &x, &r),
-            finite_difference(|g| Ok(batch_norm_train(&x, g, &beta, 1e-3)?.0), &gamma, &r),
-            finite_difference(|b| Ok(batch_norm_train(&x, &gamma, b, 1e-3)?.0), &beta, &r),
-        ];
-        for (j, name) in ["dx", "dgamma", "dbeta"].iter().enumerate() {
-            assert_close(&ours[j], &fd[j], 1e-4, name);
-        }
-    }
-
-    #[test]
-    fn a_plain_input_gets_no_gradient_but_the_affine_parameters_do() {
-        let x = uniform(&[2, 3, 4, 4], 1, DType::F32);
-        let gamma = Var::ones(3, DType::F32, &Device::Cpu).unwrap();
-        let beta = Var::zeros(3, DType::F32, &Device::Cpu).unwrap();
-        let (y, _, _) = batch_norm_train(&x, &gamma, &beta, 1e-5).unwrap();
-        let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
-        assert!(grads.get(&x).is_none());
-        assert!(grads.get(gamma.as_tensor()).is_some() && grads.get(beta.as_tensor()).is_some());
-    }
-
-    #[test]
-    fn evaluation_mode_uses_the_running_statistics() {
-        let x = Var::from_tensor(&uniform(&[2, 3, 4, 5], 1, DType::F64)).unwrap();
-        let gamma = Var::from_tensor(&uniform(&[3], 2, DType::F64)).unwrap();
-        let beta = Var::from_tensor(&uniform(&[3], 3, DType::F64)).unwrap();
-        let mean = uniform(&[3], 4, DType::F64);
-        let var = (uniform(&[3], 5, DType::F64).abs().unwrap() + 0.5).unwrap();
-        let y = batch_norm_eval(&x, &gamma, &beta, &mean, &var, 1e-5).unwrap();
-        let r4 = |t: &Tensor| t.reshape((1, 3, 1, 1)).unwrap();
-        let want = x
-            .broadcast_sub(&r4(&mean))
-            .unwrap()
-            .broadcast_div(&r4(&(&var + 1e-5).unwrap().sqrt().unwrap()))
-            .unwrap()
-            .broadcast_mul(&r4(&gamma))
-            .unwrap()
-            .broadcast_add(&r4(&beta))
-            .unwrap();
-        assert_close(&y, &want, 1e-12, "y");
-        let r = uniform(&[2, 3, 4, 5], 6, DType::F64);
-        let ours = autograd(&y, &r, &[&x, &gamma, &beta]);
-        let theirs = autograd(&want, &r, &[&x, &gamma, &beta]);
-        for (j, name) in ["dx", "dgamma", "dbeta"].iter().enumerate() {
-            assert_close(&ours[j], &theirs[j], 1e-10, name);
-        }
-    }
-
-    #[test]
-    fn running_statistics_move_as_in_pytorch() {
-        let dev = Device::Cpu;
-        let running_mean = Var::zeros(2, DType::F32, &dev).unwrap();
-        let running_var = Var::ones(2, DType::F32, &dev).unwrap();
-        let mean = Tensor::new(&[1.0f32, -2.0], &dev).unwrap();
-        let var = Tensor::new(&[4.0f32, 0.5], &dev).unwrap();
-        update_running_stats(&running_mean, &running_var, &mean, &var, 0.1, 5).unwrap();
-        let m: Vec<f32> = running_mean.to_vec1().unwrap();
-        let v: Vec<f32> = running_var.to_vec1().unwrap();
-        assert!((m[0] - 0.1).abs() < 1e-6 && (m[1] + 0.2).abs() < 1e-6);
-        assert!(
-            (v[0] - (0.9 + 0.1 * 5.0)).abs() < 1e-6 && (v[1] - (0.9 + 0.1 * 0.625)).abs() < 1e-6
-        );
-    }
-
-    #[test]
-    fn results_do_not_depend_on_the_thread_budget() {
-        let x = Var::from_tensor(&uniform(&[5, 7, 3, 4], 1, DType::F64)).unwrap();
-        let gamma = Var::from_tensor(&uniform(&[7], 2, DType::F64)).unwrap();
-        let beta = Var::from_tensor(&uniform(&[7], 3, DType::F64)).unwrap();
-        let r = uniform(&[5, 7, 3, 4], 4, DType::F64);
-        let run = |threads| {
-            with_thread_budget(threads, || {
-                let (y, _, _) = batch_norm_train(&x, &gamma, &beta, 1e-5).unwrap();
-                let mut out = autograd(&y, &r, &[&x, &gamma, &beta]);
-                out.push(y);
-                out
-            })
-        };
-        let one = run(1);
-        for threads in [2, 3, 16] {
-            for (a, b) in run(threads).iter().zip(&one) {
-                assert_close(a, b, 1e-13, &format!("{threads} threads"));
-            }
-        }
-    }
-}
+mod tests;

@@ -66,7 +66,8 @@ impl Planes {
         sums.into_iter().unzip()
     }
 
-    /// `out = a[c]·u + b[c]·v + k[c]` per channel (`v` optional), in parallel over images.
+    /// `out = a[c]·u + b[c]·v + k[c]` per channel (`v` optional), clamped at 0 if `relu`, in
+    /// parallel over images.
     pub fn channel_affine<T: Real>(
         &self,
         u: &[T],
@@ -74,6 +75,22 @@ impl Planes {
         a: &[f64],
         b: &[f64],
         k: &[f64],
+        relu: bool,
+    ) -> Vec<T> {
+        match relu {
+            true => self.channel_map(u, v, (a, b, k), |y| if y > T::ZERO { y } else { T::ZERO }),
+            false => self.channel_map(u, v, (a, b, k), |y| y),
+        }
+    }
+
+    /// `post(a[c]·u + b[c]·v + k[c])`; `post` is a type parameter so each variant's inner
+    /// loop is compiled (and vectorized) on its own.
+    fn channel_map<T: Real>(
+        &self,
+        u: &[T],
+        v: Option<&[T]>,
+        (a, b, k): (&[f64], &[f64], &[f64]),
+        post: impl Fn(T) -> T + Sync,
     ) -> Vec<T> {
         let image = self.c * self.plane;
         if self.n * image == 0 {
@@ -95,12 +112,12 @@ impl Planes {
                 match v {
                     Some(v) => {
                         for ((o, &x), &y) in out.iter_mut().zip(u).zip(&v[at..at + self.plane]) {
-                            o.write(a[ch] * x + b[ch] * y + k[ch]);
+                            o.write(post(a[ch] * x + b[ch] * y + k[ch]));
                         }
                     }
                     None => {
                         for (o, &x) in out.iter_mut().zip(u) {
-                            o.write(a[ch] * x + k[ch]);
+                            o.write(post(a[ch] * x + k[ch]));
                         }
                     }
                 }

@@ -38,7 +38,7 @@ mod pool;
 mod testing;
 
 pub use activation::relu;
-pub use batch_norm::{batch_norm_eval, batch_norm_train, update_running_stats};
+pub use batch_norm::{Epilogue, batch_norm_eval, batch_norm_train, update_running_stats};
 pub use budget::{set_thread_budget, thread_budget, with_thread_budget};
 pub use channels::channel_sum;
 pub use conv2d::{Conv2dConfig, conv2d, conv2d_input_grad, conv2d_relu, conv2d_weight_grad};
