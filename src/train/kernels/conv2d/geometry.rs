@@ -12,7 +12,7 @@ use crate::train::kernels::cpu::{
 use crate::train::kernels::gemm::{Mat, matmul, matmul_uninit};
 
 // Output pixels per GEMM worth aiming for: below this, images are grouped into one product.
-const GROUP_COLUMNS: usize = 256;
+const GROUP_COLUMNS: usize = 512;
 
 /// The shapes of one convolution.
 #[derive(Clone, Copy, Debug)]
