@@ -42,6 +42,17 @@ impl<'a, T> Mat<'a, T> {
         }
     }
 
+    /// The transpose of this matrix (the same elements, strides swapped).
+    pub fn t(self) -> Self {
+        Mat {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
     fn in_bounds(&self) -> bool {
         self.rows == 0
             || self.cols == 0

