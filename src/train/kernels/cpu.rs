@@ -17,6 +17,12 @@ pub(crate) trait Real: WithDType + Default {
     /// Runs `f` on a scratch buffer of at least `len` elements with arbitrary contents, reused
     /// across calls on this thread (so the big im2col matrices are not reallocated per call).
     fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [Self]) -> R) -> R;
+
+    /// `max(self, 0)`, with NaN to 0 (a select the compiler vectorizes).
+    #[inline(always)]
+    fn max_zero(self) -> Self {
+        if self > Self::ZERO { self } else { Self::ZERO }
+    }
 }
 
 // Buffers above this size are freed after use rather than kept for the thread's lifetime.

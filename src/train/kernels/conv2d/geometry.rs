@@ -123,9 +123,14 @@ impl Geometry {
             return Vec::new();
         }
         let weight = Mat::rows(w, c_out, k, k);
-        let finish = |co: usize, v: T| {
-            let y = v + bias.map_or(T::ZERO, |b| b[co]);
-            if !relu || y > T::ZERO { y } else { T::ZERO }
+        // `y + bias[co]`, then ReLU, over one output row; the flags are read once per row so
+        // that the loops vectorize.
+        let finish = |co: usize, y: &mut [T]| {
+            let b = bias.map_or(T::ZERO, |b| b[co]);
+            match relu {
+                true => y.iter_mut().for_each(|v| *v = (*v + b).max_zero()),
+                false => y.iter_mut().for_each(|v| *v += b),
+            }
         };
         let write = |part: usize, out: &mut [MaybeUninit<T>]| {
             let first = part * group;
@@ -150,9 +155,7 @@ impl Geometry {
                         if bias.is_some() || relu {
                             // While the image's output is still in cache.
                             for (co, row) in dst.chunks_mut(plane).enumerate() {
-                                for v in row {
-                                    *v = finish(co, *v);
-                                }
+                                finish(co, row);
                             }
                         }
                     } else {
@@ -161,9 +164,10 @@ impl Geometry {
                             for j in 0..count {
                                 let dst = &mut out[(g0 + j) * out_image..][..out_image];
                                 for (co, row) in dst.chunks_mut(plane).enumerate() {
-                                    let src = &tmp[co * ld + j * plane..][..plane];
-                                    for (o, v) in row.iter_mut().zip(src) {
-                                        o.write(finish(co, *v));
+                                    let src = &mut tmp[co * ld + j * plane..][..plane];
+                                    finish(co, src);
+                                    for (o, v) in row.iter_mut().zip(&*src) {
+                                        o.write(*v);
                                     }
                                 }
                             }
