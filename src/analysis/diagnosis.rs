@@ -237,14 +237,13 @@ fn gradient_findings(layers: &[LayerGradRow]) -> Vec<Finding> {
     let mut jumps = Vec::new();
     for pair in layers.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
-        if a.tensor == b.tensor && b.epoch == a.epoch + 1 {
-            if let (Some(before), Some(after)) = (a.grad_norm_max, b.grad_norm_max) {
-                if before > 0.0 && after > before * EXPLODING_JUMP {
-                    jumps.push(
-                        json!({"tensor": b.tensor, "epoch": b.epoch, "from": before, "to": after}),
-                    );
-                }
-            }
+        if a.tensor == b.tensor
+            && b.epoch == a.epoch + 1
+            && let (Some(before), Some(after)) = (a.grad_norm_max, b.grad_norm_max)
+            && before > 0.0
+            && after > before * EXPLODING_JUMP
+        {
+            jumps.push(json!({"tensor": b.tensor, "epoch": b.epoch, "from": before, "to": after}));
         }
     }
     if let Some(first) = jumps.first().cloned() {

@@ -98,10 +98,10 @@ pub struct SweepSummary {
 fn values_in_order(trials: &[TrialResult], path: &str) -> Vec<Value> {
     let mut seen: Vec<Value> = Vec::new();
     for trial in trials {
-        if let Some(v) = trial.params.get(path) {
-            if !seen.contains(v) {
-                seen.push(v.clone());
-            }
+        if let Some(v) = trial.params.get(path)
+            && !seen.contains(v)
+        {
+            seen.push(v.clone());
         }
     }
     seen

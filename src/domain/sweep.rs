@@ -214,10 +214,10 @@ impl SweepSpec {
         if let Some(pruning) = &self.pruning {
             pruning.validate()?;
         }
-        if let Some(name) = &self.name {
-            if name.trim().is_empty() || name.len() > 150 {
-                return Err(Error::invalid("name", "must be 1 to 150 characters"));
-            }
+        if let Some(name) = &self.name
+            && (name.trim().is_empty() || name.len() > 150)
+        {
+            return Err(Error::invalid("name", "must be 1 to 150 characters"));
         }
         let points = match &self.search {
             Search::Grid => self.grid()?,

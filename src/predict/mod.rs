@@ -251,10 +251,10 @@ impl Predictor {
     }
 
     async fn best(&self, job: &JobRow) -> Result<Option<CheckpointRow>> {
-        if let Some(epoch) = job.best_epoch {
-            if let Some(row) = self.store.get_checkpoint(job.id, epoch).await? {
-                return Ok(Some(row));
-            }
+        if let Some(epoch) = job.best_epoch
+            && let Some(row) = self.store.get_checkpoint(job.id, epoch).await?
+        {
+            return Ok(Some(row));
         }
         self.store.latest_checkpoint(job.id).await
     }
