@@ -5,19 +5,18 @@
 //! own ResNet-18 (`src/train/resnet.rs`). Both build on the same kernels. Each repeat, like one run of the peer, builds a
 //! fresh model, trains one warm-up epoch and times the next one.
 
-use std::cell::RefCell;
 use std::time::Instant;
 
-use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, Device, InplaceOp2, Layout, Tensor, Var, bail};
+use candle_core::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 use serde_json::json;
 
 use super::peer::Peer;
 use super::{BenchArgs, median};
+use crate::domain::OptimizerSpec;
 use crate::error::{Error, Result};
+use crate::train::Optimizer;
 use crate::train::kernels::{self, Conv2dConfig};
 
 /// Images of the `cnn` workload (as in the peer).
@@ -110,123 +109,29 @@ impl BenchModel for SmallCnn {
     }
 }
 
-/// Adam (PyTorch's, no weight decay) as one fused in-place pass per parameter, so that the
-/// optimizer of an 11M-parameter ResNet costs one sweep over memory rather than a dozen
-/// tensor ops. (A bench-local optimizer: the service's own lives in `train::optim`.)
-pub struct Adam {
-    vars: Vec<Var>,
-    moments: Vec<RefCell<(Vec<f32>, Vec<f32>)>>,
-    lr: f32,
-    step: i32,
-}
-
-struct AdamStep<'a> {
-    moments: &'a RefCell<(Vec<f32>, Vec<f32>)>,
-    lr: f32,
-    correction1: f32,
-    correction2: f32,
-    threads: usize,
-}
-
-const BETA1: f32 = 0.9;
-const BETA2: f32 = 0.999;
-const EPS: f32 = 1e-8;
-
-impl Adam {
-    pub fn new(vars: Vec<Var>, lr: f32) -> Self {
-        let moments = vars
-            .iter()
-            .map(|v| {
-                let n = v.elem_count();
-                RefCell::new((vec![0.0; n], vec![0.0; n]))
-            })
-            .collect();
-        Adam {
-            vars,
-            moments,
-            lr,
-            step: 0,
-        }
-    }
-
-    pub fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
-        self.step += 1;
-        let threads = kernels::thread_budget();
-        for (var, moments) in self.vars.iter().zip(&self.moments) {
-            let Some(g) = grads.get(var.as_tensor()) else {
-                continue;
-            };
-            var.inplace_op2(
-                &g.contiguous()?,
-                &AdamStep {
-                    moments,
-                    lr: self.lr,
-                    correction1: 1.0 - BETA1.powi(self.step),
-                    correction2: 1.0 - BETA2.powi(self.step),
-                    threads,
-                },
-            )?;
-        }
-        Ok(())
-    }
-}
-
-impl InplaceOp2 for AdamStep<'_> {
-    fn name(&self) -> &'static str {
-        "bench-adam"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &mut CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<()> {
-        let (CpuStorage::F32(p), CpuStorage::F32(g)) = (s1, s2) else {
-            bail!("adam: f32 parameters expected");
-        };
-        let (Some((p0, p1)), Some((g0, g1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            bail!("adam: contiguous tensors expected");
-        };
-        let (p, g) = (&mut p[p0..p1], &g[g0..g1]);
-        let mut moments = self.moments.borrow_mut();
-        let (m, v) = &mut *moments;
-        if p.len() != g.len() || m.len() != p.len() {
-            bail!("adam: {} parameters, {} gradients", p.len(), g.len());
-        }
-        let (lr, c1, c2) = (self.lr, self.correction1, self.correction2);
-        let update = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
-            for (((p, g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
-                *m = BETA1 * *m + (1.0 - BETA1) * g;
-                *v = BETA2 * *v + (1.0 - BETA2) * g * g;
-                *p -= lr * (*m / c1) / ((*v / c2).sqrt() + EPS);
-            }
-        };
-        let chunk = p.len().div_ceil(self.threads.max(1)).max(1 << 16);
-        if p.len() <= chunk {
-            update(p, g, m, v);
-        } else {
-            p.par_chunks_mut(chunk)
-                .zip(g.par_chunks(chunk))
-                .zip(m.par_chunks_mut(chunk))
-                .zip(v.par_chunks_mut(chunk))
-                .for_each(|(((p, g), m), v)| update(p, g, m, v));
-        }
-        Ok(())
-    }
-}
-
-/// Trains `model` on `(x, y)` in batches of `batch` with Adam 1e-3: one warm-up epoch, then
-/// one timed epoch; returns the timed epoch's samples per second and its last loss.
+/// Trains `model` on `(x, y)` in batches of `batch` with the service's Adam (lr 1e-3, PyTorch's
+/// defaults otherwise): one warm-up epoch, then one timed epoch; returns the timed epoch's
+/// samples per second and its last loss.
 pub fn train_rate(
     model: &dyn BenchModel,
     x: &Tensor,
     y: &Tensor,
     batch: usize,
 ) -> candle_core::Result<(f64, f32)> {
-    let mut adam = Adam::new(model.vars(), 1e-3);
+    let spec = OptimizerSpec::Adam {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
+    let params = model
+        .vars()
+        .into_iter()
+        .enumerate()
+        .map(|(i, var)| (format!("p{i}"), var))
+        .collect();
+    let mut adam = Optimizer::new(&spec, params).map_err(candle_core::Error::wrap)?;
     let steps = x.dim(0)? / batch;
     let mut epoch = || -> candle_core::Result<f32> {
         let mut last = f32::NAN;
@@ -234,7 +139,13 @@ pub fn train_rate(
             let xb = x.narrow(0, b * batch, batch)?;
             let yb = y.narrow(0, b * batch, batch)?;
             let loss = candle_nn::loss::cross_entropy(&model.forward(&xb)?, &yb)?;
-            adam.step(&loss.backward()?)?;
+            let grads = loss.backward()?;
+            let grads: Vec<_> = adam
+                .params()
+                .iter()
+                .map(|(_, var)| grads.get(var.as_tensor()).cloned())
+                .collect();
+            adam.step(&grads, 1e-3).map_err(candle_core::Error::wrap)?;
             last = loss.to_scalar()?;
         }
         Ok(last)

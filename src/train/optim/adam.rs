@@ -3,11 +3,13 @@
 //! weights by (1 − lr·λ) before the step (decoupled).
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
-use super::{Rule, saved, with_l2, zeros_like};
-use crate::error::Result;
+use super::adam_fused::{AdamUpdate, Step};
+use super::{Rule, saved, with_l2};
+use crate::error::{Error, Result};
 
 /// Hyper-parameters of Adam and AdamW.
 pub(super) struct AdamConfig {
@@ -22,8 +24,67 @@ pub(super) struct AdamConfig {
 pub(super) struct Adam {
     config: AdamConfig,
     step: u64,
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    moments: Vec<Moments>,
+}
+
+/// One parameter's first and second moments: host buffers that the fused CPU update moves in
+/// place for f32 parameters on the CPU (the training case), tensors otherwise.
+enum Moments {
+    Host { m: Vec<f32>, v: Vec<f32> },
+    Tensors { m: Tensor, v: Tensor },
+}
+
+impl Moments {
+    fn fresh(var: &Var) -> Result<Self> {
+        Ok(if fused(var) {
+            let n = var.elem_count();
+            Moments::Host {
+                m: vec![0.0; n],
+                v: vec![0.0; n],
+            }
+        } else {
+            Moments::Tensors {
+                m: var.as_tensor().zeros_like()?,
+                v: var.as_tensor().zeros_like()?,
+            }
+        })
+    }
+
+    /// `(m, v)` as tensors of the parameter's shape, for a checkpoint.
+    fn tensors(&self, var: &Var) -> Result<(Tensor, Tensor)> {
+        Ok(match self {
+            Moments::Host { m, v } => (
+                Tensor::from_slice(m, var.shape(), var.device())?,
+                Tensor::from_slice(v, var.shape(), var.device())?,
+            ),
+            Moments::Tensors { m, v } => (m.copy()?, v.copy()?),
+        })
+    }
+
+    /// Moments restored from a checkpoint's tensors, in the form [`Moments::fresh`] chooses.
+    fn restored(var: &Var, m: Tensor, v: Tensor) -> Result<Self> {
+        if m.shape() != var.shape() || v.shape() != var.shape() {
+            return Err(Error::Internal(format!(
+                "adam state of shape {:?} for a parameter of shape {:?}",
+                m.dims(),
+                var.dims()
+            )));
+        }
+        Ok(if fused(var) {
+            let host = |t: Tensor| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>();
+            Moments::Host {
+                m: host(m)?,
+                v: host(v)?,
+            }
+        } else {
+            Moments::Tensors { m, v }
+        })
+    }
+}
+
+/// Whether `var` takes the fused in-place update.
+fn fused(var: &Var) -> bool {
+    var.device().is_cpu() && var.dtype() == DType::F32
 }
 
 impl Adam {
@@ -31,8 +92,10 @@ impl Adam {
         Ok(Adam {
             config,
             step: 0,
-            m: zeros_like(params)?,
-            v: zeros_like(params)?,
+            moments: params
+                .iter()
+                .map(|(_, var)| Moments::fresh(var))
+                .collect::<Result<_>>()?,
         })
     }
 }
@@ -50,32 +113,53 @@ impl Rule for Adam {
         let exponent = i32::try_from(self.step).unwrap_or(i32::MAX);
         let correction1 = 1.0 - beta1.powi(exponent);
         let correction2 = 1.0 - beta2.powi(exponent);
-        for (i, ((_, var), g)) in params.iter().zip(grads).enumerate() {
+        for (((_, var), g), moments) in params.iter().zip(grads).zip(&mut self.moments) {
             let Some(g) = g else { continue };
-            let d = if decoupled {
-                if weight_decay > 0.0 {
-                    var.set(&(var.as_tensor() * (1.0 - lr * weight_decay))?)?;
+            match moments {
+                Moments::Host { m, v } => {
+                    let update = AdamUpdate {
+                        step: Step {
+                            lr: lr as f32,
+                            beta1: beta1 as f32,
+                            beta2: beta2 as f32,
+                            eps: eps as f32,
+                            correction1: correction1 as f32,
+                            correction2: correction2 as f32,
+                            weight_decay: weight_decay as f32,
+                            decoupled,
+                        },
+                        moments: Mutex::new((m, v)),
+                    };
+                    var.inplace_op2(&g.contiguous()?, &update)?;
                 }
-                g.clone()
-            } else {
-                with_l2(g, var, weight_decay)?
-            };
-            self.m[i] = ((&self.m[i] * beta1)? + (&d * (1.0 - beta1))?)?;
-            self.v[i] = ((&self.v[i] * beta2)? + (d.sqr()? * (1.0 - beta2))?)?;
-            let denom = ((&self.v[i] / correction2)?.sqrt()? + eps)?;
-            let update = ((&self.m[i] / correction1)? / denom)?;
-            var.set(&(var.as_tensor() - (update * lr)?)?)?;
+                Moments::Tensors { m, v } => {
+                    let d = if decoupled {
+                        if weight_decay > 0.0 {
+                            var.set(&(var.as_tensor() * (1.0 - lr * weight_decay))?)?;
+                        }
+                        g.clone()
+                    } else {
+                        with_l2(g, var, weight_decay)?
+                    };
+                    *m = ((&*m * beta1)? + (&d * (1.0 - beta1))?)?;
+                    *v = ((&*v * beta2)? + (d.sqr()? * (1.0 - beta2))?)?;
+                    let denom = ((&*v / correction2)?.sqrt()? + eps)?;
+                    let update = ((&*m / correction1)? / denom)?;
+                    var.set(&(var.as_tensor() - (update * lr)?)?)?;
+                }
+            }
         }
         Ok(())
     }
 
     fn state(&self, params: &[(String, Var)]) -> Result<Vec<(String, Tensor)>> {
-        let device = self.m.first().map_or(&Device::Cpu, |t| t.device());
+        let device = params.first().map_or(&Device::Cpu, |(_, var)| var.device());
         let step = u32::try_from(self.step).unwrap_or(u32::MAX);
         let mut out = vec![("step".to_string(), Tensor::new(&[step], device)?)];
-        for ((name, _), (m, v)) in params.iter().zip(self.m.iter().zip(&self.v)) {
-            out.push((format!("m.{name}"), m.copy()?));
-            out.push((format!("v.{name}"), v.copy()?));
+        for ((name, var), moments) in params.iter().zip(&self.moments) {
+            let (m, v) = moments.tensors(var)?;
+            out.push((format!("m.{name}"), m));
+            out.push((format!("v.{name}"), v));
         }
         Ok(out)
     }
@@ -87,9 +171,10 @@ impl Rule for Adam {
     ) -> Result<()> {
         let step = saved(state, "step")?;
         self.step = step.to_vec1::<u32>()?.first().copied().unwrap_or(0).into();
-        for (i, (name, _)) in params.iter().enumerate() {
-            self.m[i] = saved(state, &format!("m.{name}"))?;
-            self.v[i] = saved(state, &format!("v.{name}"))?;
+        for ((name, var), moments) in params.iter().zip(&mut self.moments) {
+            let m = saved(state, &format!("m.{name}"))?;
+            let v = saved(state, &format!("v.{name}"))?;
+            *moments = Moments::restored(var, m, v)?;
         }
         Ok(())
     }

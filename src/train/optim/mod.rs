@@ -4,6 +4,7 @@
 //! checkpoint continues bit for bit.
 
 mod adam;
+mod adam_fused;
 mod rmsprop;
 mod sgd;
 

@@ -245,3 +245,71 @@ fn a_group_learns_at_its_scaled_rate_and_shared_state_is_saved_once() {
         "{names:?}"
     );
 }
+
+/// Runs three Adam steps on `Σ w²·c` for a 70,001-element parameter (large enough to split
+/// across threads) of `dtype` and returns it.
+fn adam_on_many(spec: &OptimizerSpec, dtype: candle_core::DType) -> Vec<f64> {
+    let n = 70_001;
+    let start: Vec<f64> = (0..n).map(|i| ((i % 97) as f64 - 48.0) / 17.0).collect();
+    let weights = Tensor::from_vec(
+        (0..n).map(|i| 1.0 + (i % 5) as f64).collect::<Vec<_>>(),
+        n,
+        &Device::Cpu,
+    )
+    .unwrap()
+    .to_dtype(dtype)
+    .unwrap();
+    let var = Var::from_tensor(
+        &Tensor::from_vec(start, n, &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap(),
+    )
+    .unwrap();
+    let mut opt = Optimizer::new(spec, vec![("w".to_string(), var.clone())]).unwrap();
+    for _ in 0..3 {
+        let loss = (var.as_tensor().sqr().unwrap() * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let grads = loss.backward().unwrap();
+        opt.step(&[grads.get(var.as_tensor()).cloned()], 0.05)
+            .unwrap();
+    }
+    var.as_tensor()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+#[test]
+fn the_fused_f32_adam_update_matches_the_tensor_form() {
+    // f32 parameters on the CPU take the fused in-place update, f64 ones the tensor form.
+    for (weight_decay, adamw) in [(0.0, false), (0.1, false), (0.1, true)] {
+        let spec = match adamw {
+            false => OptimizerSpec::Adam {
+                lr: 0.05,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay,
+            },
+            true => OptimizerSpec::Adamw {
+                lr: 0.05,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay,
+            },
+        };
+        let fused = adam_on_many(&spec, candle_core::DType::F32);
+        let tensors = adam_on_many(&spec, candle_core::DType::F64);
+        for (i, (a, b)) in fused.iter().zip(&tensors).enumerate() {
+            assert!(
+                (a - b).abs() < 1e-5,
+                "element {i}: {a} vs {b} (weight decay {weight_decay}, adamw {adamw})"
+            );
+        }
+    }
+}
