@@ -3,12 +3,11 @@
 //! weights by (1 − lr·λ) before the step (decoupled).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor, Var};
 
-use super::adam_fused::{AdamUpdate, Step};
-use super::{Rule, saved, with_l2};
+use super::in_place::InPlace;
+use super::{Rule, fused, saved, with_l2};
 use crate::error::{Error, Result};
 
 /// Hyper-parameters of Adam and AdamW.
@@ -82,9 +81,39 @@ impl Moments {
     }
 }
 
-/// Whether `var` takes the fused in-place update.
-fn fused(var: &Var) -> bool {
-    var.device().is_cpu() && var.dtype() == DType::F32
+/// The constants of one fused step, in f32 as the update runs.
+#[derive(Clone, Copy, Debug)]
+struct FusedStep {
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    /// `1 − β₁ᵗ` and `1 − β₂ᵗ`.
+    correction1: f32,
+    correction2: f32,
+    /// Coupled (L2, into the gradient) or decoupled (AdamW, onto the weight) decay.
+    weight_decay: f32,
+    decoupled: bool,
+}
+
+impl FusedStep {
+    /// θ, m and v after one step with gradient g, for a run of elements.
+    fn apply(&self, p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]) {
+        let s = *self;
+        let keep = if s.decoupled {
+            1.0 - s.lr * s.weight_decay
+        } else {
+            1.0
+        };
+        let l2 = if s.decoupled { 0.0 } else { s.weight_decay };
+        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let theta = *p * keep;
+            let d = g + l2 * theta;
+            *m = s.beta1 * *m + (1.0 - s.beta1) * d;
+            *v = s.beta2 * *v + (1.0 - s.beta2) * d * d;
+            *p = theta - s.lr * (*m / s.correction1) / ((*v / s.correction2).sqrt() + s.eps);
+        }
+    }
 }
 
 impl Adam {
@@ -117,19 +146,19 @@ impl Rule for Adam {
             let Some(g) = g else { continue };
             match moments {
                 Moments::Host { m, v } => {
-                    let update = AdamUpdate {
-                        step: Step {
-                            lr: lr as f32,
-                            beta1: beta1 as f32,
-                            beta2: beta2 as f32,
-                            eps: eps as f32,
-                            correction1: correction1 as f32,
-                            correction2: correction2 as f32,
-                            weight_decay: weight_decay as f32,
-                            decoupled,
-                        },
-                        moments: Mutex::new((m, v)),
+                    let step = FusedStep {
+                        lr: lr as f32,
+                        beta1: beta1 as f32,
+                        beta2: beta2 as f32,
+                        eps: eps as f32,
+                        correction1: correction1 as f32,
+                        correction2: correction2 as f32,
+                        weight_decay: weight_decay as f32,
+                        decoupled,
                     };
+                    let update = InPlace::new([m, v], |p, g, [m, v]: &mut [&mut [f32]; 2]| {
+                        step.apply(p, g, m, v)
+                    });
                     var.inplace_op2(&g.contiguous()?, &update)?;
                 }
                 Moments::Tensors { m, v } => {

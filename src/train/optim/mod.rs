@@ -4,7 +4,7 @@
 //! checkpoint continues bit for bit.
 
 mod adam;
-mod adam_fused;
+mod in_place;
 mod rmsprop;
 mod sgd;
 
@@ -191,6 +191,12 @@ fn rule(spec: &OptimizerSpec, params: &[(String, Var)]) -> Result<Box<dyn Rule>>
         }
     };
     Ok(rule)
+}
+
+/// Whether `var` takes a fused in-place update ([`in_place::InPlace`]): f32 on the CPU, the
+/// training case. Other parameters take the tensor form.
+fn fused(var: &Var) -> bool {
+    var.device().is_cpu() && var.dtype() == candle_core::DType::F32
 }
 
 /// `g + weight_decay·θ`: weight decay as an L2 term in the gradient (PyTorch's coupled form).
