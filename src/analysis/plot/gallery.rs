@@ -201,7 +201,7 @@ impl Chart for Gallery<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::svg_check::{no_bad_numbers, texts};
+    use super::super::svg_check::{assert_texts, no_bad_numbers, texts};
     use super::*;
 
     fn tile(index: usize, truth: &str, a: &str, b: &str) -> SampleTile {
@@ -248,18 +248,16 @@ mod tests {
         .unwrap();
         no_bad_numbers(&svg);
         let texts = texts(&svg);
-        for expected in [
-            "#7 true: circle",
-            "A: circle (0.91)",
-            "B: square (0.62)",
-            "A right, B wrong (2 in all)",
-            "none",
-        ] {
-            assert!(
-                texts.iter().any(|t| t == expected),
-                "{expected} in {texts:?}"
-            );
-        }
+        assert_texts(
+            &texts,
+            &[
+                "#7 true: circle",
+                "A: circle (0.91)",
+                "B: square (0.62)",
+                "A right, B wrong (2 in all)",
+                "none",
+            ],
+        );
         assert!(svg.contains("#C80000"), "the image's red pixels are drawn");
         let png = disagreement_grid("Disagreements", "", &sections, ImageFormat::Png).unwrap();
         assert_eq!(&png[1..4], b"PNG");

@@ -180,7 +180,7 @@ impl Chart for Gradients {
 
 #[cfg(test)]
 mod tests {
-    use super::super::svg_check::{lines_of, no_bad_numbers, texts};
+    use super::super::svg_check::{assert_texts, lines_of, no_bad_numbers, texts};
     use super::*;
 
     fn row(position: i64, layer: &str, role: &str, epoch: i64, norm: f64) -> LayerGradRow {
@@ -214,18 +214,16 @@ mod tests {
         .unwrap();
         no_bad_numbers(&svg);
         let texts = texts(&svg);
-        for expected in [
-            "hidden.0",
-            "output",
-            "epoch",
-            "gradient L2 norm (log scale)",
-            "layers",
-        ] {
-            assert!(
-                texts.iter().any(|t| t == expected),
-                "{expected} in {texts:?}"
-            );
-        }
+        assert_texts(
+            &texts,
+            &[
+                "hidden.0",
+                "output",
+                "epoch",
+                "gradient L2 norm (log scale)",
+                "layers",
+            ],
+        );
         assert!(texts.iter().any(|t| t == "1e-6"), "decade ticks: {texts:?}");
         assert!(lines_of(&svg, &series_color(0)) >= 1 && lines_of(&svg, &series_color(1)) >= 1);
         assert!(lines_of(&svg, &series_color(2)) >= 1, "the convolution");

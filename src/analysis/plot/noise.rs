@@ -214,7 +214,7 @@ impl Chart for Noise<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::svg_check::{lines_of, no_bad_numbers, texts};
+    use super::super::svg_check::{assert_texts, lines_of, no_bad_numbers, texts};
     use super::*;
 
     fn job(name: &str, steps_per_epoch: usize, wobble: f64) -> NoiseSeries {
@@ -238,17 +238,15 @@ mod tests {
         let svg = String::from_utf8(step_noise(&series, ImageFormat::Svg).unwrap()).unwrap();
         no_bad_numbers(&svg);
         let texts = texts(&svg);
-        for expected in [
-            "batch 1: mean CV 0.570",
-            "batch 128: mean CV 0.019",
-            "epochs of training",
-            "epoch",
-        ] {
-            assert!(
-                texts.iter().any(|t| t == expected),
-                "{expected} in {texts:?}"
-            );
-        }
+        assert_texts(
+            &texts,
+            &[
+                "batch 1: mean CV 0.570",
+                "batch 128: mean CV 0.019",
+                "epochs of training",
+                "epoch",
+            ],
+        );
         assert!(
             texts.iter().any(|t| t.starts_with("step-loss CV")),
             "{texts:?}"

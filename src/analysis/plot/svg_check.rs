@@ -35,6 +35,16 @@ pub fn texts(svg: &str) -> Vec<String> {
     texts
 }
 
+/// Asserts that each of `expected` is the whole content of some text element in `texts`.
+pub fn assert_texts(texts: &[String], expected: &[&str]) {
+    for expected in expected {
+        assert!(
+            texts.iter().any(|t| t == expected),
+            "{expected} in {texts:?}"
+        );
+    }
+}
+
 fn unescape(s: &str) -> String {
     s.replace("&lt;", "<")
         .replace("&gt;", ">")
