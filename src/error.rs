@@ -29,6 +29,9 @@ pub enum Error {
     /// The service is shutting down or not ready.
     #[error("{message}")]
     Unavailable { message: String },
+    /// The data folder or the database has no room left; nothing of the request was kept.
+    #[error("{message}")]
+    InsufficientStorage { message: String },
     /// A fault of the service itself; the message is logged, never shown to clients.
     #[error("internal error: {0}")]
     Internal(String),
@@ -80,8 +83,30 @@ impl From<candle_core::Error> for Error {
     }
 }
 
+impl Error {
+    /// A 507: the disk (or the quota) holding the data folder is full.
+    pub fn storage_full(what: &str, err: impl Display) -> Self {
+        Error::InsufficientStorage {
+            message: format!(
+                "{what}: the data folder has no space left ({err}); nothing was kept, free some space and retry"
+            ),
+        }
+    }
+}
+
+/// True for the errors a full disk or an exhausted quota gives.
+pub fn is_storage_full(err: &std::io::Error) -> bool {
+    matches!(
+        err.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
 impl From<std::io::Error> for Error {
     fn from(err: std::io::Error) -> Self {
+        if is_storage_full(&err) {
+            return Error::storage_full("writing a file", err);
+        }
         Error::Internal(format!("i/o failed: {err}"))
     }
 }

@@ -42,6 +42,9 @@ pub fn classify(err: &Error) -> (StatusCode, &'static str) {
         }
         Error::Overloaded { .. } => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
         Error::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        Error::InsufficientStorage { .. } => {
+            (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+        }
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     }
 }

@@ -16,22 +16,22 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the database answers and the service is not shutting down.
+/// `GET /readyz`: the database answers and commits a write, the data folder takes a file,
+/// and the service is not shutting down.
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let database = state.store.ping().await;
-    let stopping = state.jobs.is_stopping();
-    let ready = database && !stopping;
-    let status = if ready {
+    let readiness = state.jobs.readiness().await;
+    let status = if readiness.ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(
-            json!({"status": if ready { "ready" } else { "not_ready" }, "database": database, "stopping": stopping}),
-        ),
-    )
+    let mut body = json!(readiness);
+    body["status"] = json!(if readiness.ready {
+        "ready"
+    } else {
+        "not_ready"
+    });
+    (status, Json(body))
 }
 
 /// `GET /openapi.yaml`

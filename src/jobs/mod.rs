@@ -1,9 +1,11 @@
 //! The durable job queue: submission, the scheduler that claims queued rows, the workers that
 //! train them on dedicated threads, cancellation, leases and crash recovery.
 
+mod disk_reserve;
 mod epoch_writer;
 mod live;
 mod pruning;
+mod readiness;
 mod retention;
 mod scheduler;
 mod sweeps;
@@ -19,6 +21,7 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use live::LiveJobs;
 pub use live::{JobEvent, LiveProgress};
+pub use readiness::Readiness;
 pub use sweeps::SweepPlan;
 
 use crate::catalog::Catalog;
@@ -60,6 +63,7 @@ struct Inner {
     owner: String,
     wake: Notify,
     live: LiveJobs,
+    reserve: disk_reserve::DiskReserve,
     events: broadcast::Sender<JobEvent>,
     stopping: watch::Sender<bool>,
 }
@@ -75,6 +79,7 @@ impl Jobs {
     pub fn new(store: Store, catalog: Catalog, config: QueueConfig) -> Self {
         let (events, _) = broadcast::channel(1024);
         let (stopping, _) = watch::channel(false);
+        let reserve = disk_reserve::DiskReserve::new(&config.data_dir);
         Jobs {
             inner: Arc::new(Inner {
                 store,
@@ -83,6 +88,7 @@ impl Jobs {
                 owner: format!("node-{}", uuid::Uuid::new_v4()),
                 wake: Notify::new(),
                 live: LiveJobs::default(),
+                reserve,
                 events,
                 stopping,
             }),
@@ -194,6 +200,9 @@ impl Jobs {
     /// After a crash, puts every job that was running back in the queue (or fails those
     /// interrupted too often). This node is the only one, so any `running` row is orphaned.
     pub async fn recover(&self) -> Result<RecoveryReport> {
+        if let Err(err) = self.ensure_disk_reserve().await {
+            tracing::warn!(error = %err, "no room for the disk reserve in the data folder");
+        }
         let report = self
             .inner
             .store
@@ -217,6 +226,19 @@ impl Jobs {
         self.inner.stopping.send_replace(true);
         self.inner.live.interrupt_all(InterruptReason::Shutdown);
         self.inner.wake.notify_waiters();
+    }
+
+    /// Writes the disk reserve if it is missing (see `disk_reserve`).
+    pub(crate) async fn ensure_disk_reserve(&self) -> std::io::Result<()> {
+        let jobs = self.clone();
+        tokio::task::spawn_blocking(move || jobs.inner.reserve.ensure())
+            .await
+            .unwrap_or_else(|err| Err(std::io::Error::other(err)))
+    }
+
+    /// Frees the disk reserve so that a failure can be recorded on a full disk.
+    pub(crate) fn release_disk_reserve(&self) -> bool {
+        self.inner.reserve.release()
     }
 
     /// True once shutdown has begun.

@@ -3,7 +3,7 @@ use std::collections::HashSet;
 use super::Jobs;
 use crate::domain::{JobStatus, SweepId, SweepSpec, Trial};
 use crate::error::{Error, Result};
-use crate::store::{NewTrial, SweepRow};
+use crate::store::{NewTrial, SweepRow, TrialReplacement};
 
 /// What creating a sweep did (or, for a dry run, would do).
 pub struct SweepPlan {
@@ -85,15 +85,21 @@ impl Jobs {
             if matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
                 let spec = serde_json::from_str(&job.spec)
                     .map_err(|err| Error::internal("reading a trial spec", err))?;
-                replacements.push((trial.trial_index, self.new_job(spec, Some(id)).await?));
+                replacements.push(TrialReplacement {
+                    trial_index: trial.trial_index,
+                    replaces: job.id,
+                    job: self.new_job(spec, Some(id)).await?,
+                });
             }
         }
-        self.inner
+        // Checked again inside one transaction: a concurrent resume may have won the race.
+        let replaced = self
+            .inner
             .store
             .replace_trial_jobs(id, &replacements)
             .await?;
         self.inner.wake.notify_one();
-        Ok(replacements.into_iter().map(|(index, _)| index).collect())
+        Ok(replaced)
     }
 
     /// Cancels every queued or running trial of a sweep; returns how many.

@@ -1,5 +1,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
@@ -23,6 +24,9 @@ enum Ending {
     /// Another worker owns the job now; write nothing more.
     LeaseLost,
 }
+
+/// Retries of a failed write of a job's end (pauses of 0.1 s doubling to 10 s: about 70 s).
+const SETTLE_RETRIES: usize = 12;
 
 type FitResult = std::thread::Result<std::result::Result<FitOutcome, TrainError>>;
 
@@ -235,9 +239,38 @@ impl Jobs {
         Ok(Some((epochs_done as u32, saved)))
     }
 
+    /// Records how a job ended. A full disk can refuse the write for a while: it is retried
+    /// with growing pauses (about a minute in all), so the job ends with its reason instead of
+    /// being left `running` until its lease runs out.
     async fn settle(&self, id: JobId, lease_epoch: i64, ending: Ending) {
+        let mut pause = Duration::from_millis(100);
+        let mut result = self.record_ending(id, lease_epoch, &ending).await;
+        for _ in 0..SETTLE_RETRIES {
+            let Err(err) = &result else { break };
+            if matches!(err, Error::InsufficientStorage { .. }) && self.release_disk_reserve() {
+                pause = Duration::ZERO;
+            }
+            tracing::warn!(error = %err, retry_in_ms = pause.as_millis() as u64, "recording the end of a job failed; retrying");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).clamp(Duration::from_millis(100), Duration::from_secs(10));
+            result = self.record_ending(id, lease_epoch, &ending).await;
+        }
+        match result {
+            Err(err) => tracing::error!(error = %err, "recording the end of a job failed"),
+            Ok(false) if !matches!(ending, Ending::LeaseLost) => {
+                tracing::warn!("the job was claimed elsewhere; its end was not recorded here")
+            }
+            Ok(_) => {}
+        }
+        if let Ok(row) = self.get(id).await {
+            tracing::info!(status = %row.status, "job left its worker");
+            self.publish(JobEvent::status(&row));
+        }
+    }
+
+    async fn record_ending(&self, id: JobId, lease_epoch: i64, ending: &Ending) -> Result<bool> {
         let store = &self.inner.store;
-        let result = match &ending {
+        match ending {
             Ending::Succeeded => {
                 store
                     .finish_job(id, lease_epoch, JobStatus::Succeeded, None)
@@ -256,17 +289,6 @@ impl Jobs {
             }
             Ending::Requeue => store.requeue_job(id, lease_epoch).await,
             Ending::LeaseLost => Ok(false),
-        };
-        match result {
-            Err(err) => tracing::error!(error = %err, "recording the end of a job failed"),
-            Ok(false) if !matches!(ending, Ending::LeaseLost) => {
-                tracing::warn!("the job was claimed elsewhere; its end was not recorded here")
-            }
-            Ok(_) => {}
-        }
-        if let Ok(row) = self.get(id).await {
-            tracing::info!(status = %row.status, "job left its worker");
-            self.publish(JobEvent::status(&row));
         }
     }
 }

@@ -1,6 +1,6 @@
 use sqlx::FromRow;
 
-use super::{NOW, Store, db_error};
+use super::{NOW, Store, classify_db_error, db_error};
 use crate::domain::DatasetId;
 use crate::error::{Error, Result};
 
@@ -38,14 +38,17 @@ impl Store {
             .bind(name)
             .bind(source)
             .bind(summary)
-            .fetch_one(&self.writer)
+            // Read to the end, so a failed autocommit is reported (see the module's documentation).
+            .fetch_all(&self.writer)
             .await
             .map_err(|err| match &err {
                 sqlx::Error::Database(db) if db.is_unique_violation() => {
                     Error::conflict(format!("a data set named '{name}' already exists"))
                 }
-                _ => Error::internal("inserting a data set", err),
-            })
+                _ => classify_db_error("inserting a data set", err),
+            })?
+            .pop()
+            .ok_or_else(|| Error::Internal("inserting a data set returned no row".into()))
     }
 
     /// A data set by name or id.

@@ -54,8 +54,10 @@ impl Store {
         .bind(until_ms)
         .bind(id.to_string())
         .bind(lease_epoch)
-        .fetch_optional(&self.writer)
+        // Read to the end, so a failed autocommit is reported (see the module's documentation).
+        .fetch_all(&self.writer)
         .await
+        .map(|rows| rows.into_iter().next())
         .map_err(db_error("renewing a lease"))
     }
 

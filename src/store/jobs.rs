@@ -2,7 +2,7 @@ use sqlx::FromRow;
 
 use super::{NOW, Store, db_error};
 use crate::domain::{Clause, DatasetId, Field, JobId, JobStatus, SweepId};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A job as stored.
 #[derive(Clone, Debug, FromRow)]
@@ -305,9 +305,12 @@ pub(super) async fn insert_job_with<'e, E: sqlx::SqliteExecutor<'e>>(
         .bind(job.priority)
         .bind(job.epochs_total)
         .bind(job.sweep_id.map(|s| s.to_string()))
-        .fetch_one(executor)
+        // Read to the end, so a failed autocommit is reported (see the module's documentation).
+        .fetch_all(executor)
         .await
-        .map_err(db_error("inserting a job"))
+        .map_err(db_error("inserting a job"))?
+        .pop()
+        .ok_or_else(|| Error::Internal("inserting a job returned no row".into()))
 }
 
 /// A value bound into a dynamically built statement.

@@ -48,6 +48,17 @@ pub struct NewTrial {
     pub job: NewJob,
 }
 
+/// A new job for a trial whose job failed or was cancelled.
+#[derive(Clone, Debug)]
+pub struct TrialReplacement {
+    /// The trial.
+    pub trial_index: i64,
+    /// The job it replaces.
+    pub replaces: JobId,
+    /// The replacement, queued.
+    pub job: NewJob,
+}
+
 impl Store {
     /// Records a sweep, its trials and their queued jobs in one transaction.
     pub async fn insert_sweep(
@@ -120,28 +131,48 @@ impl Store {
     }
 
     /// Gives trials new jobs (a resume), in one transaction: each trial's old job stays as history.
+    ///
+    /// Each replacement names the job it replaces; a trial whose job is no longer that one, or
+    /// no longer failed or cancelled, was resumed by a concurrent call and is skipped, so a trial
+    /// is re-queued at most once. Returns the indices that were replaced.
     pub async fn replace_trial_jobs(
         &self,
         id: SweepId,
-        replacements: &[(i64, NewJob)],
-    ) -> Result<()> {
+        replacements: &[TrialReplacement],
+    ) -> Result<Vec<i64>> {
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db_error("starting a resume"))?;
-        for (index, job) in replacements {
-            insert_job_with(&mut *tx, job).await?;
+        let mut replaced = Vec::new();
+        for replacement in replacements {
+            let still_ended: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM trials t JOIN jobs j ON j.id = t.job_id \
+                 WHERE t.sweep_id = ? AND t.trial_index = ? AND t.job_id = ? \
+                 AND j.status IN ('failed', 'cancelled'))",
+            )
+            .bind(id.to_string())
+            .bind(replacement.trial_index)
+            .bind(replacement.replaces.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error("checking a trial to resume"))?;
+            if !still_ended {
+                continue;
+            }
+            insert_job_with(&mut *tx, &replacement.job).await?;
             sqlx::query("UPDATE trials SET job_id = ? WHERE sweep_id = ? AND trial_index = ?")
-                .bind(job.id.to_string())
+                .bind(replacement.job.id.to_string())
                 .bind(id.to_string())
-                .bind(index)
+                .bind(replacement.trial_index)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_error("replacing a trial's job"))?;
+            replaced.push(replacement.trial_index);
         }
         tx.commit().await.map_err(db_error("committing a resume"))?;
-        Ok(())
+        Ok(replaced)
     }
 }
 

@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::{NOW, Store, db_error};
+use super::{NOW, Store, classify_db_error, db_error};
 use crate::domain::WeightsId;
 use crate::error::{Error, Result};
 
@@ -58,14 +58,17 @@ impl Store {
             .bind(new.bytes)
             .bind(new.sha256)
             .bind(new.tensors)
-            .fetch_one(&self.writer)
+            // Read to the end, so a failed autocommit is reported (see the module's documentation).
+            .fetch_all(&self.writer)
             .await
             .map_err(|err| match &err {
                 sqlx::Error::Database(db) if db.is_unique_violation() => {
                     Error::conflict(format!("weights named '{}' already exist", new.name))
                 }
-                _ => Error::internal("inserting weights", err),
-            })
+                _ => classify_db_error("inserting weights", err),
+            })?
+            .pop()
+            .ok_or_else(|| Error::Internal("inserting weights returned no row".into()))
     }
 
     /// Weights by name or id.
@@ -92,8 +95,9 @@ impl Store {
         let sql = format!("DELETE FROM weights WHERE id = ? RETURNING {COLUMNS}");
         sqlx::query_as::<_, WeightsRow>(&sql)
             .bind(id.to_string())
-            .fetch_optional(&self.writer)
+            .fetch_all(&self.writer)
             .await
+            .map(|rows| rows.into_iter().next())
             .map_err(db_error("deleting weights"))
     }
 }

@@ -68,19 +68,23 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 /// Writes `bytes` to `path` so that `path` either does not exist or holds all of them:
-/// temporary file, fsync, rename, fsync of the folder. Returns the SHA-256.
+/// temporary file, fsync, rename, fsync of the folder. Returns the SHA-256. A failed write (a
+/// full disk) removes its temporary file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<String> {
     let dir = path.parent().ok_or_else(|| {
         Error::Internal(format!("checkpoint path {} has no folder", path.display()))
     })?;
     fs::create_dir_all(dir)?;
     let tmp = path.with_extension("tmp");
-    {
-        let mut file = File::create(&tmp)?;
+    let written = File::create(&tmp).and_then(|mut file| {
         file.write_all(bytes)?;
-        file.sync_all()?;
+        file.sync_all()
+    });
+    if let Err(err) = written.and_then(|()| fs::rename(&tmp, path)) {
+        // Best effort: the temp file may never have been created.
+        let _ = fs::remove_file(&tmp);
+        return Err(err.into());
     }
-    fs::rename(&tmp, path)?;
     File::open(dir)?.sync_all()?;
     Ok(sha256_hex(bytes))
 }

@@ -6,6 +6,7 @@ mod bad_input;
 mod cnn;
 mod datasets;
 mod diagnostic_plots;
+mod full_disk;
 mod images;
 mod jobs;
 mod knobs;

@@ -370,3 +370,43 @@ async fn a_pruning_rule_with_bad_bounds_is_refused_naming_the_field() {
     let (status, body) = app.post("/v1/sweeps", spec).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }
+
+#[tokio::test]
+async fn concurrent_resumes_of_a_sweep_requeue_each_trial_once() {
+    // Arrange: a sweep whose trials are all cancelled.
+    let app = TestApp::spawn().await;
+    let (status, created) = app
+        .post("/v1/sweeps", lr_sweep(&[0.001, 0.002, 0.003], 500))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    app.post(&format!("/v1/sweeps/{id}/cancel"), json!({}))
+        .await;
+    wait_for_sweep(&app, &id).await;
+
+    // Act: several resumes at once.
+    let path = format!("/v1/sweeps/{id}/resume");
+    let resumes = futures_util::future::join_all((0..4).map(|_| app.post(&path, json!({})))).await;
+
+    // Assert: between them they requeued each trial exactly once, and no job is out of reach.
+    let mut requeued: Vec<i64> = Vec::new();
+    for (status, body) in &resumes {
+        assert_eq!(*status, StatusCode::ACCEPTED, "{body}");
+        requeued.extend(
+            body["requeued_trials"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_i64().unwrap()),
+        );
+    }
+    requeued.sort();
+    assert_eq!(requeued, vec![0, 1, 2], "{resumes:?}");
+    let (_, jobs) = app.get(&format!("/v1/jobs?sweep={id}&limit=100")).await;
+    assert_eq!(
+        jobs["total"], 6,
+        "three cancelled jobs and three replacements: {jobs}"
+    );
+    app.post(&format!("/v1/sweeps/{id}/cancel"), json!({}))
+        .await;
+}
