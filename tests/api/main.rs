@@ -16,6 +16,7 @@ mod plots;
 mod predict;
 mod preprocessing;
 mod resnet;
+mod schemathesis;
 mod sweeps;
 mod transfer;
 mod walkthrough;
