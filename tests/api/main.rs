@@ -19,4 +19,5 @@ mod resnet;
 mod schemathesis;
 mod sweeps;
 mod transfer;
+mod validation;
 mod walkthrough;

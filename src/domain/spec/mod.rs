@@ -115,6 +115,22 @@ impl JobSpec {
     pub fn parse(bytes: &[u8]) -> Result<JobSpec> {
         let value: serde_json::Value = crate::domain::parse_json(bytes)?;
         string_kinds(&value, "")?;
+        // serde ignores extra fields next to the tag of a unit variant, even with
+        // `deny_unknown_fields`; the initializations without parameters are those.
+        if let Some(init) = value.pointer("/model/init").and_then(|v| v.as_object())
+            && init
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .is_some_and(|k| ["kaiming", "xavier", "torch_default"].contains(&k))
+            && let Some(extra) = init.keys().find(|key| *key != "kind")
+        {
+            return Err(crate::error::Error::invalid(
+                format!("model.init.{extra}"),
+                format!(
+                    "unknown field `{extra}`: this kind takes no parameters (only `normal` has `std`)"
+                ),
+            ));
+        }
         crate::domain::parse_json(bytes)
     }
 
@@ -246,6 +262,12 @@ impl DataSpec {
                 self.val_fraction
             )
         })?;
+        check(train > 0, "data.val_fraction", || {
+            format!(
+                "val_fraction {} and test_fraction {} leave none of this data set's {rows} rows to train on; use smaller fractions",
+                self.val_fraction, self.test_fraction
+            )
+        })?;
         check(
             test > 0 || self.test_fraction == 0.0,
             "data.test_fraction",
@@ -255,13 +277,7 @@ impl DataSpec {
                     self.test_fraction
                 )
             },
-        )?;
-        check(train > 0, "data.val_fraction", || {
-            format!(
-                "val_fraction {} and test_fraction {} leave none of this data set's {rows} rows to train on; use smaller fractions",
-                self.val_fraction, self.test_fraction
-            )
-        })
+        )
     }
 }
 

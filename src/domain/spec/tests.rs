@@ -547,3 +547,17 @@ fn a_kind_given_as_a_number_is_refused_not_read_as_a_variant_index() {
     )
     .unwrap();
 }
+
+#[test]
+fn an_initialization_without_parameters_refuses_extra_fields() {
+    let err = JobSpec::parse(
+        br#"{"dataset": "digits", "model": {"kind": "mlp", "init": {"kind": "xavier", "std": 0.1}}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid { ref field, .. } if field == "model.init.std"),
+        "{err:?}"
+    );
+    JobSpec::parse(br#"{"dataset": "digits", "model": {"kind": "mlp", "init": {"kind": "normal", "std": 0.1}}}"#)
+        .unwrap();
+}
