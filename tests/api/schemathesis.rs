@@ -114,10 +114,12 @@ async fn schemathesis_finds_no_server_error_and_no_contract_failure() {
         report.display().to_string(),
         "--no-color".into(),
     ];
+    let work = data.path().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(&schemathesis)
             .args(&args)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            // Its own files (.schemathesis/) go to the temporary folder, not the repository.
+            .current_dir(&work)
             .output()
     })
     .await

@@ -58,7 +58,7 @@ async fn sweep_seeds_that_are_negative_or_would_wrap_are_a_422_on_the_base_seed(
     let sweep = |seed: Value, repeats: u32| {
         json!({"base": {"dataset": "digits", "model": {"kind": "mlp", "depth": 1, "width": 8},
                         "training": {"epochs": 1, "seed": seed}},
-               "axes": {"training.optimizer.lr": [0.01]}, "repeats": repeats, "dry_run": true})
+               "axes": {"model.width": [8]}, "repeats": repeats, "dry_run": true})
     };
     // -1 was silently replaced by seed 0.
     let (status, body) = app.post("/v1/sweeps", sweep(json!(-1), 1)).await;

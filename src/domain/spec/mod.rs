@@ -131,7 +131,11 @@ impl JobSpec {
                 ),
             ));
         }
-        crate::domain::parse_json(bytes)
+        let spec: JobSpec = crate::domain::parse_json(bytes)?;
+        let parsed = serde_json::to_value(&spec)
+            .map_err(|err| crate::error::Error::internal("encoding a spec", err))?;
+        no_lists_for_objects(&value, &parsed, "")?;
+        Ok(spec)
     }
 
     /// Rejects impossible values, naming the field and what would be valid.
@@ -211,6 +215,41 @@ impl JobSpec {
                 resnet.validate_for(depth, input, MAX_PARAMETERS)
             }
         }
+    }
+}
+
+/// serde also reads a struct from a JSON list of its fields in order (`"preprocessing": [null,
+/// null]`); the contract says objects, so a list where the parsed spec has an object is a 422.
+fn no_lists_for_objects(
+    given: &serde_json::Value,
+    parsed: &serde_json::Value,
+    path: &str,
+) -> Result<()> {
+    use serde_json::Value;
+    match (given, parsed) {
+        (Value::Array(_), Value::Object(_)) => Err(crate::error::Error::invalid(
+            path,
+            "a list where an object is expected; write the fields by name",
+        )),
+        (Value::Object(given), Value::Object(parsed)) => {
+            for (key, value) in given {
+                if let Some(inner) = parsed.get(key) {
+                    let at = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    no_lists_for_objects(value, inner, &at)?;
+                }
+            }
+            Ok(())
+        }
+        (Value::Array(given), Value::Array(parsed)) => given
+            .iter()
+            .zip(parsed)
+            .enumerate()
+            .try_for_each(|(i, (g, p))| no_lists_for_objects(g, p, &format!("{path}[{i}]"))),
+        _ => Ok(()),
     }
 }
 

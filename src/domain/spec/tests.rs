@@ -561,3 +561,15 @@ fn an_initialization_without_parameters_refuses_extra_fields() {
     JobSpec::parse(br#"{"dataset": "digits", "model": {"kind": "mlp", "init": {"kind": "normal", "std": 0.1}}}"#)
         .unwrap();
 }
+
+#[test]
+fn a_list_where_an_object_belongs_is_refused() {
+    let err = JobSpec::parse(
+        br#"{"dataset": "digits", "model": {"kind": "mlp"}, "data": {"preprocessing": [null, null]}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid { ref field, .. } if field == "data.preprocessing"),
+        "{err:?}"
+    );
+}
