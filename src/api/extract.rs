@@ -30,6 +30,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// A JSON body's bytes, for bodies parsed by the domain itself: 415 without a JSON content
+/// type, 413 over the size limit.
+pub struct JsonBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers().get(CONTENT_TYPE)) {
+            return Err(Error::UnsupportedMediaType {
+                message: "send the body as JSON with 'Content-Type: application/json'".into(),
+            }
+            .into());
+        }
+        Ok(JsonBytes(read_body(req, state).await?))
+    }
+}
+
 /// True for `application/json` and `application/*+json`, with or without parameters.
 pub fn is_json(value: Option<&axum::http::HeaderValue>) -> bool {
     let Some(mime) = value.and_then(|v| v.to_str().ok()) else {

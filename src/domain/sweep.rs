@@ -8,11 +8,15 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{JobSpec, PruningSpec, parse_json};
+use super::spec::check_label;
+use super::{JobSpec, PruningSpec};
 use crate::error::{Error, Result};
 
 /// Most trials one sweep may create.
 pub const MAX_TRIALS: usize = 1000;
+
+/// Longest sweep name, in characters (trial names add the point's values to it).
+pub const MAX_NAME_CHARS: usize = 150;
 
 /// A sweep as a user writes it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -214,11 +218,11 @@ impl SweepSpec {
         if let Some(pruning) = &self.pruning {
             pruning.validate()?;
         }
-        if let Some(name) = &self.name
-            && (name.trim().is_empty() || name.len() > 150)
-        {
-            return Err(Error::invalid("name", "must be 1 to 150 characters"));
+        if let Some(name) = &self.name {
+            check_label(name, MAX_NAME_CHARS, "name")?;
         }
+        let base_seed = self.base_seed()?;
+        self.validate_base()?;
         let points = match &self.search {
             Search::Grid => self.grid()?,
             Search::Random { trials, seed } => self.random(*trials, *seed)?,
@@ -230,11 +234,6 @@ impl SweepSpec {
                 format!("{total} trials; valid: at most {MAX_TRIALS} per sweep"),
             ));
         }
-        let base_seed = self
-            .base
-            .pointer("/training/seed")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
         let mut trials = Vec::with_capacity(total);
         for params in points {
             for repeat in 0..self.repeats {
@@ -243,10 +242,14 @@ impl SweepSpec {
                     set_path(&mut spec, path, value.clone())
                         .map_err(|message| Error::invalid(format!("axes.{path}"), message))?;
                 }
+                let seed = match params.get("training.seed") {
+                    Some(value) => self.first_seed(value, "axes.training.seed")?,
+                    None => base_seed,
+                };
                 set_path(
                     &mut spec,
                     "training.seed",
-                    Value::from(base_seed + u64::from(repeat)),
+                    Value::from(seed + u64::from(repeat)),
                 )
                 .map_err(|message| Error::invalid("base.training", message))?;
                 let index = trials.len() as u32;
@@ -266,6 +269,51 @@ impl SweepSpec {
             }
         }
         Ok(trials)
+    }
+
+    /// A base that is a whole job spec (it names a data set and a model) must be a valid one:
+    /// a wrong value there is a 422 on `base.<field>` even where an axis replaces it in every
+    /// trial, so a stored sweep never echoes an impossible spec. A base that leaves a required
+    /// field to an axis is judged by its trials alone.
+    fn validate_base(&self) -> Result<()> {
+        if self.base.get("dataset").is_none() || self.base.get("model").is_none() {
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(&self.base)
+            .map_err(|err| Error::internal("encoding a base", err))?;
+        JobSpec::parse(&bytes)
+            .and_then(|spec| spec.validate())
+            .map_err(|err| match err {
+                Error::Invalid { field, message } => {
+                    Error::invalid(format!("base.{field}"), message)
+                }
+                other => other,
+            })
+    }
+
+    /// The seed of the first repeat, from `base.training.seed` (0 when absent or null).
+    fn base_seed(&self) -> Result<u64> {
+        match self.base.pointer("/training/seed") {
+            None | Some(Value::Null) => Ok(0),
+            Some(value) => self.first_seed(value, "base.training.seed"),
+        }
+    }
+
+    /// A trial's first seed: an integer whose repeats (`seed`, `seed + 1`, …) all fit in
+    /// 0 to 2^64 − 1; a 422 on `field` otherwise, never a silent substitute or a wrap to 0.
+    fn first_seed(&self, value: &Value, field: &str) -> Result<u64> {
+        let last_offset = u64::from(self.repeats.saturating_sub(1));
+        let max = u64::MAX - last_offset;
+        match value.as_u64() {
+            Some(seed) if seed <= max => Ok(seed),
+            _ => Err(Error::invalid(
+                field,
+                format!(
+                    "{value} is not a seed for {} repeats (seeds {value} + 0 to {last_offset}); valid: an integer from 0 to {max}",
+                    self.repeats
+                ),
+            )),
+        }
     }
 
     fn grid(&self) -> Result<Vec<BTreeMap<String, Value>>> {
@@ -373,7 +421,7 @@ impl SweepSpec {
 /// Parses one trial's spec; an error in a swept field is reported on its axis.
 fn parse_trial(spec: &Value, params: &BTreeMap<String, Value>) -> Result<JobSpec> {
     let bytes = serde_json::to_vec(spec).map_err(|err| Error::internal("encoding a trial", err))?;
-    let parsed = parse_json::<JobSpec>(&bytes).and_then(|job| job.validate().map(|_| job));
+    let parsed = JobSpec::parse(&bytes).and_then(|job| job.validate().map(|_| job));
     parsed.map_err(|err| match err {
         Error::Invalid { field, message } => {
             // Errors inside tagged objects (model, optimizer) are reported on the object, with the

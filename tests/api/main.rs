@@ -17,6 +17,8 @@ mod plots;
 mod predict;
 mod preprocessing;
 mod resnet;
+mod schemathesis;
 mod sweeps;
 mod transfer;
+mod validation;
 mod walkthrough;

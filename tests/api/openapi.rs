@@ -6,30 +6,27 @@ use reqwest::{Method, StatusCode};
 
 use crate::helpers::{Api, TestApp};
 
-/// (METHOD, path) pairs under `paths:` — paths at two spaces of indentation, methods at four.
-fn spec_operations(yaml: &str) -> BTreeSet<(String, String)> {
+/// The spec as a strict YAML parser reads it: a scalar with an unquoted `: `, a duplicate key
+/// or a tab where YAML forbids one fails the test here, as it fails schemathesis and PyYAML.
+fn parsed_spec() -> serde_json::Value {
+    serde_yaml_ng::from_str(trainserve::api::OPENAPI_YAML)
+        .unwrap_or_else(|err| panic!("openapi.yaml is not valid YAML: {err}"))
+}
+
+/// (METHOD, path) pairs of the spec's `paths`.
+fn spec_operations() -> BTreeSet<(String, String)> {
+    let spec = parsed_spec();
+    let paths = spec["paths"].as_object().expect("a `paths` mapping");
     let mut operations = BTreeSet::new();
-    let mut in_paths = false;
-    let mut path = None;
-    for line in yaml.lines() {
-        if !line.starts_with(' ') && !line.trim().is_empty() {
-            in_paths = line.trim_end() == "paths:";
-            continue;
-        }
-        if !in_paths {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("  ").filter(|r| !r.starts_with(' ')) {
-            path = rest
-                .strip_suffix(':')
-                .map(|p| p.trim_matches(|c| c == '"' || c == '\'').to_string());
-        } else if let Some(rest) = line.strip_prefix("    ").filter(|r| !r.starts_with(' ')) {
-            let key = rest.trim_end().trim_end_matches(':');
-            if ["get", "post", "put", "patch", "delete", "head", "options"].contains(&key) {
-                operations.insert((
-                    key.to_uppercase(),
-                    path.clone().expect("a method under a path"),
-                ));
+    for (path, item) in paths {
+        let item = item.as_object().expect("a path item mapping");
+        for method in item.keys() {
+            if [
+                "get", "post", "put", "patch", "delete", "head", "options", "trace",
+            ]
+            .contains(&method.as_str())
+            {
+                operations.insert((method.to_uppercase(), path.clone()));
             }
         }
     }
@@ -37,10 +34,45 @@ fn spec_operations(yaml: &str) -> BTreeSet<(String, String)> {
 }
 
 #[test]
+fn the_spec_is_strict_yaml_of_openapi_3_1() {
+    let spec = parsed_spec();
+    assert!(
+        spec["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
+        "OpenAPI 3.1, got {}",
+        spec["openapi"]
+    );
+    assert!(spec["info"]["title"].is_string() && spec["info"]["version"].is_string());
+    // Every local reference points at something.
+    let mut refs = Vec::new();
+    collect_refs(&spec, &mut refs);
+    for reference in refs {
+        let pointer = reference
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("only local references: {reference}"));
+        assert!(spec.pointer(pointer).is_some(), "dangling $ref {reference}");
+    }
+}
+
+fn collect_refs(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("$ref", serde_json::Value::String(r)) => out.push(r.clone()),
+                    _ => collect_refs(value, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
 fn the_spec_lists_exactly_the_routes_the_router_serves() {
-    let yaml = trainserve::api::OPENAPI_YAML;
-    assert!(yaml.starts_with("openapi: 3.1"), "OpenAPI 3.1");
-    let in_spec = spec_operations(yaml);
+    let in_spec = spec_operations();
     let routed: BTreeSet<(String, String)> = trainserve::api::ROUTES
         .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))
@@ -56,7 +88,7 @@ fn the_spec_lists_exactly_the_routes_the_router_serves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_in_the_spec_is_wired_to_a_handler() {
     let app = TestApp::spawn().await;
-    for (method, path) in spec_operations(trainserve::api::OPENAPI_YAML) {
+    for (method, path) in spec_operations() {
         let concrete = path
             .replace("{id}", "0190aaaa-0000-7000-8000-000000000000")
             .replace("{model}", "0190aaaa-0000-7000-8000-000000000000")
@@ -79,6 +111,9 @@ async fn every_operation_in_the_spec_is_wired_to_a_handler() {
         assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
         assert_ne!(body["code"], "route_not_found", "{method} {path}");
     }
-    let (status, _) = app.get("/openapi.yaml").await;
+    let (status, served) = app.get("/openapi.yaml").await;
     assert_eq!(status, StatusCode::OK);
+    let served: serde_json::Value = serde_yaml_ng::from_str(served.as_str().expect("YAML text"))
+        .expect("the served spec is valid YAML");
+    assert_eq!(served, parsed_spec());
 }

@@ -57,3 +57,57 @@ where
         format!("{value} is out of range; valid: {min} to {max}")
     })
 }
+
+/// A name people read: 1 to `max_chars` characters (not bytes), not blank, with no control
+/// characters and no bidirectional formatting characters (embeddings, overrides, isolates and
+/// marks), which can make one name display as another.
+pub(crate) fn label(name: &str, max_chars: usize, field: &str) -> Result<()> {
+    let chars = name.chars().count();
+    check(!name.trim().is_empty() && chars <= max_chars, field, || {
+        format!("{chars} characters; valid: 1 to {max_chars}, not all spaces")
+    })?;
+    match name.chars().find(|c| c.is_control() || is_bidi_control(*c)) {
+        Some(c) => Err(Error::invalid(
+            field,
+            format!(
+                "contains U+{:04X}; valid: no control or bidirectional formatting characters",
+                c as u32
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Every `kind` in a spec is a string. serde reads an internally tagged enum's tag as a
+/// variant name or as the variant's index, so without this `{"kind": 0}` would quietly mean
+/// the first variant.
+pub(crate) fn string_kinds(value: &serde_json::Value, path: &str) -> Result<()> {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                let at = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                if key == "kind" && !value.is_string() {
+                    return Err(Error::invalid(
+                        at,
+                        format!("{value} is not a kind; valid: a kind's name as a string"),
+                    ));
+                }
+                string_kinds(value, &at)?;
+            }
+            Ok(())
+        }
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| string_kinds(item, &format!("{path}[{i}]"))),
+        _ => Ok(()),
+    }
+}

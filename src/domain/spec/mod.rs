@@ -21,6 +21,8 @@ pub use training::{
 };
 
 use crate::error::Result;
+pub(crate) use check::label as check_label;
+pub(crate) use check::string_kinds;
 use check::{check, unit_interval};
 
 /// A training job as a user writes it. Every omitted field gets the documented default, so the
@@ -101,19 +103,45 @@ impl Default for CheckpointSpec {
     }
 }
 
+/// Longest job name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
 /// Largest number of trainable parameters a job may ask for.
 pub const MAX_PARAMETERS: usize = 50_000_000;
 
 impl JobSpec {
+    /// Parses a job spec from a JSON body: a 400 for malformed JSON, a 422 naming the field
+    /// for a wrong or unknown one (including a `kind` that is not a string).
+    pub fn parse(bytes: &[u8]) -> Result<JobSpec> {
+        let value: serde_json::Value = crate::domain::parse_json(bytes)?;
+        string_kinds(&value, "")?;
+        // serde ignores extra fields next to the tag of a unit variant, even with
+        // `deny_unknown_fields`; the initializations without parameters are those.
+        if let Some(init) = value.pointer("/model/init").and_then(|v| v.as_object())
+            && init
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .is_some_and(|k| ["kaiming", "xavier", "torch_default"].contains(&k))
+            && let Some(extra) = init.keys().find(|key| *key != "kind")
+        {
+            return Err(crate::error::Error::invalid(
+                format!("model.init.{extra}"),
+                format!(
+                    "unknown field `{extra}`: this kind takes no parameters (only `normal` has `std`)"
+                ),
+            ));
+        }
+        let spec: JobSpec = crate::domain::parse_json(bytes)?;
+        let parsed = serde_json::to_value(&spec)
+            .map_err(|err| crate::error::Error::internal("encoding a spec", err))?;
+        no_lists_for_objects(&value, &parsed, "")?;
+        Ok(spec)
+    }
+
     /// Rejects impossible values, naming the field and what would be valid.
     pub fn validate(&self) -> Result<()> {
         if let Some(name) = &self.name {
-            check(!name.trim().is_empty() && name.len() <= 200, "name", || {
-                "must be 1 to 200 characters".into()
-            })?;
-            check(!name.chars().any(char::is_control), "name", || {
-                "must not contain control characters".into()
-            })?;
+            check_label(name, MAX_NAME_CHARS, "name")?;
         }
         check(!self.dataset.trim().is_empty(), "dataset", || {
             "must name a data set, e.g. 'digits' or 'regions'".into()
@@ -190,6 +218,41 @@ impl JobSpec {
     }
 }
 
+/// serde also reads a struct from a JSON list of its fields in order (`"preprocessing": [null,
+/// null]`); the contract says objects, so a list where the parsed spec has an object is a 422.
+fn no_lists_for_objects(
+    given: &serde_json::Value,
+    parsed: &serde_json::Value,
+    path: &str,
+) -> Result<()> {
+    use serde_json::Value;
+    match (given, parsed) {
+        (Value::Array(_), Value::Object(_)) => Err(crate::error::Error::invalid(
+            path,
+            "a list where an object is expected; write the fields by name",
+        )),
+        (Value::Object(given), Value::Object(parsed)) => {
+            for (key, value) in given {
+                if let Some(inner) = parsed.get(key) {
+                    let at = if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    };
+                    no_lists_for_objects(value, inner, &at)?;
+                }
+            }
+            Ok(())
+        }
+        (Value::Array(given), Value::Array(parsed)) => given
+            .iter()
+            .zip(parsed)
+            .enumerate()
+            .try_for_each(|(i, (g, p))| no_lists_for_objects(g, p, &format!("{path}[{i}]"))),
+        _ => Ok(()),
+    }
+}
+
 impl DataSpec {
     fn validate(&self) -> Result<()> {
         unit_interval(self.val_fraction, "data.val_fraction", false)?;
@@ -208,6 +271,52 @@ impl DataSpec {
             Some(preprocessing) => preprocessing.validate(),
             None => Ok(()),
         }
+    }
+
+    /// Checks, before a job is queued, that splitting a data set with `class_rows` rows per
+    /// class by these fractions leaves every split that is asked for at least one row: train
+    /// and validation always, test when `test_fraction` is above 0. It counts as the split
+    /// does (per class, `round(rows × fraction)`), so a fraction such as `1e-320` is a 422
+    /// naming it instead of a job that fails when it starts. Out-of-range fractions are left
+    /// to [`JobSpec::validate`].
+    pub fn check_split_sizes(&self, class_rows: &[usize]) -> Result<()> {
+        if self.validate().is_err() {
+            return Ok(());
+        }
+        let (mut train, mut val, mut test) = (0usize, 0usize, 0usize);
+        for &n in class_rows {
+            let n_val = ((n as f64 * self.val_fraction).round() as usize).min(n);
+            let n_test = ((n as f64 * self.test_fraction).round() as usize).min(n - n_val);
+            val += n_val;
+            test += n_test;
+            train += n - n_val - n_test;
+        }
+        let rows: usize = class_rows.iter().sum();
+        let largest = class_rows.iter().copied().max().unwrap_or(0).max(1) as f64;
+        // The smallest fraction that rounds to one row in the largest class.
+        let least = 0.5 / largest;
+        check(val > 0, "data.val_fraction", || {
+            format!(
+                "{} of this data set's {rows} rows leaves no validation rows; valid: at least {least:.2e}",
+                self.val_fraction
+            )
+        })?;
+        check(train > 0, "data.val_fraction", || {
+            format!(
+                "val_fraction {} and test_fraction {} leave none of this data set's {rows} rows to train on; use smaller fractions",
+                self.val_fraction, self.test_fraction
+            )
+        })?;
+        check(
+            test > 0 || self.test_fraction == 0.0,
+            "data.test_fraction",
+            || {
+                format!(
+                    "{} of this data set's {rows} rows leaves no test rows; valid: 0, or at least {least:.2e}",
+                    self.test_fraction
+                )
+            },
+        )
     }
 }
 

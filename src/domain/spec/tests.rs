@@ -342,3 +342,234 @@ fn a_resnet_spec_gets_torchvisions_defaults_and_one_weights_source() {
         "{no_images}"
     );
 }
+
+#[test]
+fn job_names_are_counted_in_characters_and_refuse_control_and_bidi_characters() {
+    let spec = |name: &str| {
+        parse(
+            &serde_json::json!({"name": name, "dataset": "digits", "model": {"kind": "mlp"}})
+                .to_string(),
+        )
+    };
+    // 200 two-byte characters are 400 bytes, and still a valid name.
+    spec(&"é".repeat(MAX_NAME_CHARS)).unwrap();
+    assert_eq!(field_of(spec(&"é".repeat(MAX_NAME_CHARS + 1))), "name");
+    for bad in [
+        "",
+        "   ",
+        "a\u{0}b",
+        "line\nbreak",
+        "invoice\u{202E}fdp.exe",
+        "\u{2067}x",
+        "x\u{200F}",
+    ] {
+        assert_eq!(field_of(spec(bad)), "name", "{bad:?}");
+    }
+}
+
+#[test]
+fn split_sizes_are_checked_against_the_data_sets_classes() {
+    let data = |val: f64, test: f64| DataSpec {
+        val_fraction: val,
+        test_fraction: test,
+        ..DataSpec::default()
+    };
+    let digits = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180];
+    data(0.15, 0.15).check_split_sizes(&digits).unwrap();
+    data(0.01, 0.0).check_split_sizes(&digits).unwrap();
+    let field = |result: Result<()>| match result {
+        Err(Error::Invalid { field, .. }) => field,
+        other => panic!("expected a 422, got {other:?}"),
+    };
+    // Valid on its own (0 < x < 1), but no class gets a single validation row.
+    assert!(data(1e-320, 0.15).validate().is_ok());
+    assert_eq!(
+        field(data(1e-320, 0.15).check_split_sizes(&digits)),
+        "data.val_fraction"
+    );
+    assert_eq!(
+        field(data(0.15, 1e-9).check_split_sizes(&digits)),
+        "data.test_fraction"
+    );
+    // Three rows per class: 0.15 of 3 rounds to 0 validation rows.
+    assert_eq!(
+        field(data(0.15, 0.0).check_split_sizes(&[3, 3])),
+        "data.val_fraction"
+    );
+    assert_eq!(
+        field(data(0.5, 0.3).check_split_sizes(&[1, 1])),
+        "data.val_fraction"
+    );
+}
+
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// Arbitrary JSON, a few levels deep.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|n| json!(n)),
+            "\\PC{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-z_]{1,12}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A spec close to valid: the real field names, with values that are sometimes wrong.
+    fn near_spec() -> impl Strategy<Value = Value> {
+        let number = prop_oneof![
+            any::<f64>().prop_map(|n| json!(n)),
+            (-5i64..100).prop_map(|n| json!(n)),
+            (0.0f64..1.0).prop_map(|n| json!(n)),
+            Just(json!(1e-320)),
+            Just(json!(u64::MAX)),
+        ];
+        let kind = proptest::sample::select(vec!["mlp", "cnn", "resnet18", "svm"]);
+        let optimizer = proptest::sample::select(vec!["adam", "sgd", "adamw", "rmsprop", "lbfgs"]);
+        (
+            proptest::option::of("\\PC{0,250}"),
+            kind,
+            optimizer,
+            proptest::collection::vec(number, 8),
+            json_value(),
+        )
+            .prop_map(|(name, kind, optimizer, n, extra)| {
+                let mut spec = json!({
+                    "dataset": "digits",
+                    "model": {"kind": kind, "depth": n[0], "width": n[1]},
+                    "data": {"val_fraction": n[2], "test_fraction": n[3]},
+                    "training": {
+                        "optimizer": {"kind": optimizer, "lr": n[4]},
+                        "epochs": n[5], "batch_size": n[6], "seed": n[7],
+                    },
+                });
+                if let Some(name) = name {
+                    spec["name"] = json!(name);
+                }
+                if let Value::Object(extra) = extra {
+                    for (key, value) in extra.into_iter().take(1) {
+                        spec["training"][key] = value;
+                    }
+                }
+                spec
+            })
+    }
+
+    /// Parses and validates the way `POST /v1/jobs` does; panics are the failure looked for.
+    fn check(body: &[u8]) -> std::result::Result<(), TestCaseError> {
+        match JobSpec::parse(body).and_then(|spec| spec.validate().map(|_| spec)) {
+            Ok(mut spec) => {
+                // What was accepted re-serializes to a spec that parses and validates to the
+                // same values, and so does the stored form with its defaults written out.
+                let again: JobSpec = parse_json(&serde_json::to_vec(&spec).unwrap()).unwrap();
+                again.validate().unwrap();
+                prop_assert!(same(&json!(again), &json!(spec)), "{again:?} != {spec:?}");
+                spec.fill_defaults();
+                let stored: JobSpec = parse_json(&serde_json::to_vec(&spec).unwrap()).unwrap();
+                stored.validate().unwrap();
+                prop_assert!(same(&json!(stored), &json!(spec)), "{stored:?} != {spec:?}");
+            }
+            Err(Error::Invalid { field, .. }) => prop_assert!(!field.is_empty()),
+            Err(Error::BadRequest { .. }) => {}
+            Err(other) => prop_assert!(false, "neither accepted nor a 4xx: {other:?}"),
+        }
+        Ok(())
+    }
+
+    /// Equal JSON, numbers to within a unit in the last place or so (serde_json's default
+    /// float parsing is not always exact).
+    fn same(a: &Value, b: &Value) -> bool {
+        match (a, b) {
+            (Value::Number(x), Value::Number(y)) => {
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                x == y || (x - y).abs() <= 1e-15 * x.abs().max(y.abs())
+            }
+            (Value::Array(x), Value::Array(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+            }
+            (Value::Object(x), Value::Object(y)) => {
+                x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+            }
+            _ => a == b,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_json_is_accepted_or_refused_never_a_panic(value in json_value()) {
+            check(&serde_json::to_vec(&value).unwrap())?;
+        }
+
+        #[test]
+        fn arbitrary_bytes_are_accepted_or_refused_never_a_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..200)
+        ) {
+            check(&bytes)?;
+        }
+
+        #[test]
+        fn near_valid_specs_round_trip_whenever_accepted(spec in near_spec()) {
+            check(&serde_json::to_vec(&spec).unwrap())?;
+        }
+    }
+}
+
+#[test]
+fn a_kind_given_as_a_number_is_refused_not_read_as_a_variant_index() {
+    let err =
+        JobSpec::parse(br#"{"dataset": "digits", "model": {"kind": "mlp", "init": {"kind": 0}}}"#)
+            .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid { ref field, .. } if field == "model.init.kind"),
+        "{err:?}"
+    );
+    let err = JobSpec::parse(br#"{"dataset": "digits", "model": {"kind": 1}}"#).unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid { ref field, .. } if field == "model.kind"),
+        "{err:?}"
+    );
+    JobSpec::parse(
+        br#"{"dataset": "digits", "model": {"kind": "mlp", "init": {"kind": "xavier"}}}"#,
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_initialization_without_parameters_refuses_extra_fields() {
+    let err = JobSpec::parse(
+        br#"{"dataset": "digits", "model": {"kind": "mlp", "init": {"kind": "xavier", "std": 0.1}}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid { ref field, .. } if field == "model.init.std"),
+        "{err:?}"
+    );
+    JobSpec::parse(br#"{"dataset": "digits", "model": {"kind": "mlp", "init": {"kind": "normal", "std": 0.1}}}"#)
+        .unwrap();
+}
+
+#[test]
+fn a_list_where_an_object_belongs_is_refused() {
+    let err = JobSpec::parse(
+        br#"{"dataset": "digits", "model": {"kind": "mlp"}, "data": {"preprocessing": [null, null]}}"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid { ref field, .. } if field == "data.preprocessing"),
+        "{err:?}"
+    );
+}

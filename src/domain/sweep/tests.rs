@@ -83,3 +83,101 @@ fn oversized_sweeps_are_refused() {
         "{err:?}"
     );
 }
+
+fn invalid_field(err: Error) -> String {
+    match err {
+        Error::Invalid { field, .. } => field,
+        other => panic!("expected a 422, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_negative_base_seed_is_a_422_naming_it_not_seed_zero() {
+    let mut spec = base();
+    spec["training"]["seed"] = json!(-1);
+    let err = sweep(json!({"base": spec, "axes": {"model.depth": [1, 2]}}))
+        .expand()
+        .unwrap_err();
+    assert_eq!(invalid_field(err), "base.training.seed");
+    spec["training"]["seed"] = json!("7");
+    let err = sweep(json!({"base": spec, "axes": {"model.depth": [1]}}))
+        .expand()
+        .unwrap_err();
+    assert_eq!(invalid_field(err), "base.training.seed");
+}
+
+#[test]
+fn seeds_whose_repeats_would_wrap_past_2_64_are_refused() {
+    let mut spec = base();
+    spec["training"]["seed"] = json!(u64::MAX);
+    let err = sweep(json!({"base": spec, "axes": {"model.depth": [1]}, "repeats": 2}))
+        .expand()
+        .unwrap_err();
+    assert_eq!(invalid_field(err), "base.training.seed");
+    // One repeat of the largest seed is fine, and so are the largest seeds that still fit.
+    let trials = sweep(json!({"base": spec, "axes": {"model.depth": [1]}}))
+        .expand()
+        .unwrap();
+    assert_eq!(trials[0].spec.training.seed, Some(u64::MAX));
+    spec["training"]["seed"] = json!(u64::MAX - 2);
+    let trials = sweep(json!({"base": spec, "axes": {"model.depth": [1]}, "repeats": 3}))
+        .expand()
+        .unwrap();
+    let seeds: Vec<_> = trials
+        .iter()
+        .map(|t| t.spec.training.seed.unwrap())
+        .collect();
+    assert_eq!(seeds, [u64::MAX - 2, u64::MAX - 1, u64::MAX]);
+}
+
+#[test]
+fn a_seed_axis_sets_each_points_first_seed() {
+    let trials =
+        sweep(json!({"base": base(), "axes": {"training.seed": [100, 200]}, "repeats": 2}))
+            .expand()
+            .unwrap();
+    let seeds: Vec<_> = trials
+        .iter()
+        .map(|t| t.spec.training.seed.unwrap())
+        .collect();
+    assert_eq!(seeds, [100, 101, 200, 201]);
+    let err = sweep(json!({"base": base(), "axes": {"training.seed": [-5]}}))
+        .expand()
+        .unwrap_err();
+    assert_eq!(invalid_field(err), "axes.training.seed");
+}
+
+#[test]
+fn sweep_names_are_counted_in_characters_and_refuse_bidi_overrides() {
+    let accents = "é".repeat(MAX_NAME_CHARS); // 300 bytes, 150 characters
+    sweep(json!({"name": accents, "base": base(), "axes": {"model.depth": [1]}}))
+        .expand()
+        .unwrap();
+    let long = "é".repeat(MAX_NAME_CHARS + 1);
+    let err = sweep(json!({"name": long, "base": base(), "axes": {"model.depth": [1]}}))
+        .expand()
+        .unwrap_err();
+    assert_eq!(invalid_field(err), "name");
+    for bad in ["abc\u{202E}fdp.exe", "tab\there", "\u{2066}x"] {
+        let err = sweep(json!({"name": bad, "base": base(), "axes": {"model.depth": [1]}}))
+            .expand()
+            .unwrap_err();
+        assert_eq!(invalid_field(err), "name", "{bad:?}");
+    }
+}
+
+#[test]
+fn an_impossible_base_value_is_refused_even_where_an_axis_replaces_it() {
+    let mut spec = base();
+    spec["training"]["optimizer"]["lr"] = json!(11);
+    let err = sweep(json!({"base": spec, "axes": {"training.optimizer.lr": [0.01, 0.1]}}))
+        .expand()
+        .unwrap_err();
+    assert_eq!(invalid_field(err), "base.training.optimizer.lr");
+    // A base that leaves the model to an axis is judged by its trials.
+    let trials = sweep(json!({"base": {"dataset": "digits"},
+        "axes": {"model": [{"kind": "mlp", "depth": 1}, {"kind": "mlp", "depth": 2}]}}))
+    .expand()
+    .unwrap();
+    assert_eq!(trials.len(), 2);
+}
