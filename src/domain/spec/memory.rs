@@ -57,21 +57,23 @@ impl DataShape {
     }
 }
 
-/// A job's memory in bytes, by what holds it. The job's peak is [`MemoryEstimate::total`]:
-/// data preparation first, then training, which need not coexist.
+/// A job's memory in bytes, by what holds it. The job's peak is [`MemoryEstimate::total`].
+/// Memory freed along the way is counted as still held: the allocator is tuned never to
+/// return freed memory to the system (`train::kernels::malloc`), and loading, preparation and
+/// training run on different threads, whose allocator arenas do not share freed memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryEstimate {
-    /// The data set as loaded: every row's values and its label. The catalog keeps it cached.
+    /// The data set as loaded, every row's values and its label (the catalog keeps it
+    /// cached), counted three times: loading also reads the file and decodes its tensors.
     pub table: u64,
-    /// The most `train::prepare` holds at once beyond the table: with image preprocessing,
-    /// every image resized (or the prepared splits, if larger), the augmentation source and
-    /// the copy it is made from, and one image in flight; without, the prepared splits.
+    /// What `train::prepare` allocates beyond the table: the prepared splits; with image
+    /// preprocessing also every image resized, the augmentation source and the copy it is
+    /// made from, and one image in flight.
     pub preparation: u64,
-    /// What training keeps of the data: the prepared splits, the augmentation source, the
-    /// shuffled order, and on the fused MLP path its flat copy of the training split plus the
-    /// transient copy each evaluation makes (counted for every MLP the fused path supports,
-    /// though it runs only on the CPU).
-    pub prepared: u64,
+    /// The data's copies made for training: the shuffled order, and on the fused MLP path its
+    /// flat copy of the training split plus the copy each evaluation makes (counted for every
+    /// MLP the fused path supports, though it runs only on the CPU).
+    pub training_data: u64,
     /// Parameters and batch-norm running statistics, the input layer and classifier included.
     pub parameters: u64,
     /// One gradient per trainable parameter, and a clipped copy when clipping is on.
@@ -105,25 +107,17 @@ impl MemoryEstimate {
             .saturating_add(self.checkpoint)
     }
 
-    /// The peak while training.
-    pub fn training_peak(&self) -> u64 {
-        self.table
-            .saturating_add(self.prepared)
+    /// The job's peak, reached while training.
+    pub fn total(&self) -> u64 {
+        self.data()
             .saturating_add(self.model())
             .saturating_add(self.activations)
             .saturating_add(self.workspace)
     }
 
-    /// The job's peak.
-    pub fn total(&self) -> u64 {
-        self.preparation_peak().max(self.training_peak())
-    }
-
-    /// The data's share of the peak: the table and whichever of preparation and training
-    /// holds more of it.
+    /// The data's share of the peak.
     pub fn data(&self) -> u64 {
-        self.table
-            .saturating_add(self.preparation.max(self.prepared))
+        self.preparation_peak().saturating_add(self.training_data)
     }
 }
 
@@ -208,7 +202,7 @@ impl JobSpec {
         let [train, val, test] = self.data_rows(data);
         let rows = train + val + test;
         let features = data.features as u64;
-        let table = (data.rows as u64).saturating_mul(features + 1) * VALUE;
+        let table = 3 * (data.rows as u64).saturating_mul(features + 1) * VALUE;
 
         let splits = rows.saturating_mul(widths.input + 1) * VALUE;
         let augment = train.saturating_mul(widths.augment) * VALUE;
@@ -222,12 +216,12 @@ impl JobSpec {
             // One row in flight: scaled to [0, 1], repeated to RGB, a plane copied, resized.
             let in_flight = (5 * features + widths.resized) * VALUE;
             resized_all
-                .max(splits)
+                .saturating_add(splits)
                 .saturating_add(augment)
                 .saturating_add(copy)
                 .saturating_add(in_flight)
         } else {
-            splits
+            splits.saturating_add(augment)
         };
 
         let fused = match &self.model {
@@ -239,10 +233,7 @@ impl JobSpec {
         } else {
             0
         };
-        let prepared = splits
-            .saturating_add(augment)
-            .saturating_add(fused_copies)
-            .saturating_add(train * VALUE);
+        let training_data = fused_copies.saturating_add(train * VALUE);
 
         let f = Footprint::of(&self.model, widths.input, input, classes).unwrap_or_default();
         let slots = optimizer_slots(&self.training.optimizer);
@@ -267,7 +258,7 @@ impl JobSpec {
         Ok(MemoryEstimate {
             table,
             preparation,
-            prepared,
+            training_data,
             parameters: f.trainable.saturating_add(f.buffers) * VALUE,
             gradients: f.trainable.saturating_mul(1 + clipped) * VALUE,
             optimizer: f.trainable.saturating_mul(slots + 1) * VALUE,
