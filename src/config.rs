@@ -60,6 +60,16 @@ pub struct Config {
     #[arg(long, env = "TRAINSERVE_MODEL_CACHE_SIZE", default_value_t = 16)]
     pub model_cache_size: usize,
 
+    /// Most memory one job may need, in bytes or with a binary suffix (`512M`, `4G`, `1.5GiB`).
+    /// Every job's peak (data as prepared, parameters, gradients, optimizer state, checkpoint
+    /// copies and activations at its batch size) is estimated at submission; a larger one is
+    /// refused with a 422, and a queued one found over the limit later fails with the reason.
+    /// Default: half the memory this process may use (its cgroup's `memory.max`, else the
+    /// machine's), divided by `--worker-slots`, since every slot may train a job at its limit
+    /// at once and the other half stays for the data-set cache, uploads, prediction and the OS.
+    #[arg(long, env = "TRAINSERVE_MAX_JOB_MEMORY", value_parser = parse_bytes)]
+    pub max_job_memory: Option<u64>,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "TRAINSERVE_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -84,6 +94,13 @@ impl Config {
             return self.threads_per_job;
         }
         (candle_core::utils::get_num_threads() / self.worker_slots.max(1)).max(1)
+    }
+
+    /// The memory one job may need: `max_job_memory`, or half of what this process may use
+    /// shared between the worker slots.
+    pub fn job_memory_limit(&self) -> u64 {
+        self.max_job_memory
+            .unwrap_or_else(|| usable_memory() / 2 / self.worker_slots.max(1) as u64)
     }
 
     /// The defaults, rooted at `data_dir`, listening on `bind`; used by tests and the benchmark.
@@ -113,5 +130,120 @@ impl Config {
     /// Where checkpoints are stored, one folder per job.
     pub fn checkpoints_dir(&self) -> PathBuf {
         self.data_dir.join("checkpoints")
+    }
+}
+
+/// Assumed when neither the cgroup nor `/proc/meminfo` says how much memory there is.
+const FALLBACK_MEMORY: u64 = 8 << 30;
+
+/// The memory this process may use: the smallest cgroup v2 `memory.max` on its cgroup's path
+/// (a container's or a systemd unit's limit), or the machine's `MemTotal`, whichever is less;
+/// 8 GiB when neither can be read.
+pub fn usable_memory() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| mem_total(&info));
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|groups| {
+            let path = groups.lines().find_map(|line| line.strip_prefix("0::"))?;
+            let mut dir = std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+            let mut limit: Option<u64> = None;
+            loop {
+                if let Ok(max) = std::fs::read_to_string(dir.join("memory.max"))
+                    && let Ok(bytes) = max.trim().parse::<u64>()
+                {
+                    limit = Some(limit.map_or(bytes, |l| l.min(bytes)));
+                }
+                if dir == std::path::Path::new("/sys/fs/cgroup") || !dir.pop() {
+                    break;
+                }
+            }
+            limit
+        });
+    match (total, cgroup) {
+        (Some(total), Some(limit)) => total.min(limit),
+        (Some(bytes), None) | (None, Some(bytes)) => bytes,
+        (None, None) => FALLBACK_MEMORY,
+    }
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+fn mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// Bytes from `4294967296`, `4G`, `512M`, `1.5GiB` or `64k`: K, M, G and T (optionally
+/// followed by `i`, `iB` or `B`) are powers of 1024, as in Docker's `--memory`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let unit = unit.trim().to_ascii_uppercase();
+    let unit = unit
+        .strip_suffix("IB")
+        .or_else(|| unit.strip_suffix('B').filter(|u| !u.is_empty()))
+        .or_else(|| unit.strip_suffix('I'))
+        .unwrap_or(&unit);
+    let shift = match unit {
+        "" | "B" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{text}'; valid: bytes, or a number with K, M, G or T (e.g. 512M, 4G)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size; valid: bytes, or e.g. 512M, 4G"))?;
+    let bytes = (value * (1u64 << shift) as f64).ceil();
+    if !bytes.is_finite() || bytes < 1.0 || bytes >= u64::MAX as f64 {
+        return Err(format!("'{text}' is out of range; valid: at least 1 byte"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        assert_eq!(parse_bytes("512M"), Ok(512 << 20));
+        assert_eq!(parse_bytes("4G"), Ok(4 << 30));
+        assert_eq!(parse_bytes("4GB"), Ok(4 << 30));
+        assert_eq!(parse_bytes("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_bytes("2 Ti"), Ok(2 << 40));
+        assert!(parse_bytes("4X").is_err());
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("-1G").is_err());
+    }
+
+    #[test]
+    fn the_machines_memory_is_read_from_meminfo() {
+        let info = "MemTotal:       16318480 kB\nMemFree:         1234 kB\n";
+        assert_eq!(mem_total(info), Some(16_318_480 * 1024));
+        assert_eq!(mem_total("nothing"), None);
+        assert!(usable_memory() > 0);
+    }
+
+    #[test]
+    fn the_default_limit_is_half_the_memory_shared_by_the_slots() {
+        let mut config = Config::with_data_dir("d".into(), "127.0.0.1:0".parse().unwrap());
+        config.worker_slots = 2;
+        assert_eq!(config.job_memory_limit(), usable_memory() / 4);
+        config.max_job_memory = Some(123);
+        assert_eq!(config.job_memory_limit(), 123);
     }
 }

@@ -46,6 +46,7 @@ impl Application {
                 data_dir: config.data_dir.clone(),
                 job_threads: config.job_threads(),
                 device: training_device(config.device)?,
+                max_job_memory: config.job_memory_limit(),
             },
         );
         jobs.recover().await?;

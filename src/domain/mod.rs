@@ -13,10 +13,11 @@ pub use json::parse_json;
 pub use pruning::{PruningRule, PruningSpec};
 pub use query::{Clause, Field, Op, parse_field, parse_where};
 pub use spec::{
-    Activation, CheckpointSpec, CnnSpec, ConvBlockSpec, CropKind, CropSpec, DataSpec,
+    Activation, CheckpointSpec, CnnSpec, ConvBlockSpec, CropKind, CropSpec, DataShape, DataSpec,
     EarlyStoppingSpec, GradClipSpec, HeadSpec, ImagePreprocessingSpec, ImageSize, InitSpec,
-    JobSpec, MAX_PARAMETERS, Metric, MetricMode, MlpSpec, ModelSpec, Normalization, OptimizerSpec,
-    ResNetDepth, ResNetSpec, ScheduleSpec, Stem, TrainingSpec, TransferMode, TransferSpec, Warmup,
+    JobSpec, MAX_PARAMETERS, MemoryEstimate, Metric, MetricMode, MlpSpec, ModelSpec, Normalization,
+    OptimizerSpec, ResNetDepth, ResNetSpec, ScheduleSpec, Stem, TrainingSpec, TransferMode,
+    TransferSpec, Warmup, format_bytes,
 };
 pub use status::JobStatus;
 pub use sweep::{Axis, Distribution, Goal, RankMetric, Search, SweepSpec, Trial};

@@ -25,7 +25,7 @@ pub use readiness::Readiness;
 pub use sweeps::SweepPlan;
 
 use crate::catalog::Catalog;
-use crate::domain::{JobId, JobSpec, SweepId};
+use crate::domain::{DataShape, DatasetId, JobId, JobSpec, SweepId};
 use crate::error::{Error, Result};
 use crate::store::{CancelOutcome, JobRow, NewJob, RecoveryReport, Store};
 use crate::train::InterruptReason;
@@ -48,6 +48,22 @@ pub struct QueueConfig {
     pub job_threads: usize,
     /// Where jobs train.
     pub device: candle_core::Device,
+    /// Most bytes one job may need (its estimated peak); a larger spec is refused.
+    pub max_job_memory: u64,
+}
+
+/// What the memory estimate needs from a data set's summary.
+fn data_shape(summary: &crate::catalog::DatasetSummary) -> DataShape {
+    DataShape {
+        rows: summary.rows,
+        features: summary.features,
+        image_shape: summary.image_shape,
+        class_counts: summary.classes.iter().map(|c| c.count).collect(),
+        fixed_split: summary
+            .fixed_split
+            .as_ref()
+            .map(|s| [s.train, s.val, s.test]),
+    }
 }
 
 /// Handle to the queue; cheap to clone.
@@ -77,6 +93,10 @@ fn now_ms() -> i64 {
 impl Jobs {
     /// A queue over `store`; call [`Jobs::recover`] and [`Jobs::run_scheduler`] to start it.
     pub fn new(store: Store, catalog: Catalog, config: QueueConfig) -> Self {
+        tracing::info!(
+            max_job_memory = %crate::domain::format_bytes(config.max_job_memory),
+            "memory limit per job"
+        );
         let (events, _) = broadcast::channel(1024);
         let (stopping, _) = watch::channel(false);
         let reserve = disk_reserve::DiskReserve::new(&config.data_dir);
@@ -132,10 +152,28 @@ impl Jobs {
                     ),
                 )
             })?;
-        let image_shape = serde_json::from_str::<crate::catalog::DatasetSummary>(&dataset.summary)
-            .ok()
-            .and_then(|summary| summary.image_shape);
+        let summary = serde_json::from_str::<crate::catalog::DatasetSummary>(&dataset.summary).ok();
+        let image_shape = summary.as_ref().and_then(|summary| summary.image_shape);
         spec.validate_for_dataset(image_shape)?;
+        match &summary {
+            Some(summary) => {
+                let config = &self.inner.config;
+                let estimate = spec.check_resources(
+                    &data_shape(summary),
+                    config.max_job_memory,
+                    config.job_threads,
+                )?;
+                tracing::debug!(
+                    estimate = %crate::domain::format_bytes(estimate.total()),
+                    data = %crate::domain::format_bytes(estimate.data()),
+                    "job memory estimated"
+                );
+            }
+            // Preparation still checks its own allocation against the limit.
+            None => {
+                tracing::warn!(dataset = %dataset.id, "no readable summary; memory not estimated")
+            }
+        }
         self.check_transfer(&spec, spec.input_shape(image_shape)?)
             .await?;
         spec.name = Some(spec.display_name());
@@ -153,6 +191,21 @@ impl Jobs {
             epochs_total: i64::from(spec.training.epochs),
             sweep_id,
         })
+    }
+
+    /// The memory a stored job needs, refused with the reason when it exceeds the limit now in
+    /// force (a job queued before the limit was lowered, or before estimates existed).
+    async fn check_memory(&self, spec: &JobSpec, dataset: DatasetId) -> Result<()> {
+        let Some(row) = self.inner.catalog.find(&dataset.to_string()).await? else {
+            return Ok(());
+        };
+        let Ok(summary) = serde_json::from_str::<crate::catalog::DatasetSummary>(&row.summary)
+        else {
+            return Ok(());
+        };
+        let config = &self.inner.config;
+        spec.memory_estimate(&data_shape(&summary), config.job_threads)?
+            .check(spec, config.max_job_memory)
     }
 
     /// Cancels a job: a queued one never starts, a running one stops within one batch.

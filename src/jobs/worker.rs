@@ -12,7 +12,9 @@ use crate::error::{Error, Result};
 use crate::store::Claim;
 use crate::train::checkpoint::{self, CheckpointData};
 use crate::train::kernels;
-use crate::train::{EpochReport, FitOutcome, InterruptReason, Start, TrainError, fit, prepare};
+use crate::train::{
+    EpochReport, FitOutcome, InterruptReason, Start, TrainError, fit, prepare_within,
+};
 
 /// How a claimed job ends on this worker.
 enum Ending {
@@ -56,12 +58,16 @@ impl Jobs {
         }
         let spec: JobSpec = serde_json::from_str(&job.spec)
             .map_err(|err| Error::internal("reading the stored spec", err))?;
+        // A job queued before the limit was lowered fails here with the reason, once, rather
+        // than aborting every process that claims it.
+        self.check_memory(&spec, job.dataset_id).await?;
         let table = self.inner.catalog.load(job.dataset_id).await?;
-        let data_spec = spec.data.clone();
+        let (prep_spec, limit) = (spec.clone(), self.inner.config.max_job_memory);
         let device = self.inner.config.device.clone();
-        let data = tokio::task::spawn_blocking(move || prepare(&table, &data_spec, &device))
-            .await
-            .map_err(|err| Error::internal("preparing data", err))??;
+        let data =
+            tokio::task::spawn_blocking(move || prepare_within(&table, &prep_spec, &device, limit))
+                .await
+                .map_err(|err| Error::internal("preparing data", err))??;
         if job.preprocessing.is_none() {
             let json = serde_json::to_string(&data.preprocessing)
                 .map_err(|err| Error::internal("encoding preprocessing", err))?;

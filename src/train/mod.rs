@@ -33,5 +33,7 @@ pub use metrics::{EpochMetrics, LayerStats};
 pub use mlp::{Mlp, Mode, ParamInfo};
 pub use network::Network;
 pub use optim::Optimizer;
-pub use prepare::{Augmentation, PreparedData, Preprocessing, SplitTensors, prepare};
+pub use prepare::{
+    Augmentation, PreparedData, Preprocessing, SplitTensors, data_shape, prepare, prepare_within,
+};
 pub use resnet::ResNet;

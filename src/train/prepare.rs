@@ -6,9 +6,9 @@ use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{SplitPlan, Standardizer, Table, split};
+use super::dataset::{Split, SplitPlan, Standardizer, Table, split};
 use super::image_prep::ImagePipeline;
-use crate::domain::DataSpec;
+use crate::domain::{DataShape, DataSpec, JobSpec, format_bytes};
 use crate::error::{Error, Result};
 
 /// What turns a raw row into the network's input, and an output index into a label. Fixed
@@ -131,6 +131,62 @@ pub struct PreparedData {
     pub augment: Option<Augmentation>,
 }
 
+/// What the memory estimate needs to know about a loaded table.
+pub fn data_shape(table: &Table) -> DataShape {
+    let fixed_split = table.splits.as_ref().map(|splits| {
+        let mut rows = [0; 3];
+        for split in splits {
+            rows[match split {
+                Split::Train => 0,
+                Split::Val => 1,
+                Split::Test => 2,
+            }] += 1;
+        }
+        rows
+    });
+    DataShape {
+        rows: table.n_rows(),
+        features: table.n_features(),
+        image_shape: table.image_shape,
+        class_counts: table.class_counts(),
+        fixed_split,
+    }
+}
+
+/// [`prepare`] within a budget: before allocating anything, works out from the table's and
+/// the spec's shapes how much preparing the data holds at its peak (the table included; see
+/// [`crate::domain::MemoryEstimate::preparation`]) and refuses with an error naming the field
+/// to change when that exceeds `max_bytes`.
+pub fn prepare_within(
+    table: &Table,
+    spec: &JobSpec,
+    device: &Device,
+    max_bytes: u64,
+) -> Result<PreparedData> {
+    let needed = spec
+        .memory_estimate(&data_shape(table), 1)?
+        .preparation_peak();
+    if needed > max_bytes {
+        let field = match &spec.data.preprocessing {
+            Some(p) if p.resize.is_some() => "data.preprocessing.resize",
+            Some(_) => "data.preprocessing",
+            None => "dataset",
+        };
+        return Err(Error::invalid(
+            field,
+            format!(
+                "preparing this data set needs about {} of memory ({} rows), over the limit of \
+                 {} per job (--max-job-memory); valid: a smaller resize or crop, or a data set \
+                 with fewer samples",
+                format_bytes(needed),
+                table.n_rows(),
+                format_bytes(max_bytes)
+            ),
+        ));
+    }
+    prepare(table, &spec.data, device)
+}
+
 /// Splits the table as the spec says, fits preprocessing on the training split and builds tensors.
 pub fn prepare(table: &Table, data: &DataSpec, device: &Device) -> Result<PreparedData> {
     let plan = SplitPlan {
@@ -194,11 +250,14 @@ pub fn prepare(table: &Table, data: &DataSpec, device: &Device) -> Result<Prepar
     }
     let [c, h, w] = pipeline.output_shape();
     let width = c * h * w;
+    // Sized up front: a growing vector would leave freed blocks behind that the allocator
+    // keeps (see `kernels::malloc`), beyond what the memory estimate counts.
     let centred = |images: Vec<Vec<f32>>| -> Vec<f32> {
-        images
-            .into_iter()
-            .flat_map(|image| pipeline.center(image))
-            .collect()
+        let mut out = Vec::with_capacity(images.len() * width);
+        for image in images {
+            out.extend_from_slice(&pipeline.center(image));
+        }
+        out
     };
     let augment = pipeline.augments().then(|| {
         let [c, h, w] = pipeline.augment_source_shape();
@@ -260,5 +319,70 @@ fn optional(
         Ok(None)
     } else {
         tensors(rows).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::dataset::LabelKind;
+
+    /// `rows` one-pixel grayscale images in two classes, the first class three times larger.
+    fn pixels(rows: usize) -> Table {
+        Table {
+            feature_names: vec!["p0".into()],
+            features: (0..rows).map(|i| (i % 7) as f32 / 7.0).collect(),
+            labels: (0..rows).map(|i| u32::from(i % 4 == 0)).collect(),
+            classes: vec!["a".into(), "b".into()],
+            label_kind: LabelKind::String,
+            splits: None,
+            image_shape: Some([1, 1, 1]),
+            pixel_max: 1.0,
+        }
+    }
+
+    fn spec(json: serde_json::Value) -> JobSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_preparation_over_the_budget_is_refused_before_anything_is_allocated() {
+        // Resized to 3x1024x1024, 100,000 images would take 1.3 TB, and as much again for the
+        // splits: had preparation started,
+        // the process would have aborted on the allocation instead of returning.
+        let table = pixels(100_000);
+        let job = spec(serde_json::json!({
+            "dataset": "pixels",
+            "data": {"preprocessing": {"resize": 1024, "grayscale_to_rgb": true}},
+            "model": {"kind": "mlp", "depth": 1, "width": 1},
+        }));
+        let err = prepare_within(&table, &job, &Device::Cpu, 64 << 20)
+            .err()
+            .expect("refused");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "data.preprocessing.resize: preparing this data set needs about 2.3 TiB"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("over the limit of 64.0 MiB"), "{text}");
+    }
+
+    #[test]
+    fn a_preparation_within_the_budget_runs_and_its_split_matches_the_estimate() {
+        let table = pixels(203);
+        let job = spec(serde_json::json!({
+            "dataset": "pixels",
+            "data": {"preprocessing": {"resize": 2}},
+            "model": {"kind": "mlp"},
+        }));
+        let shape = data_shape(&table);
+        let [train, val, test] = shape.split_rows(&job.data);
+        let prepared = prepare_within(&table, &job, &Device::Cpu, 64 << 20).unwrap();
+        assert_eq!(prepared.train.len, train);
+        assert_eq!(prepared.val.len, val);
+        assert_eq!(prepared.test.map_or(0, |t| t.len), test);
+        assert_eq!(prepared.train.x.dims(), &[train, 4]);
     }
 }

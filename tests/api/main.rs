@@ -12,6 +12,7 @@ mod jobs;
 mod knobs;
 mod lifecycle;
 mod measurements;
+mod memory;
 mod openapi;
 mod plots;
 mod predict;

@@ -3,6 +3,8 @@
 
 mod check;
 mod cnn;
+mod footprint;
+mod memory;
 mod model;
 mod optimizer;
 mod preprocess;
@@ -12,6 +14,7 @@ mod training;
 use serde::{Deserialize, Serialize};
 
 pub use cnn::{CnnSpec, ConvBlockSpec, HeadSpec, TransferMode, TransferSpec};
+pub use memory::{DataShape, MemoryEstimate, format_bytes};
 pub use model::{Activation, InitSpec, MlpSpec, ModelSpec};
 pub use optimizer::OptimizerSpec;
 pub use preprocess::{CropKind, CropSpec, ImagePreprocessingSpec, ImageSize, Normalization};
