@@ -41,7 +41,7 @@ pub async fn create(
                 ))
             })?;
         match read_upload(&state.catalog, multipart).await? {
-            Upload::Csv(upload) => state.catalog.add_csv(upload).await?,
+            Upload::Csv(upload) => state.catalog.add_csv(*upload).await?,
             Upload::Images(upload) => state.catalog.add_images(upload).await?,
         }
     } else {
@@ -60,7 +60,7 @@ pub async fn create(
 
 /// What a multipart upload holds.
 enum Upload {
-    Csv(CsvUpload),
+    Csv(Box<CsvUpload>),
     Images(ImageUpload),
 }
 
@@ -130,7 +130,7 @@ async fn read_upload(catalog: &Catalog, mut multipart: Multipart) -> Result<Uplo
             )
             .into());
         }
-        return Ok(Upload::Csv(upload));
+        return Ok(Upload::Csv(Box::new(upload)));
     };
     let csv_part = [
         (!upload.label_column.is_empty()).then_some("label_column"),

@@ -27,6 +27,7 @@ impl Catalog {
         let options =
             ImageOptions::parse(upload.image_size.as_deref(), upload.channels.as_deref())?;
         self.check_name_free(&upload.name).await?;
+        let _import = self.import_slot().await?;
         let limits = self.image_limits;
         let archive = upload.archive;
         let table = tokio::task::spawn_blocking(move || {

@@ -7,7 +7,7 @@ mod summary;
 mod upload;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
@@ -45,9 +45,12 @@ pub struct Catalog {
     dir: PathBuf,
     // Loaded tables, so that a sweep of jobs on one data set reads its files once; weighed in
     // KiB against a byte budget, the least recently used dropped first.
-    cache: Cache<DatasetId, Arc<Table>>,
+    cache: Cache<DatasetId, Slot>,
     image_limits: ImageLimits,
     max_dataset_bytes: u64,
+    // One import (parse or generate, then save) at a time: each may build a table up to the
+    // size limit, and several at once would multiply the peak.
+    imports: Arc<tokio::sync::Semaphore>,
 }
 
 /// A CSV upload: one file, or one per split.
@@ -126,6 +129,7 @@ impl Catalog {
                 ..ImageLimits::default()
             },
             max_dataset_bytes: DEFAULT_MAX_DATASET_BYTES,
+            imports: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
@@ -209,6 +213,7 @@ impl Catalog {
             ));
         }
         self.check_name_free(&upload.name).await?;
+        let _import = self.import_slot().await?;
         let upload_name = upload.name.clone();
         let label = upload.label_column.clone();
         let limits = CsvLimits {
@@ -257,12 +262,21 @@ impl Catalog {
             "ask for fewer samples (or a smaller image_size)",
         )?;
         self.check_name_free(&request.name).await?;
+        let _import = self.import_slot().await?;
         let generated = params.clone();
         let table = tokio::task::spawn_blocking(move || generated.generate())
             .await
             .map_err(|err| Error::internal("generating a data set", err))?;
         self.add(&request.name, "synthetic", table, Some(params), None)
             .await
+    }
+
+    /// Waits for the one import allowed at a time.
+    async fn import_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.imports)
+            .acquire_owned()
+            .await
+            .map_err(|err| Error::internal("waiting to import a data set", err))
     }
 
     /// A 409 when `name` is taken; checked before expensive parsing (and again on insert).
@@ -324,7 +338,9 @@ impl Catalog {
         }
         match self.store.insert_dataset(id, name, source, summary).await {
             Ok(row) => {
-                self.cache.insert(id, table);
+                self.cache.insert(id, Slot::new(table));
+                // Evict now, not at the next use: the budget holds between requests too.
+                self.cache.run_pending_tasks();
                 Ok(row)
             }
             Err(err) => {
@@ -348,18 +364,30 @@ impl Catalog {
     /// The rows of a data set, from memory or its files. Concurrent loads of one data set
     /// read its files once.
     pub async fn load(&self, id: DatasetId) -> Result<Arc<Table>> {
-        if let Some(table) = self.cache.get(&id) {
+        if let Some(table) = self.cache.get(&id).and_then(|slot| slot.table()) {
             return Ok(table);
         }
         let folder = self.dir.join(id.to_string());
         let cache = self.cache.clone();
         tokio::task::spawn_blocking(move || {
-            cache
-                .try_get_with(id, || dataset::load(&folder).map(Arc::new))
+            let mut loaded = None;
+            let slot = cache
+                .try_get_with(id, || {
+                    let table = Arc::new(dataset::load(&folder)?);
+                    loaded = Some(Arc::clone(&table));
+                    Ok::<_, Error>(Slot::new(table))
+                })
                 .map_err(|err| match &*err {
                     Error::Internal(message) => Error::Internal(message.clone()),
                     other => Error::Internal(other.to_string()),
-                })
+                })?;
+            let table = loaded.or_else(|| slot.table());
+            cache.run_pending_tasks();
+            match table {
+                Some(table) => Ok(table),
+                // Evicted between another thread's load and this look: read it again.
+                None => dataset::load(&folder).map(Arc::new),
+            }
         })
         .await
         .map_err(|err| Error::internal("loading a data set", err))?
@@ -372,16 +400,48 @@ impl Catalog {
     }
 }
 
+/// A cached table. The cache points at the table through this slot, and evicting an entry
+/// empties its slot: moka frees its own entries later (epoch-based reclamation, on later cache
+/// traffic), which for a table of a gigabyte would keep that memory long past its eviction.
+#[derive(Clone)]
+struct Slot {
+    table: Arc<Mutex<Option<Arc<Table>>>>,
+    bytes: u64,
+}
+
+impl Slot {
+    fn new(table: Arc<Table>) -> Self {
+        Slot {
+            bytes: table.memory_bytes(),
+            table: Arc::new(Mutex::new(Some(table))),
+        }
+    }
+
+    /// The table, unless it has been evicted.
+    fn table(&self) -> Option<Arc<Table>> {
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn clear(&self) {
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+    }
+}
+
 /// A cache of tables weighing each by its [`Table::memory_bytes`], in KiB (a weight is a
 /// `u32`), holding at most `bytes`, dropping the least recently used first. A table larger
 /// than the whole budget is used but not kept.
-fn table_cache(bytes: u64) -> Cache<DatasetId, Arc<Table>> {
+fn table_cache(bytes: u64) -> Cache<DatasetId, Slot> {
     Cache::builder()
         .max_capacity(bytes / 1024)
-        .weigher(|_, table: &Arc<Table>| {
-            u32::try_from(table.memory_bytes().div_ceil(1024)).unwrap_or(u32::MAX)
-        })
+        .weigher(|_, slot: &Slot| u32::try_from(slot.bytes.div_ceil(1024)).unwrap_or(u32::MAX))
         .eviction_policy(EvictionPolicy::lru())
+        .eviction_listener(|_, slot: Slot, _| slot.clear())
         .build()
 }
 
@@ -477,30 +537,37 @@ mod tests {
         // Each table is about 400 KB; the budget holds two of them, not three.
         let cache = table_cache(1_000_000);
         let (a, b, c) = (DatasetId::new(), DatasetId::new(), DatasetId::new());
-        cache.insert(a, table(1000));
-        cache.insert(b, table(1000));
+        cache.insert(a, Slot::new(table(1000)));
+        let b_slot = Slot::new(table(1000));
+        cache.insert(b, b_slot.clone());
         cache.run_pending_tasks();
         assert!(
             cache.get(&a).is_some(),
             "a is used again, so b is now the oldest"
         );
         cache.run_pending_tasks();
-        cache.insert(c, table(1000));
+        cache.insert(c, Slot::new(table(1000)));
         cache.run_pending_tasks();
         assert!(cache.contains_key(&a));
         assert!(!cache.contains_key(&b));
+        assert!(
+            b_slot.table().is_none(),
+            "an evicted table is let go at once"
+        );
         assert!(cache.contains_key(&c));
         assert!(cache.weighted_size() * 1024 <= 1_000_000 + 2048);
 
         // A table larger than the whole budget is not kept at all.
         let big = DatasetId::new();
-        cache.insert(big, table(3000));
+        let held = table(3000);
+        cache.insert(big, Slot::new(Arc::clone(&held)));
         cache.run_pending_tasks();
         assert!(!cache.contains_key(&big));
+        assert_eq!(Arc::strong_count(&held), 1, "only its user holds it");
         assert!(cache.weighted_size() * 1024 <= 1_000_000 + 2048);
 
         let none = table_cache(0);
-        none.insert(a, table(1));
+        none.insert(a, Slot::new(table(1)));
         none.run_pending_tasks();
         assert_eq!(none.entry_count(), 0);
     }
