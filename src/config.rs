@@ -36,6 +36,17 @@ pub struct Config {
     #[arg(long, env = "TRAINSERVE_MAX_UPLOAD_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_upload_bytes: usize,
 
+    /// The largest data set, in bytes as stored and held in memory (4 bytes per feature value
+    /// and per label): CSV uploads, image archives and synthetic data sets over it are refused
+    /// with a 422 naming the limit.
+    #[arg(long, env = "TRAINSERVE_MAX_DATASET_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub max_dataset_bytes: u64,
+
+    /// Memory for data sets kept loaded between jobs, in bytes; the least recently used are
+    /// dropped first. 0 keeps none.
+    #[arg(long, env = "TRAINSERVE_DATASET_CACHE_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub dataset_cache_bytes: u64,
+
     /// Seconds a worker's claim on a job lasts without a heartbeat.
     #[arg(long, env = "TRAINSERVE_LEASE_SECONDS", default_value_t = 60)]
     pub lease_seconds: u64,

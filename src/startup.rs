@@ -33,7 +33,12 @@ impl Application {
         std::fs::create_dir_all(config.checkpoints_dir())
             .map_err(|err| Error::internal("creating the checkpoint folder", err))?;
         let store = Store::open(&config.database_path()).await?;
-        let catalog = Catalog::new(store.clone(), config.datasets_dir());
+        let catalog = Catalog::new(store.clone(), config.datasets_dir())
+            .with_sizes(config.max_dataset_bytes, config.dataset_cache_bytes);
+        // Before anything writes: what a crash left half-done is removed (and logged).
+        catalog.collect_debris().await?;
+        crate::catalog::remove_temp_files(&config.checkpoints_dir())?;
+        crate::catalog::remove_temp_files(&config.data_dir.join("weights"))?;
         catalog.ensure_builtins().await?;
         let jobs = Jobs::new(
             store.clone(),

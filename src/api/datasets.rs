@@ -11,7 +11,7 @@ use super::AppState;
 use super::error::{ApiError, ApiResult};
 use super::extract::{is_json, read_body};
 use super::views::DatasetView;
-use crate::catalog::{CsvUpload, ImageUpload, SyntheticRequest};
+use crate::catalog::{Catalog, CsvUpload, ImageUpload, SyntheticRequest};
 use crate::domain::parse_json;
 use crate::error::Error;
 
@@ -40,8 +40,8 @@ pub async fn create(
                     rejection.body_text()
                 ))
             })?;
-        match read_upload(multipart).await? {
-            Upload::Csv(upload) => state.catalog.add_csv(upload).await?,
+        match read_upload(&state.catalog, multipart).await? {
+            Upload::Csv(upload) => state.catalog.add_csv(*upload).await?,
             Upload::Images(upload) => state.catalog.add_images(upload).await?,
         }
     } else {
@@ -60,11 +60,16 @@ pub async fn create(
 
 /// What a multipart upload holds.
 enum Upload {
-    Csv(CsvUpload),
+    Csv(Box<CsvUpload>),
     Images(ImageUpload),
 }
 
-async fn read_upload(mut multipart: Multipart) -> Result<Upload, ApiError> {
+/// The longest text part (`name`, `label_column`, `image_size`, `channels`), in bytes.
+const MAX_TEXT_PART_BYTES: usize = 64 * 1024;
+
+/// Reads the parts of an upload: text parts into memory (bounded), file parts streamed to
+/// temporary files, so an upload costs memory for what is kept of it, not for its size.
+async fn read_upload(catalog: &Catalog, mut multipart: Multipart) -> Result<Upload, ApiError> {
     let mut upload = CsvUpload {
         name: String::new(),
         label_column: String::new(),
@@ -77,26 +82,33 @@ async fn read_upload(mut multipart: Multipart) -> Result<Upload, ApiError> {
     let (mut archive, mut image_size, mut channels) = (None, None, None);
     loop {
         let field = multipart.next_field().await.map_err(multipart_error)?;
-        let Some(field) = field else { break };
+        let Some(mut field) = field else { break };
         let part = field.name().unwrap_or("").to_string();
-        let bytes = field.bytes().await.map_err(multipart_error)?.to_vec();
-        let text = || {
-            String::from_utf8(bytes.clone())
-                .map_err(|_| Error::invalid(part.clone(), "must be UTF-8 text"))
-        };
         match part.as_str() {
+            "file" | "train" | "val" | "test" | "archive" => {
+                let mut file = catalog.upload_file().await?;
+                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                    file.write(&chunk).await?;
+                }
+                file.finish().await?;
+                let slot = match part.as_str() {
+                    "file" => &mut upload.file,
+                    "train" => &mut upload.train,
+                    "val" => &mut upload.val,
+                    "test" => &mut upload.test,
+                    _ => &mut archive,
+                };
+                *slot = Some(file);
+            }
             "name" => {
-                upload.name = text()?.trim().to_string();
+                upload.name = read_text(&part, field).await?.trim().to_string();
                 seen_name = true;
             }
-            "label_column" => upload.label_column = text()?.trim().to_string(),
-            "file" => upload.file = Some(bytes),
-            "train" => upload.train = Some(bytes),
-            "val" => upload.val = Some(bytes),
-            "test" => upload.test = Some(bytes),
-            "archive" => archive = Some(bytes),
-            "image_size" => image_size = Some(text()?),
-            "channels" => channels = Some(text()?),
+            "label_column" => {
+                upload.label_column = read_text(&part, field).await?.trim().to_string();
+            }
+            "image_size" => image_size = Some(read_text(&part, field).await?),
+            "channels" => channels = Some(read_text(&part, field).await?),
             other => {
                 return Err(Error::invalid(
                     other.to_string(),
@@ -118,7 +130,7 @@ async fn read_upload(mut multipart: Multipart) -> Result<Upload, ApiError> {
             )
             .into());
         }
-        return Ok(Upload::Csv(upload));
+        return Ok(Upload::Csv(Box::new(upload)));
     };
     let csv_part = [
         (!upload.label_column.is_empty()).then_some("label_column"),
@@ -144,6 +156,25 @@ async fn read_upload(mut multipart: Multipart) -> Result<Upload, ApiError> {
         image_size,
         channels,
     }))
+}
+
+/// A short text part as UTF-8, refused past [`MAX_TEXT_PART_BYTES`].
+async fn read_text(
+    part: &str,
+    mut field: axum::extract::multipart::Field<'_>,
+) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if bytes.len() + chunk.len() > MAX_TEXT_PART_BYTES {
+            return Err(Error::invalid(
+                part,
+                format!("the '{part}' part is longer than {MAX_TEXT_PART_BYTES} bytes"),
+            )
+            .into());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| Error::invalid(part, "must be UTF-8 text").into())
 }
 
 fn multipart_error(err: axum::extract::multipart::MultipartError) -> ApiError {

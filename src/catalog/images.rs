@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Catalog, validate_name};
+use super::{Catalog, UploadFile, validate_name};
 use crate::error::{Error, Result};
 use crate::store::DatasetRow;
 use crate::train::dataset::{self, ImageOptions, Table};
@@ -11,8 +11,8 @@ use crate::train::dataset::{self, ImageOptions, Table};
 pub struct ImageUpload {
     /// Unique name for the new data set.
     pub name: String,
-    /// The archive's bytes.
-    pub archive: Vec<u8>,
+    /// The archive, as uploaded.
+    pub archive: UploadFile,
     /// The `image_size` part as sent (`32` or `32x24`), if any.
     pub image_size: Option<String>,
     /// The `channels` part as sent (`1` or `3`), if any.
@@ -27,10 +27,12 @@ impl Catalog {
         let options =
             ImageOptions::parse(upload.image_size.as_deref(), upload.channels.as_deref())?;
         self.check_name_free(&upload.name).await?;
+        let _import = self.import_slot().await?;
         let limits = self.image_limits;
         let archive = upload.archive;
         let table = tokio::task::spawn_blocking(move || {
-            dataset::parse_image_archive(&archive, &options, &limits)
+            dataset::read_image_archive(archive.open()?, &options, &limits)
+            // The uploaded file is removed here, as `archive` goes out of scope.
         })
         .await
         .map_err(|err| Error::internal("reading an image archive", err))??;

@@ -76,4 +76,19 @@ impl Store {
         .await
         .map_err(db_error("listing data sets"))
     }
+
+    /// The ids of every data set, for telling a data set's folder from crash debris.
+    pub async fn dataset_ids(&self) -> Result<Vec<DatasetId>> {
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM datasets")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_error("listing data set ids"))?;
+        ids.into_iter()
+            .map(|id| {
+                id.parse().map_err(|err| {
+                    Error::internal(&format!("data set id '{id}' in the database"), err)
+                })
+            })
+            .collect()
+    }
 }

@@ -4,6 +4,7 @@ mod helpers;
 
 mod bad_input;
 mod cnn;
+mod data_limits;
 mod datasets;
 mod diagnostic_plots;
 mod full_disk;

@@ -1,8 +1,11 @@
-//! Parsing uploaded CSV files into a [`Table`].
+//! Parsing uploaded CSV files into a [`Table`], streaming: a file is read record by record and
+//! only what the table keeps (4 bytes per value and per label, plus each distinct label once)
+//! is held in memory, whatever the size of the file.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::{self, Cursor, Read};
 
-use super::{LabelKind, Split, Table};
+use super::{LabelKind, Split, Table, table_bytes};
 use crate::error::{Error, Result};
 
 /// Limits on what an upload may hold.
@@ -14,6 +17,8 @@ pub struct CsvLimits {
     pub max_columns: usize,
     /// The fewest data rows a data set (or its train file) must have.
     pub min_rows: usize,
+    /// The most bytes the resulting table may hold (see [`table_bytes`]).
+    pub max_table_bytes: u64,
 }
 
 impl Default for CsvLimits {
@@ -22,6 +27,7 @@ impl Default for CsvLimits {
             max_rows: 1_000_000,
             max_columns: 4096,
             min_rows: 10,
+            max_table_bytes: 1 << 30,
         }
     }
 }
@@ -34,10 +40,21 @@ pub fn parse_csv(
     label_column: &str,
     limits: &CsvLimits,
 ) -> Result<Table> {
-    let raw = read_raw(part, bytes, label_column, limits)?;
-    check_min_rows(part, raw.labels.len(), limits)?;
-    let kind = label_kind(raw.labels.iter());
-    Ok(into_table(part, raw, kind, label_column)?.0)
+    read_csv(part, bytes, label_column, limits)
+}
+
+/// [`parse_csv`] from a reader (an uploaded file), read as a stream.
+pub fn read_csv(
+    part: &str,
+    reader: impl Read,
+    label_column: &str,
+    limits: &CsvLimits,
+) -> Result<Table> {
+    let mut rows = Rows::default();
+    let file = rows.read(part, reader, label_column, limits, None)?;
+    check_min_rows(part, file.rows, limits)?;
+    let kind = rows.label_kind();
+    rows.into_table(part, kind, label_column)
 }
 
 /// Parses separate files per split (train required, val/test optional) with identical headers
@@ -50,19 +67,25 @@ pub fn parse_split_csvs(
     label_column: &str,
     limits: &CsvLimits,
 ) -> Result<Table> {
-    let train_raw = read_raw("train", train, label_column, limits)?;
-    check_min_rows("train", train_raw.labels.len(), limits)?;
+    read_split_csvs(train, val, test, label_column, limits)
+}
+
+/// [`parse_split_csvs`] from readers (uploaded files), each read as a stream.
+pub fn read_split_csvs<R: Read>(
+    train: R,
+    val: Option<R>,
+    test: Option<R>,
+    label_column: &str,
+    limits: &CsvLimits,
+) -> Result<Table> {
+    let mut rows = Rows::default();
+    let train_file = rows.read("train", train, label_column, limits, None)?;
+    check_min_rows("train", train_file.rows, limits)?;
     let mut others = Vec::new();
-    for (part, split, bytes) in [("val", Split::Val, val), ("test", Split::Test, test)] {
-        let Some(bytes) = bytes else { continue };
-        let raw = read_raw(part, bytes, label_column, limits)?;
-        if raw.header != train_raw.header {
-            return Err(Error::invalid(
-                part,
-                header_difference(&raw.header, &train_raw.header),
-            ));
-        }
-        if raw.labels.is_empty() {
+    for (part, split, reader) in [("val", Split::Val, val), ("test", Split::Test, test)] {
+        let Some(reader) = reader else { continue };
+        let file = rows.read(part, reader, label_column, limits, Some(&train_file.header))?;
+        if file.rows == 0 {
             return Err(Error::invalid(
                 part,
                 format!(
@@ -70,180 +93,287 @@ pub fn parse_split_csvs(
                 ),
             ));
         }
-        others.push((part, split, raw));
-    }
-    let total =
-        train_raw.labels.len() + others.iter().map(|(_, _, r)| r.labels.len()).sum::<usize>();
-    if total > limits.max_rows {
-        let part = others.last().map_or("train", |(p, _, _)| *p);
-        return Err(Error::invalid(
-            part,
-            format!(
-                "the files together have {total} data rows; at most {} are allowed",
-                limits.max_rows
-            ),
-        ));
+        others.push((part, split, file));
     }
 
-    let all_labels = train_raw
-        .labels
-        .iter()
-        .chain(others.iter().flat_map(|(_, _, r)| r.labels.iter()));
-    let kind = label_kind(all_labels);
-    let (mut table, index) = into_table("train", train_raw, kind, label_column)?;
-    let mut splits = vec![Split::Train; table.labels.len()];
-    for (part, split, raw) in others {
-        for (label, line) in raw.labels.iter().zip(&raw.lines) {
-            let Some(&class) = index.get(&canonical(label, kind)) else {
-                return Err(Error::invalid(
-                    part,
-                    format!(
-                        "line {line}, column '{label_column}': class '{}' does not occur in the train file; \
-                         the train file's classes are {}",
-                        shorten(label),
-                        quoted_list(&table.classes)
-                    ),
-                ));
-            };
-            table.labels.push(class);
-            splits.push(split);
+    let kind = rows.label_kind();
+    // Each distinct label text of a val or test file must name a class of the train file;
+    // the first row at fault is the one named.
+    let train_classes = classes_of(
+        train_file
+            .first_lines
+            .keys()
+            .map(|&id| &rows.texts[id as usize]),
+        kind,
+    );
+    let known: HashSet<&String> = train_classes.iter().collect();
+    for (part, _, file) in &others {
+        let stranger = file
+            .first_lines
+            .iter()
+            .filter(|&(&id, _)| !known.contains(&canonical(&rows.texts[id as usize], kind)))
+            .min_by_key(|&(_, &line)| line);
+        if let Some((&id, &line)) = stranger {
+            return Err(Error::invalid(
+                *part,
+                format!(
+                    "line {line}, column '{label_column}': class '{}' does not occur in the train file; \
+                     the train file's classes are {}",
+                    shorten(&rows.texts[id as usize]),
+                    quoted_list(&train_classes)
+                ),
+            ));
         }
-        table.features.extend_from_slice(&raw.features);
     }
+
+    let mut splits = vec![Split::Train; train_file.rows];
+    for (_, split, file) in &others {
+        splits.extend(std::iter::repeat_n(*split, file.rows));
+    }
+    let mut table = rows.into_table("train", kind, label_column)?;
     table.splits = Some(splits);
     Ok(table)
 }
 
-/// Turns a file into a table whose classes are its labels; also returns the class indices.
-fn into_table(
-    part: &str,
-    raw: RawCsv,
-    kind: LabelKind,
-    label_column: &str,
-) -> Result<(Table, HashMap<String, u32>)> {
-    let classes = classes_of(raw.labels.iter(), kind);
-    check_several_classes(part, &classes, label_column)?;
-    let index = class_index(&classes);
-    // Every label is a key of `index`, since the classes were built from these very labels.
-    let labels = raw
-        .labels
-        .iter()
-        .map(|l| index.get(&canonical(l, kind)).copied().unwrap_or(0))
-        .collect();
-    let table = Table {
-        feature_names: raw.feature_names,
-        features: raw.features,
-        labels,
-        classes,
-        label_kind: kind,
-        splits: None,
-        image_shape: None,
-        pixel_max: 1.0,
-    };
-    Ok((table, index))
-}
-
-/// A file read row by row, before labels are turned into classes.
-struct RawCsv {
-    header: Vec<String>,
+/// Rows read so far, over one or more files: features in order, and each row's label as an
+/// index into the distinct label texts seen.
+#[derive(Default)]
+struct Rows {
     feature_names: Vec<String>,
     features: Vec<f32>,
-    labels: Vec<String>,
-    /// The 1-based line each data row starts on.
-    lines: Vec<u64>,
+    /// Per row, an index into `texts`.
+    labels: Vec<u32>,
+    /// Each distinct label text, in the order first seen.
+    texts: Vec<String>,
+    ids: HashMap<String, u32>,
 }
 
-fn read_raw(part: &str, bytes: &[u8], label_column: &str, limits: &CsvLimits) -> Result<RawCsv> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    if let Err(e) = std::str::from_utf8(bytes) {
-        let line = 1 + bytes[..e.valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
-        return Err(Error::invalid(
-            part,
-            format!("line {line} is not valid UTF-8 text; upload the CSV encoded as UTF-8"),
-        ));
-    }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(Error::invalid(
-            part,
-            "the file is empty; expected a header row naming the columns, then one row per example",
-        ));
-    }
+/// What reading one file found.
+struct FileRead {
+    header: Vec<String>,
+    rows: usize,
+    /// For each distinct label text in this file (an index into `Rows::texts`), the 1-based
+    /// line it first occurs on.
+    first_lines: HashMap<u32, u64>,
+}
 
-    let mut reader = ::csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(::csv::Trim::All)
-        .from_reader(bytes);
-    let mut records = reader.records();
-    let header: Vec<String> = match records.next() {
-        Some(Ok(record)) => record.iter().map(str::to_owned).collect(),
-        Some(Err(e)) => return Err(csv_error(part, &e)),
-        None => {
-            return Err(Error::invalid(
+impl Rows {
+    /// Reads one file's rows onto the end; `expected` is the header the file must have (the
+    /// train file's), if any.
+    fn read(
+        &mut self,
+        part: &str,
+        reader: impl Read,
+        label_column: &str,
+        limits: &CsvLimits,
+        expected: Option<&[String]>,
+    ) -> Result<FileRead> {
+        let source = Sniffed::new(reader).map_err(|err| read_error(part, &err))?;
+        let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .trim(::csv::Trim::All)
+            .from_reader(source);
+        let mut record = ::csv::StringRecord::new();
+        let empty = || {
+            Error::invalid(
                 part,
-                "the file is empty; expected a header row naming the columns",
-            ));
+                "the file is empty; expected a header row naming the columns, then one row per example",
+            )
+        };
+        if !reader
+            .read_record(&mut record)
+            .map_err(|e| csv_error(part, &e))?
+        {
+            return Err(empty());
         }
-    };
-    let label_idx = check_header(part, &header, label_column, limits)?;
-    let feature_names: Vec<String> = header
-        .iter()
-        .enumerate()
-        .filter(|&(i, _)| i != label_idx)
-        .map(|(_, n)| n.clone())
-        .collect();
-
-    let mut raw = RawCsv {
-        header,
-        feature_names,
-        features: Vec::new(),
-        labels: Vec::new(),
-        lines: Vec::new(),
-    };
-    for record in records {
-        let record = record.map_err(|e| csv_error(part, &e))?;
-        let line = record.position().map_or(0, |p| p.line());
-        if raw.labels.len() >= limits.max_rows {
-            return Err(Error::invalid(
-                part,
-                format!(
-                    "line {line}: the file has more than {} data rows, the most allowed",
-                    limits.max_rows
-                ),
-            ));
-        }
-        if record.len() != raw.header.len() {
-            return Err(Error::invalid(
-                part,
-                format!(
-                    "line {line} has {} fields; the header has {}; every row needs one value per column",
-                    record.len(),
-                    raw.header.len()
-                ),
-            ));
-        }
-        for (i, field) in record.iter().enumerate() {
-            if i == label_idx {
-                if field.is_empty() {
-                    return Err(Error::invalid(
-                        part,
-                        format!(
-                            "line {line}, column '{label_column}': the label is empty; every row needs a label"
-                        ),
-                    ));
-                }
-                raw.labels.push(field.to_owned());
-            } else {
-                raw.features
-                    .push(parse_feature(part, line, &raw.header[i], field)?);
+        let header: Vec<String> = record.iter().map(str::to_owned).collect();
+        if header.len() == 1 && header[0].is_empty() {
+            // A first line of blanks: the file is empty if nothing but blanks follows.
+            while let Ok(true) = reader.read_record(&mut record) {}
+            if !reader.get_ref().text_seen {
+                return Err(empty());
             }
         }
-        raw.lines.push(line);
+        let label_idx = check_header(part, &header, label_column, limits)?;
+        match expected {
+            Some(expected) if header != expected => {
+                return Err(Error::invalid(part, header_difference(&header, expected)));
+            }
+            Some(_) => {}
+            None => {
+                self.feature_names = header
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, _)| i != label_idx)
+                    .map(|(_, n)| n.clone())
+                    .collect();
+            }
+        }
+        let n_features = (header.len() - 1) as u64;
+        let first_file = expected.is_none();
+
+        let mut file = FileRead {
+            header,
+            rows: 0,
+            first_lines: HashMap::new(),
+        };
+        while reader
+            .read_record(&mut record)
+            .map_err(|e| csv_error(part, &e))?
+        {
+            let line = record.position().map_or(0, |p| p.line());
+            if self.labels.len() >= limits.max_rows {
+                let which = if first_file {
+                    "the file has"
+                } else {
+                    "the files together have"
+                };
+                return Err(Error::invalid(
+                    part,
+                    format!(
+                        "line {line}: {which} more than {} data rows, the most allowed",
+                        limits.max_rows
+                    ),
+                ));
+            }
+            let bytes = table_bytes(self.labels.len() as u64 + 1, n_features);
+            if bytes > limits.max_table_bytes {
+                return Err(Error::invalid(
+                    part,
+                    format!(
+                        "line {line}: the data set passes {} bytes, the most a data set may hold \
+                         (4 bytes per feature value and per label: {} bytes per row of {n_features} \
+                         features); upload fewer rows or columns",
+                        limits.max_table_bytes,
+                        table_bytes(1, n_features)
+                    ),
+                ));
+            }
+            if record.len() != file.header.len() {
+                return Err(Error::invalid(
+                    part,
+                    format!(
+                        "line {line} has {} fields; the header has {}; every row needs one value per column",
+                        record.len(),
+                        file.header.len()
+                    ),
+                ));
+            }
+            let mut label = None;
+            for (i, field) in record.iter().enumerate() {
+                if i == label_idx {
+                    if field.is_empty() {
+                        return Err(Error::invalid(
+                            part,
+                            format!(
+                                "line {line}, column '{label_column}': the label is empty; every row needs a label"
+                            ),
+                        ));
+                    }
+                    label = Some(self.intern(field));
+                } else {
+                    self.features
+                        .push(parse_feature(part, line, &file.header[i], field)?);
+                }
+            }
+            // The header has the label column, and the row as many fields as the header.
+            let label = label.unwrap_or(0);
+            self.labels.push(label);
+            file.first_lines.entry(label).or_insert(line);
+            file.rows += 1;
+        }
+        Ok(file)
     }
-    Ok(raw)
+
+    /// The index of a label text, added on first sight.
+    fn intern(&mut self, text: &str) -> u32 {
+        if let Some(&id) = self.ids.get(text) {
+            return id;
+        }
+        let id = self.texts.len() as u32;
+        self.texts.push(text.to_owned());
+        self.ids.insert(text.to_owned(), id);
+        id
+    }
+
+    /// Integer when every label parses as an `i64`.
+    fn label_kind(&self) -> LabelKind {
+        if self.texts.iter().all(|l| l.parse::<i64>().is_ok()) {
+            LabelKind::Integer
+        } else {
+            LabelKind::String
+        }
+    }
+
+    /// The table whose classes are the labels read.
+    fn into_table(self, part: &str, kind: LabelKind, label_column: &str) -> Result<Table> {
+        let classes = classes_of(self.texts.iter(), kind);
+        check_several_classes(part, &classes, label_column)?;
+        let index = class_index(&classes);
+        // Every text is a key of `index`, since the classes were built from these very texts.
+        let class_of: Vec<u32> = self
+            .texts
+            .iter()
+            .map(|t| index.get(&canonical(t, kind)).copied().unwrap_or(0))
+            .collect();
+        let mut labels = self.labels;
+        for label in &mut labels {
+            *label = class_of[*label as usize];
+        }
+        let table = Table {
+            feature_names: self.feature_names,
+            features: self.features,
+            labels,
+            classes,
+            label_kind: kind,
+            splits: None,
+            image_shape: None,
+            pixel_max: 1.0,
+        };
+        Ok(table)
+    }
+}
+
+/// A file's bytes without a leading UTF-8 byte-order mark, noting whether anything but ASCII
+/// whitespace went by (to tell an empty file from a broken header).
+struct Sniffed<R> {
+    inner: io::Chain<Cursor<Vec<u8>>, R>,
+    text_seen: bool,
+}
+
+impl<R: Read> Sniffed<R> {
+    fn new(mut inner: R) -> io::Result<Self> {
+        const BOM: &[u8] = b"\xEF\xBB\xBF";
+        let mut start = Vec::with_capacity(BOM.len());
+        while start.len() < BOM.len() {
+            let mut byte = [0u8; 3];
+            let wanted = BOM.len() - start.len();
+            match inner.read(&mut byte[..wanted]) {
+                Ok(0) => break,
+                Ok(n) => start.extend_from_slice(&byte[..n]),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        if start == BOM {
+            start.clear();
+        }
+        Ok(Sniffed {
+            inner: Cursor::new(start).chain(inner),
+            text_seen: false,
+        })
+    }
+}
+
+impl<R: Read> Read for Sniffed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if !self.text_seen {
+            self.text_seen = buf[..n].iter().any(|b| !b.is_ascii_whitespace());
+        }
+        Ok(n)
+    }
 }
 
 /// Checks the header's names and size; returns the label column's index.
@@ -333,10 +463,22 @@ fn parse_feature(part: &str, line: u64, column: &str, field: &str) -> Result<f32
 
 fn csv_error(part: &str, err: &::csv::Error) -> Error {
     let line = err.position().map_or(0, |p| p.line());
-    Error::invalid(
-        part,
-        format!("line {line}: the file is not valid CSV ({err})"),
-    )
+    match err.kind() {
+        ::csv::ErrorKind::Utf8 { .. } => Error::invalid(
+            part,
+            format!("line {line} is not valid UTF-8 text; upload the CSV encoded as UTF-8"),
+        ),
+        ::csv::ErrorKind::Io(io) => read_error(part, io),
+        _ => Error::invalid(
+            part,
+            format!("line {line}: the file is not valid CSV ({err})"),
+        ),
+    }
+}
+
+/// The uploaded file could not be read back: the service's fault, not the user's.
+fn read_error(part: &str, err: &io::Error) -> Error {
+    Error::internal(&format!("reading the uploaded '{part}' file"), err)
 }
 
 fn check_min_rows(part: &str, rows: usize, limits: &CsvLimits) -> Result<()> {
@@ -364,15 +506,6 @@ fn check_several_classes(part: &str, classes: &[String], label_column: &str) -> 
         ));
     }
     Ok(())
-}
-
-/// Integer when every label parses as an `i64`.
-fn label_kind<'a>(mut labels: impl Iterator<Item = &'a String>) -> LabelKind {
-    if labels.all(|l| l.parse::<i64>().is_ok()) {
-        LabelKind::Integer
-    } else {
-        LabelKind::String
-    }
 }
 
 /// The label as a class name: integers written canonically ("07" -> "7").

@@ -10,14 +10,22 @@ pub mod storage;
 pub mod synthetic;
 
 pub use self::builtin::digits;
-pub use self::csv::{CsvLimits, parse_csv, parse_split_csvs};
+pub use self::csv::{CsvLimits, parse_csv, parse_split_csvs, read_csv, read_split_csvs};
 pub use self::images::{
-    ImageLimits, ImageOptions, decode_image_row, parse_image_archive, sample_png, sample_rgb,
+    ImageLimits, ImageOptions, decode_image_row, parse_image_archive, read_image_archive,
+    sample_png, sample_rgb,
 };
 pub use self::shapes::{ShapesParams, shapes};
 pub use self::split::{SplitIndices, SplitPlan, Standardizer, split};
 pub use self::storage::{load, save};
 pub use self::synthetic::{RegionsParams, regions};
+
+/// The bytes a table of `rows` rows and `features` features holds, in memory and on disk: 4
+/// per feature value and 4 per label (names and the split column are small beside them). What
+/// the data-set size limit is checked against, before anything that large is built.
+pub fn table_bytes(rows: u64, features: u64) -> u64 {
+    rows.saturating_mul(features.saturating_add(1).saturating_mul(4))
+}
 
 /// How the label values of a table are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -81,6 +89,25 @@ impl Table {
     pub fn row(&self, i: usize) -> &[f32] {
         let f = self.n_features();
         &self.features[i * f..(i + 1) * f]
+    }
+
+    /// The bytes this table occupies in memory: its numbers (at the capacity allocated for
+    /// them), its names and itself. What a cache of tables weighs them by.
+    pub fn memory_bytes(&self) -> u64 {
+        fn strings(names: &[String]) -> usize {
+            names
+                .iter()
+                .map(|s| std::mem::size_of::<String>() + s.capacity())
+                .sum()
+        }
+        let numbers = self.features.capacity() * std::mem::size_of::<f32>()
+            + self.labels.capacity() * std::mem::size_of::<u32>()
+            + self
+                .splits
+                .as_ref()
+                .map_or(0, |s| s.capacity() * std::mem::size_of::<Split>());
+        let names = strings(&self.feature_names) + strings(&self.classes);
+        (std::mem::size_of::<Self>() + numbers + names) as u64
     }
 
     /// How many rows each class has, indexed like `classes`.

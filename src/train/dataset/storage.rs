@@ -1,11 +1,12 @@
 //! Storing tables on disk: a safetensors file of the numbers and a JSON file of the rest.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use safetensors::{Dtype, View};
 
 use super::{LabelKind, Split, Table};
 use crate::error::{Error, Result};
@@ -81,24 +82,31 @@ fn write_into(table: &Table, tmp: &Path) -> Result<()> {
         )));
     }
     std::fs::create_dir(tmp)?;
-    let mut tensors = HashMap::new();
-    tensors.insert(
-        "features",
-        Tensor::from_slice(&table.features, (n, f), &Device::Cpu)?,
-    );
-    tensors.insert(
-        "labels",
-        Tensor::from_slice(&table.labels, n, &Device::Cpu)?,
-    );
-    if let Some(splits) = &table.splits {
-        let codes: Vec<u8> = splits.iter().map(|s| split_code(*s)).collect();
-        tensors.insert(
+    // The numbers are written straight from the table, never copied: a table near the size
+    // limit must not need twice its size to be saved.
+    let codes: Option<Vec<u8>> = table
+        .splits
+        .as_ref()
+        .map(|splits| splits.iter().map(|s| split_code(*s)).collect());
+    let mut tensors = vec![
+        (
+            "features",
+            Column::new(Dtype::F32, vec![n, f], floats_le(&table.features)),
+        ),
+        (
+            "labels",
+            Column::new(Dtype::U32, vec![n], words_le(&table.labels)),
+        ),
+    ];
+    if let Some(codes) = &codes {
+        tensors.push((
             "splits",
-            Tensor::from_vec(codes, splits.len(), &Device::Cpu)?,
-        );
+            Column::new(Dtype::U8, vec![n], Cow::Borrowed(codes)),
+        ));
     }
     let data_path = tmp.join(DATA_FILE);
-    candle_core::safetensors::save(&tensors, &data_path)?;
+    safetensors::serialize_to_file(tensors, None, &data_path)
+        .map_err(|e| Error::internal("writing a data set", e))?;
     File::open(&data_path)?.sync_all()?;
 
     let meta = Meta {
@@ -134,31 +142,24 @@ pub fn load(dir: &Path) -> Result<Table> {
             meta.version
         )));
     }
-    let bytes = std::fs::read(dir.join(DATA_FILE))?;
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-        .map_err(|e| corrupt(format!("{DATA_FILE}: {e}")))?;
     let (n, f) = (meta.n_rows, meta.feature_names.len());
-    let get = |name: &str, dtype: DType, shape: &[usize]| -> Result<&Tensor> {
-        let t = tensors
-            .get(name)
-            .ok_or_else(|| corrupt(format!("tensor '{name}' is missing")))?;
-        if t.dtype() != dtype || t.dims() != shape {
-            return Err(corrupt(format!(
-                "tensor '{name}' is {:?} {:?}, expected {dtype:?} {shape:?}",
-                t.dtype(),
-                t.dims()
-            )));
-        }
-        Ok(t)
+    let mut data =
+        DataFile::open(&dir.join(DATA_FILE)).map_err(|e| corrupt(format!("{DATA_FILE}: {e}")))?;
+    let mut read = |name: &str, dtype: &str, shape: &[usize], width: usize| {
+        data.read(name, dtype, shape, width)
+            .map_err(|e| corrupt(format!("{DATA_FILE}: {e}")))
     };
-
-    let features: Vec<f32> = get("features", DType::F32, &[n, f])?
-        .flatten_all()?
-        .to_vec1()?;
+    let features: Vec<f32> = read("features", "F32", &[n, f], 4)?
+        .into_iter()
+        .map(|bits| f32::from_bits(u32::from_le(bits)))
+        .collect();
     if features.iter().any(|x| !x.is_finite()) {
         return Err(corrupt("a feature is not finite".to_owned()));
     }
-    let labels: Vec<u32> = get("labels", DType::U32, &[n])?.to_vec1()?;
+    let labels: Vec<u32> = read("labels", "U32", &[n], 4)?
+        .into_iter()
+        .map(u32::from_le)
+        .collect();
     if labels.iter().any(|&l| l as usize >= meta.classes.len()) {
         return Err(corrupt(format!(
             "a label is not below the {} classes",
@@ -166,7 +167,10 @@ pub fn load(dir: &Path) -> Result<Table> {
         )));
     }
     let splits = if meta.has_splits {
-        let codes: Vec<u8> = get("splits", DType::U8, &[n])?.to_vec1()?;
+        let codes: Vec<u8> = read("splits", "U8", &[n], 1)?
+            .into_iter()
+            .map(|word| word as u8)
+            .collect();
         let splits: Option<Vec<Split>> = codes.into_iter().map(split_of_code).collect();
         Some(splits.ok_or_else(|| corrupt("a split code is not 0, 1 or 2".to_owned()))?)
     } else {
@@ -189,6 +193,154 @@ pub fn load(dir: &Path) -> Result<Table> {
         image_shape: meta.image_shape,
         pixel_max: meta.pixel_max,
     })
+}
+
+/// One tensor of the data file, borrowing its bytes where it can.
+struct Column<'a> {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Cow<'a, [u8]>,
+}
+
+impl<'a> Column<'a> {
+    fn new(dtype: Dtype, shape: Vec<usize>, bytes: Cow<'a, [u8]>) -> Self {
+        Column {
+            dtype,
+            shape,
+            bytes,
+        }
+    }
+}
+
+impl View for Column<'_> {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// The values' bytes in little-endian order (safetensors' order): borrowed on little-endian
+/// machines.
+fn floats_le(values: &[f32]) -> Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        Cow::Borrowed(bytemuck::cast_slice(values))
+    } else {
+        Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+}
+
+fn words_le(values: &[u32]) -> Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        Cow::Borrowed(bytemuck::cast_slice(values))
+    } else {
+        Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+}
+
+/// The safetensors data file, read tensor by tensor straight into the table's own buffers:
+/// loading a data set needs its size in memory once, not two or three times.
+struct DataFile {
+    file: File,
+    /// Where the tensor data starts.
+    data_start: u64,
+    header: HashMap<String, serde_json::Value>,
+}
+
+/// A tensor's entry in the safetensors header.
+#[derive(serde::Deserialize)]
+struct TensorEntry {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [u64; 2],
+}
+
+impl DataFile {
+    fn open(path: &Path) -> io::Result<DataFile> {
+        /// safetensors' own limit on the header.
+        const MAX_HEADER: u64 = 100_000_000;
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut size = [0u8; 8];
+        file.read_exact(&mut size)?;
+        let n = u64::from_le_bytes(size);
+        if n > MAX_HEADER || n > len - 8 {
+            return Err(io::Error::other(format!(
+                "a header of {n} bytes does not fit"
+            )));
+        }
+        let mut header = vec![0u8; n as usize];
+        file.read_exact(&mut header)?;
+        let header: HashMap<String, serde_json::Value> =
+            serde_json::from_slice(&header).map_err(io::Error::other)?;
+        // Every byte after the header belongs to a tensor: a file cut short or padded is
+        // corrupt.
+        let end = header
+            .iter()
+            .filter(|(name, _)| name.as_str() != "__metadata__")
+            .filter_map(|(_, entry)| entry.get("data_offsets")?.get(1)?.as_u64())
+            .max()
+            .unwrap_or(0);
+        if 8 + n + end != len {
+            return Err(io::Error::other(format!(
+                "the file has {len} bytes; its header describes {}",
+                8 + n + end
+            )));
+        }
+        Ok(DataFile {
+            file,
+            data_start: 8 + n,
+            header,
+        })
+    }
+
+    /// Reads tensor `name`, which must have `dtype` and `shape`, as words of `width` bytes (4
+    /// or 1), little-endian as stored. Its size is checked against the file before anything is
+    /// allocated for it.
+    fn read(
+        &mut self,
+        name: &str,
+        dtype: &str,
+        shape: &[usize],
+        width: usize,
+    ) -> io::Result<Vec<u32>> {
+        let entry = self
+            .header
+            .get(name)
+            .ok_or_else(|| io::Error::other(format!("tensor '{name}' is missing")))?;
+        let entry: TensorEntry = serde_json::from_value(entry.clone()).map_err(io::Error::other)?;
+        let [start, end] = entry.data_offsets;
+        let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+        let bytes = count.and_then(|c| c.checked_mul(width));
+        if entry.dtype != dtype
+            || entry.shape != shape
+            || bytes.map(|b| b as u64) != end.checked_sub(start)
+        {
+            return Err(io::Error::other(format!(
+                "tensor '{name}' is {} {:?} over bytes {start}..{end}, expected {dtype} {shape:?}",
+                entry.dtype, entry.shape
+            )));
+        }
+        // `open` checked that every tensor's bytes lie within the file.
+        let count = count.unwrap_or(0);
+        self.file.seek(SeekFrom::Start(self.data_start + start))?;
+        if width == 4 {
+            let mut words = vec![0u32; count];
+            self.file.read_exact(bytemuck::cast_slice_mut(&mut words))?;
+            Ok(words)
+        } else {
+            let mut bytes = vec![0u8; count];
+            self.file.read_exact(&mut bytes)?;
+            Ok(bytes.into_iter().map(u32::from).collect())
+        }
+    }
 }
 
 fn split_code(split: Split) -> u8 {

@@ -176,6 +176,7 @@ fn too_many_rows_or_columns_are_rejected() {
         max_rows: 10,
         max_columns: 2,
         min_rows: 1,
+        ..CsvLimits::default()
     };
     let text = csv_with(11, &["0", "1"]);
     let result = parse_csv("file", text.as_bytes(), "label", &few_columns);
@@ -248,25 +249,142 @@ fn errors_in_a_split_file_name_that_file() {
     );
 }
 
+#[test]
+fn a_data_set_past_the_byte_limit_is_refused_naming_the_limit() {
+    // 3 columns: 2 features + the label, 12 bytes a row; 10 rows fit in 120 bytes, 11 do not.
+    let limits = CsvLimits {
+        max_table_bytes: 120,
+        ..CsvLimits::default()
+    };
+    let text = csv_with(10, &["0", "1"]);
+    assert_eq!(
+        parse_csv("file", text.as_bytes(), "label", &limits)
+            .unwrap()
+            .n_rows(),
+        10
+    );
+    let text = csv_with(11, &["0", "1"]);
+    let result = parse_csv("file", text.as_bytes(), "label", &limits);
+    rejects(
+        result,
+        "file",
+        &["line 12", "120 bytes", "12 bytes per row"],
+    );
+    let val = csv_with(1, &["0"]);
+    let result = parse_split_csvs(
+        csv_with(10, &["0", "1"]).as_bytes(),
+        Some(val.as_bytes()),
+        None,
+        "label",
+        &limits,
+    );
+    rejects(result, "val", &["line 2", "120 bytes"]);
+}
+
+/// Hands out its bytes a few at a time, as a slow upload or a small buffer would.
+struct Trickle<'a> {
+    bytes: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.bytes.len());
+        buf[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_file_read_a_byte_at_a_time_gives_the_same_table() {
+    let text = format!("\u{feff}{}", csv_with(12, &["07", "3", "11"]));
+    let whole = parse(&text).unwrap();
+    let trickled = read_csv(
+        "file",
+        Trickle {
+            bytes: text.as_bytes(),
+            step: 1,
+        },
+        "label",
+        &CsvLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(whole.feature_names, trickled.feature_names);
+    assert_eq!(whole.features, trickled.features);
+    assert_eq!(whole.labels, trickled.labels);
+    assert_eq!(whole.classes, vec!["3", "7", "11"]);
+    assert_eq!(whole.classes, trickled.classes);
+}
+
+/// A table's shape is consistent: every value finite, one row of features per label, labels
+/// within the classes, a split per row when there is one.
+fn assert_consistent(t: &Table) -> std::result::Result<(), TestCaseError> {
+    prop_assert!(t.features.iter().all(|x| x.is_finite()));
+    prop_assert_eq!(t.features.len(), t.n_rows() * t.n_features());
+    prop_assert!(t.labels.iter().all(|&l| (l as usize) < t.classes.len()));
+    prop_assert!(t.classes.len() >= 2);
+    if let Some(splits) = &t.splits {
+        prop_assert_eq!(splits.len(), t.n_rows());
+    }
+    Ok(())
+}
+
+/// A rejection must be a 422 naming one of `fields`.
+fn assert_clear(result: &Result<Table>, fields: &[&str]) -> std::result::Result<(), TestCaseError> {
+    match result {
+        Ok(table) => assert_consistent(table),
+        Err(Error::Invalid { field, message }) => {
+            prop_assert!(fields.contains(&field.as_str()), "field {field}: {message}");
+            prop_assert!(!message.is_empty());
+            Ok(())
+        }
+        Err(other) => Err(TestCaseError::fail(format!(
+            "not a clear rejection: {other:?}"
+        ))),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let small = CsvLimits { min_rows: 1, ..CsvLimits::default() };
-        let _ = parse_csv("file", &bytes, "label", &small);
-        let _ = parse_split_csvs(&bytes, Some(&bytes), Some(&bytes), "label", &small);
+        assert_clear(&parse_csv("file", &bytes, "label", &small), &["file", "label_column"])?;
+        let split = parse_split_csvs(&bytes, Some(&bytes), Some(&bytes), "label", &small);
+        assert_clear(&split, &["train", "val", "test", "label_column"])?;
     }
 
     #[test]
     fn parsing_csv_like_text_never_panics(body in "[0-9a-cNA.,eE+ \"\u{feff}\r\n-]{0,300}") {
-        let small = CsvLimits { min_rows: 1, max_rows: 20, max_columns: 5 };
+        let small = CsvLimits { min_rows: 1, max_rows: 20, max_columns: 5, ..CsvLimits::default() };
         let text = format!("a,b,label\n{body}");
-        if let Ok(t) = parse_csv("file", text.as_bytes(), "label", &small) {
-            prop_assert!(t.features.iter().all(|x| x.is_finite()));
-            prop_assert_eq!(t.features.len(), t.n_rows() * t.n_features());
-            prop_assert!(t.labels.iter().all(|&l| (l as usize) < t.classes.len()));
+        let parsed = parse_csv("file", text.as_bytes(), "label", &small);
+        assert_clear(&parsed, &["file", "label_column"])?;
+        if let Ok(t) = &parsed {
+            prop_assert_eq!(t.n_features(), 2);
         }
-        let _ = parse_csv("file", body.as_bytes(), "a", &small);
+        assert_clear(&parse_csv("file", body.as_bytes(), "a", &small), &["file", "label_column"])?;
+    }
+
+    #[test]
+    fn reading_in_any_pieces_gives_what_reading_at_once_gives(
+        body in "[0-9a-c.,\"\u{feff}\r\n-]{0,200}",
+        step in 1usize..9,
+    ) {
+        let small = CsvLimits { min_rows: 1, ..CsvLimits::default() };
+        let text = format!("a,b,label\n{body}");
+        let whole = parse_csv("file", text.as_bytes(), "label", &small);
+        let pieces = read_csv("file", Trickle { bytes: text.as_bytes(), step }, "label", &small);
+        match (whole, pieces) {
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!(a.features, b.features);
+                prop_assert_eq!(a.labels, b.labels);
+                prop_assert_eq!(a.classes, b.classes);
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => prop_assert!(false, "{a:?} vs {b:?}"),
+        }
     }
 }

@@ -5,23 +5,24 @@
 //! `max_image_bytes + 1` is ever allocated for one entry.
 
 use std::cell::Cell;
-use std::io::{self, Cursor, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 
 use super::{ImageLimits, layout, reject, shown};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
-/// A regular file from the archive that looks like an image.
-pub(super) struct ArchiveFile {
-    /// The entry's name as the archive writes it, for messages.
-    pub name: String,
-    /// Its path, checked and split into folders and file name (no empty, `.` or `..` parts).
-    pub path: Vec<String>,
-    /// Its bytes.
-    pub bytes: Vec<u8>,
-}
+/// What is done with each image file of the archive: given the entry's name as the archive
+/// writes it, its checked path (split into folders and file name, no empty, `.` or `..`
+/// parts) and its bytes.
+pub(super) type Visit<'v> = dyn FnMut(&str, Vec<String>, &[u8]) -> Result<()> + 'v;
 
-/// Reads every image file of the archive; rejects unsafe or unsupported entries by name.
-pub(super) fn read_files(bytes: &[u8], limits: &ImageLimits) -> Result<Vec<ArchiveFile>> {
+/// Reads the archive from its start and hands every image file to `visit`, one at a time and
+/// in archive order; rejects unsafe or unsupported entries by name. Only one image's bytes are
+/// in memory at a time, so it can be called again for a second pass over the same archive.
+pub(super) fn for_each_image<R: Read + Seek>(
+    reader: &mut R,
+    limits: &ImageLimits,
+    visit: &mut Visit<'_>,
+) -> Result<()> {
     let meter = Meter {
         used: Cell::new(0),
         max: limits.max_expanded_bytes,
@@ -29,19 +30,26 @@ pub(super) fn read_files(bytes: &[u8], limits: &ImageLimits) -> Result<Vec<Archi
     let mut collector = Collector {
         limits,
         meter: &meter,
-        files: Vec::new(),
+        visit,
         entries: 0,
         last: None,
     };
-    match sniff(bytes)? {
-        Format::Zip => read_zip(bytes, &mut collector)?,
-        Format::Tar => read_tar(Metered::new(bytes, &meter), &mut collector)?,
+    reader.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+    let format = sniff(reader)?;
+    reader.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+    match format {
+        Format::Zip => read_zip(reader, &mut collector),
+        Format::Tar => read_tar(Metered::new(reader, &meter), &mut collector),
         Format::TarGz => read_tar(
-            Metered::new(flate2::read::MultiGzDecoder::new(bytes), &meter),
+            Metered::new(flate2::read::MultiGzDecoder::new(reader), &meter),
             &mut collector,
-        )?,
+        ),
     }
-    Ok(collector.files)
+}
+
+/// The uploaded archive could not be read back: the service's fault, not the user's.
+fn unreadable(err: io::Error) -> Error {
+    Error::internal("reading an uploaded archive", err)
 }
 
 enum Format {
@@ -51,7 +59,12 @@ enum Format {
 }
 
 /// Tells the format from the first bytes; the file name the client sent is not trusted.
-fn sniff(bytes: &[u8]) -> Result<Format> {
+fn sniff<R: Read>(reader: &mut R) -> Result<Format> {
+    let mut bytes = Vec::with_capacity(262);
+    reader
+        .take(262)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
     if bytes.starts_with(b"PK\x03\x04") || bytes.starts_with(b"PK\x05\x06") {
         Ok(Format::Zip)
     } else if bytes.starts_with(&[0x1f, 0x8b]) {
@@ -128,17 +141,17 @@ impl<R: Read> Read for Metered<'_, R> {
     }
 }
 
-/// Applies the checks to each entry and keeps the image files.
-struct Collector<'a> {
+/// Applies the checks to each entry and hands the image files on.
+struct Collector<'a, 'v> {
     limits: &'a ImageLimits,
     meter: &'a Meter,
-    files: Vec<ArchiveFile>,
+    visit: &'a mut Visit<'v>,
     entries: usize,
     /// The last entry seen, to name where a failure between entries happened.
     last: Option<String>,
 }
 
-impl Collector<'_> {
+impl Collector<'_, '_> {
     /// Refuses an archive that says it holds more entries than allowed.
     fn check_total(&self, total: usize) -> Result<()> {
         if total > self.limits.max_entries {
@@ -205,12 +218,7 @@ impl Collector<'_> {
                 )));
             }
         };
-        self.files.push(ArchiveFile {
-            name: name.to_owned(),
-            path,
-            bytes,
-        });
-        Ok(())
+        (self.visit)(name, path, &bytes)
     }
 
     fn expanded_too_far(&self) -> crate::error::Error {
@@ -268,33 +276,52 @@ fn read_at_most(data: &mut dyn Read, max: u64) -> io::Result<Option<Vec<u8>>> {
 /// The entry count a zip's end-of-central-directory record declares (zip64 included), if it
 /// can be found. The zip reader allocates for that many entries before anything else can be
 /// checked, so too large a count is refused first.
-fn zip_declared_entries(bytes: &[u8]) -> Option<u64> {
+fn zip_declared_entries<R: Read + Seek>(reader: &mut R) -> io::Result<Option<u64>> {
     const EOCD: &[u8] = b"PK\x05\x06";
-    let search_from = bytes.len().saturating_sub(22 + usize::from(u16::MAX));
-    let at = search_from + bytes[search_from..].windows(4).rposition(|w| w == EOCD)?;
-    let u16_at = |i: usize| Some(u16::from_le_bytes(bytes.get(i..i + 2)?.try_into().ok()?));
-    let u64_at = |i: usize| Some(u64::from_le_bytes(bytes.get(i..i + 8)?.try_into().ok()?));
-    let count = u16_at(at + 10)?;
+    let len = reader.seek(SeekFrom::End(0))?;
+    let tail_start = len.saturating_sub(22 + u64::from(u16::MAX));
+    reader.seek(SeekFrom::Start(tail_start))?;
+    let mut tail = Vec::new();
+    reader.read_to_end(&mut tail)?;
+    let Some(at) = tail.windows(4).rposition(|w| w == EOCD) else {
+        return Ok(None);
+    };
+    let u16_at = |b: &[u8], i: usize| Some(u16::from_le_bytes(b.get(i..i + 2)?.try_into().ok()?));
+    let u64_at = |b: &[u8], i: usize| Some(u64::from_le_bytes(b.get(i..i + 8)?.try_into().ok()?));
+    let Some(count) = u16_at(&tail, at + 10) else {
+        return Ok(None);
+    };
     if count != u16::MAX {
-        return Some(u64::from(count));
+        return Ok(Some(u64::from(count)));
     }
     // Zip64: a locator just before the record points at the zip64 record with the real count.
-    let locator = at.checked_sub(20)?;
-    if bytes.get(locator..locator + 4)? != b"PK\x06\x07" {
-        return Some(u64::from(count));
+    let Some(locator) = at.checked_sub(20) else {
+        return Ok(Some(u64::from(count)));
+    };
+    if tail.get(locator..locator + 4) != Some(b"PK\x06\x07") {
+        return Ok(Some(u64::from(count)));
     }
-    let record = usize::try_from(u64_at(locator + 8)?).ok()?;
-    if bytes.get(record..record + 4)? != b"PK\x06\x06" {
-        return None;
+    let Some(record) = u64_at(&tail, locator + 8) else {
+        return Ok(None);
+    };
+    if record >= len {
+        return Ok(None);
     }
-    u64_at(record + 32)
+    reader.seek(SeekFrom::Start(record))?;
+    let mut head = Vec::with_capacity(40);
+    reader.take(40).read_to_end(&mut head)?;
+    if head.get(..4) != Some(b"PK\x06\x06") {
+        return Ok(None);
+    }
+    Ok(u64_at(&head, 32))
 }
 
-fn read_zip(bytes: &[u8], collector: &mut Collector<'_>) -> Result<()> {
-    if let Some(declared) = zip_declared_entries(bytes) {
+fn read_zip<R: Read + Seek>(reader: &mut R, collector: &mut Collector<'_, '_>) -> Result<()> {
+    if let Some(declared) = zip_declared_entries(reader).map_err(unreadable)? {
         collector.check_total(usize::try_from(declared).unwrap_or(usize::MAX))?;
     }
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|err| collector.broken(err))?;
+    reader.seek(SeekFrom::Start(0)).map_err(unreadable)?;
+    let mut zip = zip::ZipArchive::new(reader).map_err(|err| collector.broken(err))?;
     collector.check_total(zip.len())?;
     for index in 0..zip.len() {
         let (name, kind) = {
@@ -356,7 +383,7 @@ fn zip_kind<R: Read>(file: &zip::read::ZipFile<'_, R>) -> Kind {
     }
 }
 
-fn read_tar<R: Read>(reader: R, collector: &mut Collector<'_>) -> Result<()> {
+fn read_tar<R: Read>(reader: R, collector: &mut Collector<'_, '_>) -> Result<()> {
     use tar::EntryType;
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|err| collector.broken(err))?;

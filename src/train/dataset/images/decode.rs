@@ -5,38 +5,43 @@ use std::io::Cursor;
 use image::imageops::FilterType;
 use image::{ColorType, DynamicImage, ImageDecoder, ImageReader, Limits};
 
+use super::archive::Visit;
 use super::layout::{LaidOut, Layout};
 use super::{ImageLimits, ImageOptions, reject, shown};
 use crate::error::{Error, Result};
 use crate::train::dataset::{LabelKind, Table};
 
 /// What an image's header says, read without decoding its pixels.
-struct Header {
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Header {
     width: u32,
     height: u32,
     gray: bool,
 }
 
-/// Decodes every image into one row: resized (stretched, not cropped) with a triangle filter to
-/// the requested size, or to the size all images share; 1 or 3 channels; `C x H x W` order;
-/// values in [0, 1].
+/// Decodes every image into its row: resized (stretched, not cropped) with a triangle filter
+/// to the requested size, or to the size all images share; 1 or 3 channels; `C x H x W`
+/// order; values in [0, 1]. `reread` goes over the archive again, handing each image file to
+/// the visitor in archive order, as the first pass did; each is decoded straight into its row,
+/// so only the table and one image are in memory at a time.
 pub(super) fn into_table(
     layout: Layout,
     options: &ImageOptions,
     limits: &ImageLimits,
+    reread: impl FnOnce(&mut Visit<'_>) -> Result<()>,
 ) -> Result<Table> {
-    let headers = layout
-        .images
-        .iter()
-        .map(|image| read_header(image, limits))
-        .collect::<Result<Vec<_>>>()?;
     let (width, height) = match options.size {
         Some(size) => size,
-        None => shared_size(&layout.images, &headers)?,
+        None => shared_size(&layout.images)?,
     };
-    let channels = options
-        .channels
-        .unwrap_or(if headers.iter().all(|h| h.gray) { 1 } else { 3 });
+    let channels =
+        options
+            .channels
+            .unwrap_or(if layout.images.iter().all(|image| image.header.gray) {
+                1
+            } else {
+                3
+            });
     if channels != 1 && channels != 3 {
         return Err(Error::invalid(
             "channels",
@@ -44,25 +49,48 @@ pub(super) fn into_table(
         ));
     }
     let per_image = channels * height as usize * width as usize;
-    let values = (layout.images.len() as u64).saturating_mul(per_image as u64);
+    let n = layout.images.len();
+    let values = (n as u64).saturating_mul(per_image as u64);
     if values > limits.max_table_values {
         return Err(reject(format!(
-            "{} images of {channels}x{height}x{width} make {values} values, more than the {} \
-             allowed; send a smaller image_size (or channels=1)",
-            layout.images.len(),
+            "{n} images of {channels}x{height}x{width} make {values} values ({} bytes at 4 \
+             bytes each), more than the {} allowed (--max-dataset-bytes); send a smaller \
+             image_size (or channels=1)",
+            values.saturating_mul(4),
             limits.max_table_values
         )));
     }
 
-    let mut features = Vec::with_capacity(layout.images.len() * per_image);
-    for (image, header) in layout.images.iter().zip(&headers) {
-        let decoded = decode(image)?;
-        let resized = if (header.width, header.height) == (width, height) {
+    // Row of each image file, by its place in the archive.
+    let mut row_of = vec![usize::MAX; n];
+    for (row, image) in layout.images.iter().enumerate() {
+        if let Some(slot) = row_of.get_mut(image.ordinal) {
+            *slot = row;
+        }
+    }
+    let mut features = vec![0f32; n * per_image];
+    let mut seen = 0usize;
+    reread(&mut |name, _path, bytes| {
+        let row = row_of.get(seen).copied().unwrap_or(usize::MAX);
+        seen += 1;
+        let Some(image) = layout.images.get(row).filter(|image| image.name == name) else {
+            return Err(changed());
+        };
+        let decoded = decode(&image.name, bytes)?;
+        let resized = if (image.header.width, image.header.height) == (width, height) {
             decoded
         } else {
             decoded.resize_exact(width, height, FilterType::Triangle)
         };
-        push_planes(&resized, channels, &mut features);
+        write_planes(
+            &resized,
+            channels,
+            &mut features[row * per_image..(row + 1) * per_image],
+        );
+        Ok(())
+    })?;
+    if seen != n {
+        return Err(changed());
     }
     let labels = layout.images.iter().map(|image| image.class).collect();
     let splits = layout.has_split.then(|| {
@@ -84,12 +112,17 @@ pub(super) fn into_table(
     })
 }
 
+/// The second pass over an archive did not see what the first one saw.
+fn changed() -> Error {
+    Error::Internal("an uploaded archive changed between its two readings".into())
+}
+
 /// Reads an image's size and colour type without decoding its pixels; a size over the limits
 /// is rejected here, before any pixel buffer exists.
-fn read_header(image: &LaidOut, limits: &ImageLimits) -> Result<Header> {
-    let mut reader = ImageReader::new(Cursor::new(image.bytes.as_slice()))
+pub(super) fn read_header(name: &str, bytes: &[u8], limits: &ImageLimits) -> Result<Header> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|err| undecodable(image, err))?;
+        .map_err(|err| undecodable(name, err))?;
     let mut header_limits = Limits::default();
     // The pixels of the largest image allowed, at 16 bits and 4 channels.
     let side = u64::from(limits.max_image_side);
@@ -97,17 +130,17 @@ fn read_header(image: &LaidOut, limits: &ImageLimits) -> Result<Header> {
     reader.limits(header_limits);
     let decoder = reader
         .into_decoder()
-        .map_err(|err| undecodable(image, err))?;
+        .map_err(|err| undecodable(name, err))?;
     let (width, height) = decoder.dimensions();
     let max = limits.max_image_side;
     if width > max || height > max {
         return Err(reject(format!(
             "entry '{}' is {width}x{height} pixels; images may be at most {max}x{max}",
-            shown(&image.name)
+            shown(name)
         )));
     }
     if width == 0 || height == 0 {
-        return Err(undecodable(image, "it has no pixels"));
+        return Err(undecodable(name, "it has no pixels"));
     }
     let gray = matches!(
         decoder.color_type(),
@@ -123,21 +156,22 @@ fn read_header(image: &LaidOut, limits: &ImageLimits) -> Result<Header> {
 /// Decodes an image whose header passed [`read_header`] (so its size is within the limits).
 /// `load_from_memory` rather than a reader of our own: its code is compiled, optimised, in the
 /// `image` crate, which makes decoding about twice as fast in the dev profile.
-fn decode(image: &LaidOut) -> Result<DynamicImage> {
-    image::load_from_memory(&image.bytes).map_err(|err| undecodable(image, err))
+fn decode(name: &str, bytes: &[u8]) -> Result<DynamicImage> {
+    image::load_from_memory(bytes).map_err(|err| undecodable(name, err))
 }
 
-fn undecodable(image: &LaidOut, err: impl std::fmt::Display) -> Error {
+fn undecodable(name: &str, err: impl std::fmt::Display) -> Error {
     reject(format!(
         "entry '{}' could not be decoded as a PNG or JPEG image: {err}",
-        shown(&image.name)
+        shown(name)
     ))
 }
 
 /// The size every image has, or a rejection naming two that differ.
-fn shared_size(images: &[LaidOut], headers: &[Header]) -> Result<(u32, u32)> {
-    let first = (headers[0].width, headers[0].height);
-    match headers.iter().position(|h| (h.width, h.height) != first) {
+fn shared_size(images: &[LaidOut]) -> Result<(u32, u32)> {
+    let size = |image: &LaidOut| (image.header.width, image.header.height);
+    let first = size(&images[0]);
+    match images.iter().position(|image| size(image) != first) {
         None => Ok(first),
         Some(i) => Err(reject(format!(
             "the images differ in size: '{}' is {}x{} but '{}' is {}x{}; send image_size \
@@ -146,8 +180,8 @@ fn shared_size(images: &[LaidOut], headers: &[Header]) -> Result<(u32, u32)> {
             first.0,
             first.1,
             shown(&images[i].name),
-            headers[i].width,
-            headers[i].height
+            images[i].header.width,
+            images[i].header.height
         ))),
     }
 }
@@ -197,34 +231,30 @@ pub fn decode_image_row(
     } else {
         decoded.resize_exact(width, height, FilterType::Triangle)
     };
-    let mut row = Vec::with_capacity(channels * height as usize * width as usize);
-    push_planes(&resized, channels, &mut row);
+    let mut row = vec![0.0; channels * height as usize * width as usize];
+    write_planes(&resized, channels, &mut row);
     Ok(row)
 }
 
-/// Appends the image's channels one after the other (`C x H x W`), each value in [0, 1] at 8
-/// bits of precision; transparency is dropped. Plain index loops: this runs once per value and
-/// the crate is unoptimised in the dev profile.
-fn push_planes(image: &DynamicImage, channels: usize, out: &mut Vec<f32>) {
-    let start = out.len();
+/// Writes the image's channels one after the other (`C x H x W`) into `out` (exactly that
+/// many values), each value in [0, 1] at 8 bits of precision; transparency is dropped. Plain
+/// index loops: this runs once per value and the crate is unoptimised in the dev profile.
+fn write_planes(image: &DynamicImage, channels: usize, out: &mut [f32]) {
     if channels == 1 {
         let gray = image.to_luma8();
         let raw = gray.as_raw();
-        out.resize(start + raw.len(), 0.0);
-        let plane = &mut out[start..];
-        for i in 0..raw.len() {
-            plane[i] = f32::from(raw[i]) / 255.0;
+        let n = raw.len().min(out.len());
+        for i in 0..n {
+            out[i] = f32::from(raw[i]) / 255.0;
         }
     } else {
         let rgb = image.to_rgb8();
         let raw = rgb.as_raw();
-        let pixels = raw.len() / 3;
-        out.resize(start + raw.len(), 0.0);
-        let planes = &mut out[start..];
+        let pixels = (raw.len() / 3).min(out.len() / 3);
         for p in 0..pixels {
-            planes[p] = f32::from(raw[3 * p]) / 255.0;
-            planes[pixels + p] = f32::from(raw[3 * p + 1]) / 255.0;
-            planes[2 * pixels + p] = f32::from(raw[3 * p + 2]) / 255.0;
+            out[p] = f32::from(raw[3 * p]) / 255.0;
+            out[pixels + p] = f32::from(raw[3 * p + 1]) / 255.0;
+            out[2 * pixels + p] = f32::from(raw[3 * p + 2]) / 255.0;
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::archive::ArchiveFile;
+use super::decode::Header;
 use super::{ImageLimits, reject, shown};
 use crate::error::Result;
 use crate::train::dataset::Split;
@@ -76,6 +76,19 @@ pub(super) fn is_image_name(path: &[String]) -> bool {
         })
 }
 
+/// An image file of the archive as the first pass found it (its bytes are read again when
+/// it is decoded).
+pub(super) struct ArchiveFile {
+    /// The entry's name as the archive writes it, for messages.
+    pub name: String,
+    /// Its path, checked and split into folders and file name.
+    pub path: Vec<String>,
+    /// Its place among the archive's image files, in archive order.
+    pub ordinal: usize,
+    /// What its header says.
+    pub header: Header,
+}
+
 /// An image file with its class and split.
 pub(super) struct LaidOut {
     /// The entry's name, for messages.
@@ -84,8 +97,10 @@ pub(super) struct LaidOut {
     pub class: u32,
     /// Its split, when the archive has one.
     pub split: Option<Split>,
-    /// The file's bytes.
-    pub bytes: Vec<u8>,
+    /// Its place among the archive's image files, in archive order.
+    pub ordinal: usize,
+    /// What its header says.
+    pub header: Header,
 }
 
 /// The images in row order, with the sorted class names.
@@ -181,7 +196,8 @@ pub(super) fn arrange(mut files: Vec<ArchiveFile>, limits: &ImageLimits) -> Resu
             name: file.name,
             class,
             split,
-            bytes: file.bytes,
+            ordinal: file.ordinal,
+            header: file.header,
         })
         .collect();
     Ok(Layout {

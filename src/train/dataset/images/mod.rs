@@ -1,8 +1,10 @@
 //! Image data sets: reading a zip, tar or tar.gz archive of class folders into a [`Table`] of
 //! flattened images, and drawing one row back as a PNG.
 //!
-//! Nothing from an archive is ever written to disk: entries are read into memory (within
-//! [`ImageLimits`]), checked, decoded and resized, and only the resulting table is stored.
+//! Nothing from an archive is ever unpacked to disk. The archive is read twice, one entry at a
+//! time (within [`ImageLimits`]): first every entry's name and image header are checked and
+//! the layout worked out; then each image is decoded and resized straight into its row. So
+//! only the table and one image are ever in memory, not the archive or all of its files.
 
 mod archive;
 mod decode;
@@ -12,8 +14,11 @@ mod render;
 #[cfg(test)]
 mod tests;
 
+use std::io::{Read, Seek};
+
 use super::Table;
 use crate::error::{Error, Result};
+use layout::ArchiveFile;
 
 pub use decode::decode_image_row;
 pub use render::{sample_png, sample_rgb};
@@ -129,9 +134,31 @@ pub fn parse_image_archive(
     options: &ImageOptions,
     limits: &ImageLimits,
 ) -> Result<Table> {
-    let files = archive::read_files(bytes, limits)?;
+    read_image_archive(std::io::Cursor::new(bytes), options, limits)
+}
+
+/// [`parse_image_archive`] from a reader (an uploaded file), read twice from its start.
+pub fn read_image_archive<R: Read + Seek>(
+    mut reader: R,
+    options: &ImageOptions,
+    limits: &ImageLimits,
+) -> Result<Table> {
+    let mut files = Vec::new();
+    archive::for_each_image(&mut reader, limits, &mut |name, path, bytes| {
+        let header = decode::read_header(name, bytes, limits)?;
+        let ordinal = files.len();
+        files.push(ArchiveFile {
+            name: name.to_owned(),
+            path,
+            ordinal,
+            header,
+        });
+        Ok(())
+    })?;
     let layout = layout::arrange(files, limits)?;
-    decode::into_table(layout, options, limits)
+    decode::into_table(layout, options, limits, |visit| {
+        archive::for_each_image(&mut reader, limits, visit)
+    })
 }
 
 /// The error every archive rejection is.

@@ -1,5 +1,6 @@
 //! Archives built in memory, with images drawn by the `image` crate.
 
+mod properties;
 mod reading;
 mod rejecting;
 

@@ -162,7 +162,10 @@ fn a_tar_gz_bomb_is_stopped_even_inside_entries_that_would_be_skipped() {
 fn many_entries_each_under_the_image_limit_add_up_to_the_total_limit() {
     let mut files = class_files("", &["cat", "dog"], 5);
     for i in 0..12 {
-        files.push((format!("cat/pad{i}.png"), vec![0u8; 1 << 20]));
+        // A valid image header (headers are read as entries arrive), then 1 MiB of padding.
+        let mut padded = png(8, 8, [1, 2, 3]);
+        padded.resize(1 << 20, 0);
+        files.push((format!("cat/pad{i}.png"), padded));
     }
     let limits = ImageLimits {
         max_expanded_bytes: 8 << 20,
