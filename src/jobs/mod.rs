@@ -2,6 +2,7 @@
 //! train them on dedicated threads, cancellation, leases and crash recovery.
 
 mod epoch_writer;
+mod intact;
 mod live;
 mod pruning;
 mod retention;
@@ -17,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, broadcast, watch};
 
+pub use intact::newest_intact_checkpoint;
 use live::LiveJobs;
 pub use live::{JobEvent, LiveProgress};
 pub use sweeps::SweepPlan;

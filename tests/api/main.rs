@@ -4,6 +4,8 @@ mod helpers;
 
 mod bad_input;
 mod cnn;
+mod connections;
+mod corrupt_checkpoints;
 mod datasets;
 mod diagnostic_plots;
 mod images;
@@ -14,6 +16,7 @@ mod measurements;
 mod openapi;
 mod plots;
 mod predict;
+mod predict_decoders;
 mod preprocessing;
 mod resnet;
 mod sweeps;
