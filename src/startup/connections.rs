@@ -210,19 +210,27 @@ impl Activity {
     /// When the connection is to be closed if nothing changes; while a handler runs, only a
     /// time to look again.
     fn deadline(&self, limits: &ConnectionLimits) -> Instant {
-        let at = |ms: u64, after: Duration| self.clock + Duration::from_millis(ms) + after;
-        if self.in_flight() > 0 {
-            return Instant::now() + limits.header_read.min(limits.idle);
+        match self.deadline_ms(limits) {
+            Some(ms) => self.clock + Duration::from_millis(ms),
+            None => Instant::now() + limits.header_read.min(limits.idle),
         }
+    }
+
+    /// The deadline on the connection's clock; `None` while a handler runs.
+    fn deadline_ms(&self, limits: &ConnectionLimits) -> Option<u64> {
+        if self.in_flight() > 0 {
+            return None;
+        }
+        let ms = |d: Duration| d.as_millis() as u64;
         let head_started = self.head_started.load(Ordering::Relaxed);
         let idle_since = self.idle_since.load(Ordering::Relaxed);
-        if head_started != NONE {
-            at(head_started, limits.header_read)
+        Some(if head_started != NONE {
+            head_started + ms(limits.header_read)
         } else if !self.served.load(Ordering::Relaxed) {
-            at(idle_since, limits.header_read)
+            idle_since + ms(limits.header_read)
         } else {
-            at(idle_since, limits.idle)
-        }
+            idle_since + ms(limits.idle)
+        })
     }
 }
 
@@ -307,34 +315,33 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_silent_connection_gets_the_header_timeout_and_a_served_one_the_idle_timeout() {
-        let clock = Instant::now();
-        let activity = Arc::new(Activity::new(clock));
-        assert_eq!(
-            activity.deadline(&limits()),
-            clock + Duration::from_secs(10)
-        );
+    #[test]
+    fn a_new_connection_gets_the_header_timeout_and_a_served_one_the_idle_timeout() {
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let load = |at: &AtomicU64| at.load(Ordering::Relaxed);
+        let accepted = load(&activity.idle_since);
+        assert_eq!(activity.deadline_ms(&limits()), Some(accepted + 10_000));
 
-        tokio::time::advance(Duration::from_secs(3)).await;
         activity.read();
+        let head = load(&activity.head_started);
+        assert_eq!(activity.deadline_ms(&limits()), Some(head + 10_000));
+
         let handling = activity.begin();
-        tokio::time::advance(Duration::from_secs(100)).await;
-        assert!(
-            activity.deadline(&limits()) > Instant::now(),
-            "a running handler is never timed out"
+        activity.read();
+        assert_eq!(
+            activity.deadline_ms(&limits()),
+            None,
+            "a running handler (reading its body) is never timed out"
         );
         drop(handling);
-        assert_eq!(
-            activity.deadline(&limits()),
-            clock + Duration::from_secs(103 + 60)
-        );
+        let ended = load(&activity.idle_since);
+        assert_eq!(activity.deadline_ms(&limits()), Some(ended + 60_000));
 
-        tokio::time::advance(Duration::from_secs(5)).await;
         activity.read();
+        let next = load(&activity.head_started);
         assert_eq!(
-            activity.deadline(&limits()),
-            clock + Duration::from_secs(108 + 10),
+            activity.deadline_ms(&limits()),
+            Some(next + 10_000),
             "the next request's headers are timed from their first byte"
         );
     }

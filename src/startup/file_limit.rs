@@ -24,15 +24,15 @@ pub fn raise_open_file_limit() -> Option<u64> {
             return None;
         }
         if limit.rlim_cur < limit.rlim_max {
-            let mut raised = libc::rlimit {
-                rlim_cur: limit.rlim_max,
-                rlim_max: limit.rlim_max,
-            };
             // macOS refuses more than OPEN_MAX even when the hard limit is "unlimited".
             #[cfg(target_os = "macos")]
-            {
-                raised.rlim_cur = raised.rlim_cur.min(libc::OPEN_MAX as libc::rlim_t);
-            }
+            let wanted = limit.rlim_max.min(libc::OPEN_MAX as libc::rlim_t);
+            #[cfg(not(target_os = "macos"))]
+            let wanted = limit.rlim_max;
+            let raised = libc::rlimit {
+                rlim_cur: wanted,
+                rlim_max: limit.rlim_max,
+            };
             // SAFETY: setrlimit reads the struct we own; failure leaves the limit unchanged.
             if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
                 limit.rlim_cur = raised.rlim_cur;
