@@ -265,4 +265,38 @@ mod tests {
         let err = read_verified(&path, &sha, &Device::Cpu).err().unwrap();
         assert!(err.to_string().contains("corrupt"), "{err}");
     }
+
+    #[test]
+    fn a_corrupt_verdict_is_remembered_until_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("000001.safetensors");
+        let good = b"the bytes as written".to_vec();
+        let sha = write_atomically(&path, &good).unwrap();
+        let len = good.len() as u64;
+        let integrity = Integrity::default();
+        assert!(!integrity.known_corrupt(&path, len));
+
+        let mut bad = good.clone();
+        bad[3] ^= 1;
+        fs::write(&path, &bad).unwrap();
+        assert!(
+            !integrity.known_corrupt(&path, len),
+            "same length: unknown until read"
+        );
+        assert!(integrity.read(&path, &sha).unwrap().is_err());
+        assert!(integrity.known_corrupt(&path, len));
+
+        fs::write(&path, &good).unwrap();
+        assert!(
+            !integrity.known_corrupt(&path, len),
+            "restored: judged again"
+        );
+        assert!(integrity.read(&path, &sha).unwrap().is_ok());
+
+        fs::write(&path, b"short").unwrap();
+        assert!(integrity.known_corrupt(&path, len), "another length");
+        fs::remove_file(&path).unwrap();
+        assert!(integrity.known_corrupt(&path, len), "missing");
+        assert!(integrity.read(&path, &sha).unwrap().is_err());
+    }
 }

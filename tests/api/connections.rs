@@ -168,11 +168,12 @@ async fn silent_connections_beyond_the_cap_wait_their_turn_and_are_closed_after_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_small_open_file_limit_idle_connections_starve_neither_health_checks_nor_training()
 {
-    // 128 descriptors: the derived cap leaves 64 of them to the database and training.
+    // 128 descriptors: the derived cap leaves 64 of them to the database and training, and
+    // 150 silent sockets are more than the whole limit.
     let server = Server::start(&["--header-read-timeout-seconds", "1"], Some(128)).await;
     let id = server.submit(digits_spec(20, 16)).await;
 
-    let sockets = server.idle_connections(100).await;
+    let sockets = server.idle_connections(150).await;
     assert_eq!(server.healthz().await, Ok(StatusCode::OK));
     let job = server.wait_for_end(&id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
