@@ -81,6 +81,25 @@ pub struct Config {
     #[arg(long, env = "TRAINSERVE_MAX_JOB_MEMORY", value_parser = parse_bytes)]
     pub max_job_memory: Option<u64>,
 
+    /// Seconds a connection may take to send a request's headers, counted from its first byte
+    /// (or from the moment it connects, for its first request); slower ones are closed.
+    #[arg(long, env = "TRAINSERVE_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_seconds: u64,
+
+    /// Seconds a connection may stay open with no request being handled and no byte moving
+    /// (a keep-alive connection between requests, or a client that stopped reading a
+    /// response); then it is closed.
+    #[arg(long, env = "TRAINSERVE_IDLE_TIMEOUT_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_seconds: u64,
+
+    /// Most client connections open at once; more wait in the kernel's accept queue until
+    /// one closes. 0 derives it from the open-file limit (raised to its hard limit at start),
+    /// keeping a quarter of it, and at least 64 descriptors, for training and the database.
+    #[arg(long, env = "TRAINSERVE_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "TRAINSERVE_LOG_JSON", default_value_t = false)]
     pub log_json: bool,

@@ -23,6 +23,14 @@ pub enum Error {
     /// A body of a type the route does not accept.
     #[error("{message}")]
     UnsupportedMediaType { message: String },
+    /// A checkpoint whose file is missing or no longer matches the SHA-256 recorded when it
+    /// was written; another epoch of the job may still be served.
+    #[error("the checkpoint of epoch {epoch} of job {job} is corrupt: {detail}")]
+    CorruptCheckpoint {
+        job: String,
+        epoch: i64,
+        detail: String,
+    },
     /// Too much work in flight; the client should retry later.
     #[error("{message}")]
     Overloaded { message: String },

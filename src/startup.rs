@@ -1,8 +1,12 @@
 //! Wires the store, catalog, queue, predictor and router together, and runs them until a
 //! shutdown signal: stop claiming, send running jobs back to the queue, close the database.
 
-use std::future::{Future, IntoFuture};
+mod connections;
+mod file_limit;
+
+use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -15,18 +19,21 @@ use crate::error::{Error, Result};
 use crate::jobs::{Jobs, QueueConfig};
 use crate::predict::Predictor;
 use crate::store::Store;
+use connections::ConnectionLimits;
 
 /// A built, not yet running, service.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     limits: BodyLimits,
+    connections: ConnectionLimits,
 }
 
 impl Application {
     /// Creates the data folder and database if needed, recovers interrupted jobs, makes sure
     /// the built-in data sets exist and binds the listener.
     pub async fn build(config: Config) -> Result<Application> {
+        let connections = connection_limits(&config);
         std::fs::create_dir_all(config.datasets_dir()).map_err(|err| {
             Error::internal(&format!("creating {}", config.data_dir.display()), err)
         })?;
@@ -79,6 +86,7 @@ impl Application {
                 json_bytes: config.max_body_bytes,
                 upload_bytes: config.max_upload_bytes,
             },
+            connections,
         })
     }
 
@@ -103,19 +111,21 @@ impl Application {
             listener,
             state,
             limits,
+            connections,
         } = self;
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "trainserve listening");
         let scheduler = tokio::spawn(state.jobs.clone().run_scheduler());
         let jobs = state.jobs.clone();
         let store = state.store.clone();
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(
-            axum::serve(listener, api::router(state, limits))
-                .with_graceful_shutdown(async move {
-                    let _ = http_stopped.await;
-                })
-                .into_future(),
-        );
+        let server = tokio::spawn(connections::serve(
+            listener,
+            api::router(state, limits),
+            connections,
+            async move {
+                let _ = http_stopped.await;
+            },
+        ));
         shutdown.await;
         tracing::info!("shutting down: no new jobs are claimed; running jobs go back to the queue");
         jobs.begin_shutdown();
@@ -128,6 +138,32 @@ impl Application {
         store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The timeouts and the connection cap; raises the open-file limit the cap is derived from.
+fn connection_limits(config: &Config) -> ConnectionLimits {
+    let open_files = file_limit::raise_open_file_limit();
+    let max_connections = file_limit::connection_cap(config.max_connections, open_files);
+    match open_files {
+        Some(limit) if max_connections as u64 + file_limit::reserve(limit) > limit => {
+            tracing::warn!(
+                max_connections,
+                open_file_limit = limit,
+                "the connection cap leaves fewer than {} open files for training and the database",
+                file_limit::reserve(limit)
+            );
+        }
+        _ => tracing::info!(
+            max_connections,
+            open_file_limit = open_files,
+            "connections are capped"
+        ),
+    }
+    ConnectionLimits {
+        header_read: Duration::from_secs(config.header_read_timeout_seconds.max(1)),
+        idle: Duration::from_secs(config.idle_timeout_seconds.max(1)),
+        max_connections,
     }
 }
 

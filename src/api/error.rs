@@ -27,6 +27,12 @@ pub struct ErrorBody {
     /// The request field at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The job a corrupt checkpoint belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    /// The epoch of a corrupt checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
 }
 
 /// Status and machine-readable code of an error.
@@ -36,6 +42,7 @@ pub fn classify(err: &Error) -> (StatusCode, &'static str) {
         Error::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
         Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
         Error::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+        Error::CorruptCheckpoint { .. } => (StatusCode::CONFLICT, "checkpoint_corrupt"),
         Error::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         Error::UnsupportedMediaType { .. } => {
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
@@ -60,17 +67,30 @@ impl IntoResponse for ApiError {
                     error: "internal error; see the server log".into(),
                     code,
                     field: None,
+                    job_id: None,
+                    epoch: None,
                 }
             }
             Error::Invalid { field, message } => ErrorBody {
                 error: format!("{field}: {message}"),
                 code,
                 field: Some(field),
+                job_id: None,
+                epoch: None,
+            },
+            Error::CorruptCheckpoint { ref job, epoch, .. } => ErrorBody {
+                error: self.0.to_string(),
+                code,
+                field: None,
+                job_id: Some(job.clone()),
+                epoch: Some(epoch),
             },
             other => ErrorBody {
                 error: other.to_string(),
                 code,
                 field: None,
+                job_id: None,
+                epoch: None,
             },
         };
         (status, Json(body)).into_response()

@@ -308,6 +308,9 @@ pub struct CheckpointView {
     val_loss: f64,
     is_best: bool,
     is_latest: bool,
+    /// The file is missing, of another length than written, or was found not to match its
+    /// SHA-256 since it last changed; prediction passes over it.
+    corrupt: bool,
 }
 
 /// The kept checkpoints of a job.
@@ -325,9 +328,12 @@ pub async fn checkpoints(
     let row = state.jobs.get(job_id(&id)?).await?;
     let rows = state.store.list_checkpoints(row.id).await?;
     let latest = rows.iter().map(|c| c.epoch).max();
+    let corrupt = state.predictor.known_corrupt(&rows).await?;
     let checkpoints = rows
         .into_iter()
-        .map(|c| CheckpointView {
+        .zip(corrupt)
+        .map(|(c, corrupt)| CheckpointView {
+            corrupt,
             is_best: Some(c.epoch) == row.best_epoch,
             is_latest: Some(c.epoch) == latest,
             epoch: c.epoch,

@@ -193,6 +193,8 @@ fn json_error(status: StatusCode, code: &'static str, message: String) -> Respon
             error: message,
             code,
             field: None,
+            job_id: None,
+            epoch: None,
         }),
     )
         .into_response()

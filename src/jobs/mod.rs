@@ -3,6 +3,7 @@
 
 mod disk_reserve;
 mod epoch_writer;
+mod intact;
 mod live;
 mod pruning;
 mod readiness;
@@ -19,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{Notify, broadcast, watch};
 
+pub use intact::newest_intact_checkpoint;
 use live::LiveJobs;
 pub use live::{JobEvent, LiveProgress};
 pub use readiness::Readiness;

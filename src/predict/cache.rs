@@ -3,13 +3,16 @@ use std::sync::{Arc, Mutex};
 
 use super::LoadedModel;
 use crate::domain::JobId;
+use crate::train::checkpoint::FileStamp;
 
 type Key = (JobId, i64);
+type Entry = (Key, Arc<LoadedModel>, FileStamp);
 
-/// A small least-recently-used cache of loaded checkpoints.
+/// A small least-recently-used cache of loaded checkpoints, each with the stamp of the file
+/// it was loaded from, so that a file changed on disk since is not served from memory.
 pub struct ModelCache {
     capacity: usize,
-    entries: Mutex<VecDeque<(Key, Arc<LoadedModel>)>>,
+    entries: Mutex<VecDeque<Entry>>,
 }
 
 impl ModelCache {
@@ -20,27 +23,36 @@ impl ModelCache {
         }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, VecDeque<(Key, Arc<LoadedModel>)>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, VecDeque<Entry>> {
         self.entries
             .lock()
             .expect("model cache lock poisoned; this is a bug")
     }
 
-    /// The model, marked as most recently used.
-    pub fn get(&self, key: &Key) -> Option<Arc<LoadedModel>> {
+    /// The model, marked as most recently used, if it was loaded from a file with this
+    /// stamp; an entry from another version of the file is dropped.
+    pub fn get(&self, key: &Key, stamp: &FileStamp) -> Option<Arc<LoadedModel>> {
         let mut entries = self.entries();
-        let index = entries.iter().position(|(k, _)| k == key)?;
+        let index = entries.iter().position(|(k, _, _)| k == key)?;
         let entry = entries.remove(index)?;
+        if entry.2 != *stamp {
+            return None;
+        }
         let model = Arc::clone(&entry.1);
         entries.push_front(entry);
         Some(model)
     }
 
     /// Adds a model, evicting the least recently used beyond capacity.
-    pub fn insert(&self, key: Key, model: Arc<LoadedModel>) {
+    pub fn insert(&self, key: Key, model: Arc<LoadedModel>, stamp: FileStamp) {
         let mut entries = self.entries();
-        entries.retain(|(k, _)| *k != key);
-        entries.push_front((key, model));
+        entries.retain(|(k, _, _)| *k != key);
+        entries.push_front((key, model, stamp));
         entries.truncate(self.capacity);
+    }
+
+    /// Drops a model (its file is gone).
+    pub fn remove(&self, key: &Key) {
+        self.entries().retain(|(k, _, _)| k != key);
     }
 }

@@ -87,6 +87,101 @@ pub fn image_rows(images: &[ImageInput], preprocessing: &Preprocessing) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Standard base64 with padding, the alphabet the decoder must accept.
+    fn encode(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    /// The `digits` data set's shape: 8x8 grey images, pixels 0 to 16.
+    fn digits() -> Preprocessing {
+        Preprocessing {
+            feature_names: (0..64).map(|i| format!("pixel_{i}")).collect(),
+            standardizer: None,
+            labels: (0..10).map(|i| serde_json::json!(i)).collect(),
+            image_shape: Some([1, 8, 8]),
+            pixel_max: 16.0,
+            image: None,
+        }
+    }
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let image =
+            image::GrayImage::from_fn(width, height, |x, y| image::Luma([(x * 31 + y * 7) as u8]));
+        let mut bytes = Vec::new();
+        image
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
+            .unwrap();
+        bytes
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn base64_of_any_bytes_decodes_back(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(decode_base64(&encode(&bytes)).unwrap(), bytes);
+        }
+
+        #[test]
+        fn decoding_any_text_as_base64_never_panics(text in any::<String>()) {
+            let _ = decode_base64(&text);
+        }
+
+        #[test]
+        fn any_bytes_as_an_image_give_a_row_or_a_422_naming_the_item(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+        ) {
+            let images = [ImageInput { field: "images[0]".into(), bytes }];
+            match image_rows(&images, &digits()) {
+                Ok(rows) => prop_assert_eq!(rows[0].len(), 64),
+                Err(Error::Invalid { field, .. }) => prop_assert_eq!(field, "images[0]"),
+                Err(other) => prop_assert!(false, "not a 422: {other}"),
+            }
+        }
+
+        #[test]
+        fn a_damaged_png_gives_a_row_or_a_422(
+            side in prop_oneof![Just(8u32), 1u32..20],
+            damage in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut bytes = png(side, side);
+            for (at, value) in damage {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            bytes.truncate(cut.index(bytes.len()) + 1);
+            let images = [ImageInput { field: "image[0]".into(), bytes }];
+            match image_rows(&images, &digits()) {
+                Ok(rows) => {
+                    prop_assert_eq!(rows[0].len(), 64);
+                    prop_assert!(rows[0].iter().all(|v| (0.0..=16.0).contains(v)));
+                }
+                Err(Error::Invalid { field, .. }) => prop_assert_eq!(field, "image[0]"),
+                Err(other) => prop_assert!(false, "not a 422: {other}"),
+            }
+        }
+    }
 
     #[test]
     fn base64_decodes_with_and_without_padding() {

@@ -17,7 +17,7 @@ use images::{ImageInput, decode_base64, image_rows};
 use crate::domain::{JobId, JobSpec, ModelSpec};
 use crate::error::{Error, Result};
 use crate::store::{CheckpointRow, JobRow, Store};
-use crate::train::checkpoint;
+use crate::train::checkpoint::{self, FileStamp};
 use crate::train::fused::FusedMlp;
 use crate::train::{Network as CandleNetwork, Preprocessing};
 
@@ -164,16 +164,15 @@ impl Predictor {
                 format!("{count} rows; valid: at most {MAX_ROWS} per request"),
             ));
         }
-        let checkpoint = self
-            .choose_checkpoint(&job, request.checkpoint.as_ref())
-            .await?;
         let _permit =
             Arc::clone(&self.permits)
                 .try_acquire_owned()
                 .map_err(|_| Error::Overloaded {
                     message: "too many predictions in flight; retry shortly".into(),
                 })?;
-        let loaded = self.load(&job, &checkpoint).await?;
+        let (checkpoint, loaded) = self
+            .choose_and_load(&job, request.checkpoint.as_ref())
+            .await?;
         let inputs = request.inputs;
         let predictions = tokio::task::spawn_blocking(move || {
             if images.is_empty() {
@@ -198,8 +197,7 @@ impl Predictor {
         job: &JobRow,
         rows: Vec<Vec<f32>>,
     ) -> Result<(i64, Vec<(usize, f32)>)> {
-        let checkpoint = self.choose_checkpoint(job, None).await?;
-        let loaded = self.load(job, &checkpoint).await?;
+        let (checkpoint, loaded) = self.choose_and_load(job, None).await?;
         let classified = tokio::task::spawn_blocking(move || -> Result<Vec<(usize, f32)>> {
             let width = loaded.preprocessing.input_width();
             let mut x = Vec::with_capacity(rows.len() * width);
@@ -219,6 +217,45 @@ impl Predictor {
         .await
         .map_err(|err| Error::internal("classifying rows", err))??;
         Ok((checkpoint.epoch, classified))
+    }
+
+    /// The chosen checkpoint, loaded. When it is corrupt and the caller did not pin its epoch,
+    /// the newest intact checkpoint of the job answers instead; a pinned corrupt epoch, or a
+    /// job with no intact checkpoint left, is a 409 naming the chosen epoch.
+    async fn choose_and_load(
+        &self,
+        job: &JobRow,
+        choice: Option<&CheckpointChoice>,
+    ) -> Result<(CheckpointRow, Arc<LoadedModel>)> {
+        let chosen = self.choose_checkpoint(job, choice).await?;
+        let corrupt = match self.load(job, &chosen).await {
+            Ok(model) => return Ok((chosen, model)),
+            Err(err @ Error::CorruptCheckpoint { .. }) => err,
+            Err(err) => return Err(err),
+        };
+        if matches!(choice, Some(CheckpointChoice::Epoch(_))) {
+            return Err(corrupt);
+        }
+        let rows = self.store.list_checkpoints(job.id).await?;
+        for row in rows.into_iter().rev().filter(|r| r.epoch != chosen.epoch) {
+            match self.load(job, &row).await {
+                Ok(model) => {
+                    tracing::warn!(job = %job.id, corrupt_epoch = chosen.epoch, served_epoch = row.epoch,
+                        "a corrupt checkpoint was passed over for the newest intact one");
+                    return Ok((row, model));
+                }
+                Err(Error::CorruptCheckpoint { .. }) => continue,
+                Err(err) => return Err(err),
+            }
+        }
+        match corrupt {
+            Error::CorruptCheckpoint { job, epoch, detail } => Err(Error::CorruptCheckpoint {
+                job,
+                epoch,
+                detail: format!("{detail}; no other checkpoint of the job is intact"),
+            }),
+            other => Err(other),
+        }
     }
 
     async fn choose_checkpoint(
@@ -259,10 +296,27 @@ impl Predictor {
         self.store.latest_checkpoint(job.id).await
     }
 
+    /// A checkpoint loaded for serving: from the cache when its file is the one loaded before
+    /// (one `stat` per request tells), else read, verified against its SHA-256 and loaded.
     async fn load(&self, job: &JobRow, checkpoint: &CheckpointRow) -> Result<Arc<LoadedModel>> {
         let key = (job.id, checkpoint.epoch);
-        if let Some(model) = self.cache.get(&key) {
-            return Ok(model);
+        let corrupt = |detail: String| Error::CorruptCheckpoint {
+            job: job.id.to_string(),
+            epoch: checkpoint.epoch,
+            detail,
+        };
+        let path = self.data_dir.join(&checkpoint.path);
+        match FileStamp::of(&path) {
+            Ok(stamp) => {
+                if let Some(model) = self.cache.get(&key, &stamp) {
+                    return Ok(model);
+                }
+            }
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                self.cache.remove(&key);
+                return Err(corrupt("its file is missing".into()));
+            }
+            Err(err) => return Err(Error::internal("looking at a checkpoint file", err)),
         }
         let spec: JobSpec = serde_json::from_str(&job.spec)
             .map_err(|err| Error::internal("reading a spec", err))?;
@@ -272,10 +326,15 @@ impl Predictor {
                 .ok_or_else(|| Error::conflict(format!("job {} has not started", job.id)))?,
         )
         .map_err(|err| Error::internal("reading preprocessing", err))?;
-        let path = self.data_dir.join(&checkpoint.path);
         let sha256 = checkpoint.sha256.clone();
-        let loaded = tokio::task::spawn_blocking(move || -> Result<LoadedModel> {
-            let saved = checkpoint::read_verified(&path, &sha256, &Device::Cpu)?;
+        type Loaded = std::result::Result<(LoadedModel, FileStamp), String>;
+        let loaded = tokio::task::spawn_blocking(move || -> Result<Loaded> {
+            let (bytes, stamp) = match checkpoint::integrity().read(&path, &sha256)? {
+                Ok(read) => read,
+                Err(why) => return Ok(Err(why)),
+            };
+            let saved = checkpoint::decode(&bytes, &Device::Cpu)?;
+            drop(bytes);
             let model = CandleNetwork::from_tensors(
                 &spec.model,
                 &preprocessing,
@@ -297,16 +356,43 @@ impl Predictor {
                 }
                 _ => Network::Candle(model),
             };
-            Ok(LoadedModel {
-                network,
-                preprocessing,
-            })
+            Ok(Ok((
+                LoadedModel {
+                    network,
+                    preprocessing,
+                },
+                stamp,
+            )))
         })
         .await
         .map_err(|err| Error::internal("loading a model", err))??;
+        let (loaded, stamp) = match loaded {
+            Ok(loaded) => loaded,
+            Err(why) => {
+                self.cache.remove(&key);
+                return Err(corrupt(why));
+            }
+        };
         let loaded = Arc::new(loaded);
-        self.cache.insert(key, Arc::clone(&loaded));
+        self.cache.insert(key, Arc::clone(&loaded), stamp);
         Ok(loaded)
+    }
+
+    /// Whether each checkpoint's file is known to be corrupt (missing, of another length than
+    /// written, or found corrupt since it last changed): one `stat` each, no hashing.
+    pub async fn known_corrupt(&self, checkpoints: &[CheckpointRow]) -> Result<Vec<bool>> {
+        let files: Vec<(PathBuf, u64)> = checkpoints
+            .iter()
+            .map(|c| (self.data_dir.join(&c.path), c.bytes.max(0) as u64))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            files
+                .iter()
+                .map(|(path, bytes)| checkpoint::integrity().known_corrupt(path, *bytes))
+                .collect()
+        })
+        .await
+        .map_err(|err| Error::internal("checking checkpoint files", err))
     }
 }
 

@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::SystemTime;
 
 use candle_core::{Device, Tensor};
 use sha2::{Digest, Sha256};
@@ -89,18 +91,21 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<String> {
     Ok(sha256_hex(bytes))
 }
 
-/// Reads a checkpoint, refusing it unless its SHA-256 matches the recorded one.
+/// Reads a checkpoint, refusing it unless its SHA-256 matches the recorded one (a corrupt or
+/// missing file is an internal error here; [`Integrity::read`] tells the two apart).
 pub fn read_verified(path: &Path, sha256: &str, device: &Device) -> Result<CheckpointData> {
-    let bytes = fs::read(path)
-        .map_err(|err| Error::internal(&format!("reading checkpoint {}", path.display()), err))?;
-    let actual = sha256_hex(&bytes);
-    if actual != sha256 {
-        return Err(Error::Internal(format!(
-            "checkpoint {} is corrupt: sha256 {actual}, recorded {sha256}",
+    match integrity().read(path, sha256)? {
+        Ok((bytes, _)) => decode(&bytes, device),
+        Err(why) => Err(Error::Internal(format!(
+            "checkpoint {} is corrupt: {why}",
             path.display()
-        )));
+        ))),
     }
-    let tensors = candle_core::safetensors::load_buffer(&bytes, device)?;
+}
+
+/// Splits safetensors bytes into a checkpoint's three sections.
+pub fn decode(bytes: &[u8], device: &Device) -> Result<CheckpointData> {
+    let tensors = candle_core::safetensors::load_buffer(bytes, device)?;
     let mut data = CheckpointData::default();
     for (name, tensor) in tensors {
         if let Some(rest) = name.strip_prefix(OPTIMIZER_PREFIX) {
@@ -112,6 +117,111 @@ pub fn read_verified(path: &Path, sha256: &str, device: &Device) -> Result<Check
         }
     }
     Ok(data)
+}
+
+/// What identifies one version of a file without reading it: any write changes it (the
+/// change time and inode cannot be set back by a program, unlike the modification time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+    #[cfg(unix)]
+    inode: (u64, i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp of the file at `path` now (one `stat`).
+    pub fn of(path: &Path) -> std::io::Result<FileStamp> {
+        Ok(FileStamp::from_metadata(&fs::metadata(path)?))
+    }
+
+    fn from_metadata(meta: &fs::Metadata) -> FileStamp {
+        #[cfg(unix)]
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            inode: (meta.ino(), meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// Checkpoint files found corrupt, with the version of the file that was judged, so that a
+/// verdict is remembered (and corrupt files are not hashed again on every request) until the
+/// file changes. Only corrupt verdicts are kept: a handful of entries.
+#[derive(Default)]
+pub struct Integrity {
+    corrupt: Mutex<HashMap<PathBuf, (FileStamp, String)>>,
+}
+
+/// The process's record of corrupt checkpoint files (verdicts are about files, keyed by path).
+pub fn integrity() -> &'static Integrity {
+    static INTEGRITY: OnceLock<Integrity> = OnceLock::new();
+    INTEGRITY.get_or_init(Integrity::default)
+}
+
+impl Integrity {
+    fn corrupt(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, (FileStamp, String)>> {
+        self.corrupt
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The file's bytes and stamp when it matches `sha256`; `Ok(Err(why))` when it is missing
+    /// or does not match (the verdict is remembered); `Err` when it could not be read for
+    /// another reason (out of descriptors, an I/O error), which says nothing about the file.
+    pub fn read(
+        &self,
+        path: &Path,
+        sha256: &str,
+    ) -> Result<std::result::Result<(Vec<u8>, FileStamp), String>> {
+        let unreadable =
+            |err| Error::internal(&format!("reading checkpoint {}", path.display()), err);
+        let mut file = match File::open(path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Err("its file is missing".into()));
+            }
+            Err(err) => return Err(unreadable(err)),
+        };
+        let stamp = FileStamp::from_metadata(&file.metadata().map_err(unreadable)?);
+        if let Some((seen, why)) = self.corrupt().get(path)
+            && *seen == stamp
+        {
+            return Ok(Err(why.clone()));
+        }
+        let mut bytes = Vec::with_capacity(stamp.len as usize);
+        file.read_to_end(&mut bytes).map_err(unreadable)?;
+        let actual = sha256_hex(&bytes);
+        if actual != sha256 {
+            let why = format!(
+                "its file does not match the SHA-256 recorded when it was written (sha256 {actual}, recorded {sha256})"
+            );
+            tracing::error!(path = %path.display(), %actual, recorded = %sha256, "a checkpoint is corrupt");
+            self.corrupt()
+                .insert(path.to_path_buf(), (stamp, why.clone()));
+            return Ok(Err(why));
+        }
+        self.corrupt().remove(path);
+        Ok(Ok((bytes, stamp)))
+    }
+
+    /// Whether the file is known to be corrupt, at the cost of one `stat`: missing, not the
+    /// `recorded_len` it was written with, or judged corrupt before and unchanged since. A
+    /// file nobody has read since it changed is not known to be corrupt.
+    pub fn known_corrupt(&self, path: &Path, recorded_len: u64) -> bool {
+        let stamp = match FileStamp::of(path) {
+            Ok(stamp) => stamp,
+            Err(err) => return err.kind() == std::io::ErrorKind::NotFound,
+        };
+        if stamp.len != recorded_len {
+            return true;
+        }
+        self.corrupt()
+            .get(path)
+            .is_some_and(|(seen, _)| *seen == stamp)
+    }
 }
 
 #[cfg(test)]
@@ -158,5 +268,39 @@ mod tests {
         fs::write(&path, corrupt).unwrap();
         let err = read_verified(&path, &sha, &Device::Cpu).err().unwrap();
         assert!(err.to_string().contains("corrupt"), "{err}");
+    }
+
+    #[test]
+    fn a_corrupt_verdict_is_remembered_until_the_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("000001.safetensors");
+        let good = b"the bytes as written".to_vec();
+        let sha = write_atomically(&path, &good).unwrap();
+        let len = good.len() as u64;
+        let integrity = Integrity::default();
+        assert!(!integrity.known_corrupt(&path, len));
+
+        let mut bad = good.clone();
+        bad[3] ^= 1;
+        fs::write(&path, &bad).unwrap();
+        assert!(
+            !integrity.known_corrupt(&path, len),
+            "same length: unknown until read"
+        );
+        assert!(integrity.read(&path, &sha).unwrap().is_err());
+        assert!(integrity.known_corrupt(&path, len));
+
+        fs::write(&path, &good).unwrap();
+        assert!(
+            !integrity.known_corrupt(&path, len),
+            "restored: judged again"
+        );
+        assert!(integrity.read(&path, &sha).unwrap().is_ok());
+
+        fs::write(&path, b"short").unwrap();
+        assert!(integrity.known_corrupt(&path, len), "another length");
+        fs::remove_file(&path).unwrap();
+        assert!(integrity.known_corrupt(&path, len), "missing");
+        assert!(integrity.read(&path, &sha).unwrap().is_err());
     }
 }

@@ -4,6 +4,8 @@ mod helpers;
 
 mod bad_input;
 mod cnn;
+mod connections;
+mod corrupt_checkpoints;
 mod data_limits;
 mod datasets;
 mod diagnostic_plots;
@@ -17,6 +19,7 @@ mod memory;
 mod openapi;
 mod plots;
 mod predict;
+mod predict_decoders;
 mod preprocessing;
 mod resnet;
 mod schemathesis;
