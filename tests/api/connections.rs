@@ -5,7 +5,7 @@
 use std::net::TcpListener as StdListener;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use reqwest::StatusCode;
@@ -63,22 +63,7 @@ impl Server {
             child: command.spawn().expect("the server binary starts"),
             _dir: dir,
         };
-        let started = Instant::now();
-        while server
-            .client
-            .get(format!("{}/readyz", server.base))
-            .send()
-            .await
-            .map(|r| r.status())
-            .ok()
-            != Some(StatusCode::OK)
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the server did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::helpers::wait_until_ready(&server.client, &server.base).await;
         server
     }
 

@@ -199,22 +199,7 @@ impl ServerProcess {
             client: reqwest::Client::new(),
             child,
         };
-        let started = Instant::now();
-        while server
-            .client
-            .get(format!("{}/readyz", server.base))
-            .send()
-            .await
-            .map(|r| r.status())
-            .ok()
-            != Some(StatusCode::OK)
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "the server did not become ready"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        wait_until_ready(&server.client, &server.base).await;
         server
     }
 
@@ -255,6 +240,25 @@ impl Api for ServerProcess {
     }
     fn http(&self) -> &reqwest::Client {
         &self.client
+    }
+}
+
+/// Polls `GET /readyz` of a server just started until it answers 200 (30 s at most).
+pub async fn wait_until_ready(client: &reqwest::Client, base: &str) {
+    let started = Instant::now();
+    while client
+        .get(format!("{base}/readyz"))
+        .send()
+        .await
+        .map(|r| r.status())
+        .ok()
+        != Some(StatusCode::OK)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the server did not become ready"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

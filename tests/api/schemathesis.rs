@@ -9,9 +9,6 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use reqwest::StatusCode;
 
 /// Test cases per operation and phase: enough to walk every constraint's edges, small enough
 /// for the whole run (about 5,000 requests) to take two to three minutes on two busy cores.
@@ -71,21 +68,7 @@ async fn schemathesis_finds_no_server_error_and_no_contract_failure() {
         .expect("the server binary starts");
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let started = Instant::now();
-    while client
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .map(|r| r.status())
-        .ok()
-        != Some(StatusCode::OK)
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the server did not become ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::helpers::wait_until_ready(&client, &base).await;
 
     let report = data.path().join("schemathesis-report");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/schemathesis.toml");
