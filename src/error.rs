@@ -85,6 +85,30 @@ impl Error {
     }
 }
 
+/// Where the data crate's errors meet the API: a bad input becomes a 422 on the request field
+/// it came from.
+impl From<data::DataError> for Error {
+    fn from(err: data::DataError) -> Self {
+        use data::{DataError, Input};
+        match err {
+            DataError::Invalid { input, message } => {
+                let field = match input {
+                    // Part and option names are the request's own (multipart parts, form fields).
+                    Input::Part(part) => part,
+                    Input::Option(option) => option.to_string(),
+                    Input::Generator(param) => format!("synthetic.{param}"),
+                    Input::SplitFraction(fraction) => format!("data.{fraction}"),
+                    Input::Row => "id".to_string(),
+                };
+                Error::Invalid { field, message }
+            }
+            DataError::NotFound { what, id } => Error::NotFound { what, id },
+            DataError::Io(err) => err.into(),
+            DataError::Internal(message) => Error::Internal(message),
+        }
+    }
+}
+
 impl From<candle_core::Error> for Error {
     fn from(err: candle_core::Error) -> Self {
         Error::Internal(format!("tensor operation failed: {err}"))

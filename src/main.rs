@@ -41,7 +41,7 @@ fn main() -> std::process::ExitCode {
         // SAFETY: as above, no other thread exists yet.
         unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
     }
-    trainserve::train::kernels::keep_freed_memory();
+    kernels::keep_freed_memory();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

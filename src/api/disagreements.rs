@@ -15,7 +15,7 @@ use crate::analysis::plot::{self, ImageFormat, SampleTile, TileSection};
 use crate::analysis::{self, DisagreementSets};
 use crate::domain::{JobId, JobSpec};
 use crate::error::{Error, Result};
-use crate::train::dataset::{SplitPlan, Table, sample_rgb, split};
+use data::{SplitPlan, Table, sample_rgb, split};
 
 /// Query of `GET /v1/compare/disagreements`.
 #[derive(serde::Deserialize)]

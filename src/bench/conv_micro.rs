@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::convnets::Init;
 use super::{BenchArgs, median};
 use crate::error::{Error, Result};
-use crate::train::kernels::{self, Conv2dConfig};
+use kernels::{self, Conv2dConfig};
 
 const N: usize = 64;
 const C_IN: usize = 32;

@@ -1,5 +1,5 @@
 //! The peer's convolutional workloads (`cnn`, `resnet18`) trained with trainserve's CPU
-//! kernels (`train::kernels`), side by side with the PyTorch peer, alternating.
+//! kernels (the `kernels` crate), side by side with the PyTorch peer, alternating.
 //!
 //! `cnn` is a self-contained bench model with the peer's layout; `resnet18` is the service's
 //! own ResNet-18 (`src/train/resnet.rs`). Both build on the same kernels. Each repeat, like one run of the peer, builds a
@@ -17,7 +17,7 @@ use super::{BenchArgs, median};
 use crate::domain::OptimizerSpec;
 use crate::error::{Error, Result};
 use crate::train::Optimizer;
-use crate::train::kernels::{self, Conv2dConfig};
+use kernels::{self, Conv2dConfig};
 
 /// Images of the `cnn` workload (as in the peer).
 const CNN_SAMPLES: usize = 1792;

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use crate::domain::{JobSpec, parse_json};
 use crate::error::{Error, Result};
-use crate::train::dataset::digits;
 use crate::train::{EpochMetrics, Interrupter, fit, prepare};
+use data::digits;
 
 use super::median;
 use super::scratch_service::ScratchService;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{Catalog, UploadFile, validate_name};
 use crate::error::{Error, Result};
 use crate::store::DatasetRow;
-use crate::train::dataset::{self, ImageOptions, Table};
+use data::{self as dataset, ImageOptions, Table};
 
 /// An image-archive upload: a zip, tar or tar.gz with one folder per class.
 pub struct ImageUpload {
@@ -31,7 +31,11 @@ impl Catalog {
         let limits = self.image_limits;
         let archive = upload.archive;
         let table = tokio::task::spawn_blocking(move || {
-            dataset::read_image_archive(archive.open()?, &options, &limits)
+            Ok::<_, Error>(dataset::read_image_archive(
+                archive.open()?,
+                &options,
+                &limits,
+            )?)
             // The uploaded file is removed here, as `archive` goes out of scope.
         })
         .await
@@ -47,8 +51,10 @@ impl Catalog {
             .await?
             .ok_or_else(|| Error::not_found("data set", name_or_id))?;
         let table: Arc<Table> = self.load(row.id).await?;
-        tokio::task::spawn_blocking(move || dataset::sample_png(&table, &row.name, index))
-            .await
-            .map_err(|err| Error::internal("drawing a sample", err))?
+        let png =
+            tokio::task::spawn_blocking(move || dataset::sample_png(&table, &row.name, index))
+                .await
+                .map_err(|err| Error::internal("drawing a sample", err))??;
+        Ok(png)
     }
 }

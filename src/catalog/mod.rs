@@ -21,8 +21,8 @@ pub use upload::UploadFile;
 use crate::domain::DatasetId;
 use crate::error::{Error, Result};
 use crate::store::{DatasetRow, Store};
-use crate::train::dataset::{
-    self, CsvLimits, ImageLimits, RegionsParams, ShapesParams, Table, table_bytes,
+use data::{
+    self as dataset, CsvLimits, ImageLimits, RegionsParams, ShapesParams, Table, table_bytes,
 };
 
 /// Name of the built-in handwritten digits data set.
@@ -93,8 +93,8 @@ impl SyntheticKind {
     /// Checks the parameters; errors name the field as `synthetic.<name>`.
     pub fn validate(&self) -> Result<()> {
         match self {
-            SyntheticKind::Regions(params) => params.validate(),
-            SyntheticKind::Shapes(params) => params.validate(),
+            SyntheticKind::Regions(params) => Ok(params.validate()?),
+            SyntheticKind::Shapes(params) => Ok(params.validate()?),
         }
     }
 
@@ -230,14 +230,14 @@ impl Catalog {
                     if upload.val.is_some() || upload.test.is_some() {
                         return Err(Error::invalid("val", "'val' and 'test' files need a 'train' file, not 'file'"));
                     }
-                    dataset::read_csv("file", file.open()?, &upload.label_column, &limits)
+                    Ok(dataset::read_csv("file", file.open()?, &upload.label_column, &limits)?)
                 }
                 (None, Some(train)) => {
                     let Some(val) = &upload.val else {
                         return Err(Error::invalid("val", "a data set with its own split needs a 'val' file"));
                     };
                     let test = upload.test.as_ref().map(UploadFile::open).transpose()?;
-                    dataset::read_split_csvs(train.open()?, Some(val.open()?), test, &upload.label_column, &limits)
+                    Ok(dataset::read_split_csvs(train.open()?, Some(val.open()?), test, &upload.label_column, &limits)?)
                 }
                 (None, None) => Err(Error::invalid("file", "attach the CSV as a 'file' part (or 'train' and 'val' parts)")),
             }
@@ -330,7 +330,7 @@ impl Catalog {
         let saved = tokio::task::spawn_blocking(move || dataset::save(&to_save, &target))
             .await
             .map_err(|err| Error::internal("saving a data set", err))
-            .and_then(|saved| saved);
+            .and_then(|saved| saved.map_err(Error::from));
         if let Err(err) = saved {
             // `save` removes its own temporary folder; this catches anything past the rename.
             let _ = std::fs::remove_dir_all(&folder);
@@ -373,7 +373,7 @@ impl Catalog {
             let mut loaded = None;
             let slot = cache
                 .try_get_with(id, || {
-                    let table = Arc::new(dataset::load(&folder)?);
+                    let table = Arc::new(dataset::load(&folder).map_err(Error::from)?);
                     loaded = Some(Arc::clone(&table));
                     Ok::<_, Error>(Slot::new(table))
                 })
@@ -386,7 +386,7 @@ impl Catalog {
             match table {
                 Some(table) => Ok(table),
                 // Evicted between another thread's load and this look: read it again.
-                None => dataset::load(&folder).map(Arc::new),
+                None => Ok(dataset::load(&folder).map(Arc::new)?),
             }
         })
         .await
@@ -504,7 +504,7 @@ fn is_bidi_control(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::dataset::LabelKind;
+    use data::LabelKind;
 
     /// A table of `rows` rows of 100 features: 404 bytes a row.
     fn table(rows: usize) -> Arc<Table> {

@@ -2,7 +2,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::SyntheticKind;
 use crate::domain::DataSpec;
-use crate::train::dataset::{LabelKind, RegionsParams, Split, SplitPlan, Table, split};
+use data::{LabelKind, RegionsParams, Split, SplitPlan, Table, split};
 
 /// What a user needs to know about a data set before training on it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -132,7 +132,7 @@ impl DatasetSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::dataset::{ShapesParams, digits, shapes};
+    use data::{ShapesParams, digits, shapes};
 
     #[test]
     fn an_image_table_shows_its_shape_and_channels_but_no_feature_names() {

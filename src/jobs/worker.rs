@@ -11,10 +11,10 @@ use crate::domain::{JobId, JobSpec, JobStatus};
 use crate::error::{Error, Result};
 use crate::store::Claim;
 use crate::train::checkpoint::{self, CheckpointData};
-use crate::train::kernels;
 use crate::train::{
     EpochReport, FitOutcome, InterruptReason, Start, TrainError, fit, prepare_within,
 };
+use kernels;
 
 /// How a claimed job ends on this worker.
 enum Ending {

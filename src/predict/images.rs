@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::train::Preprocessing;
-use crate::train::dataset::{ImageLimits, decode_image_row};
+use data::{ImageLimits, decode_image_row};
 
 /// One image of a request and the name to blame it by (`images[2]`, `image[0]`).
 pub struct ImageInput {

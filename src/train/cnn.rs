@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use super::kernels;
 use candle_core::{Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 

@@ -343,8 +343,8 @@ mod tests {
 
     use super::*;
     use crate::domain::parse_json;
-    use crate::train::dataset::{RegionsParams, regions};
     use crate::train::prepare;
+    use data::{RegionsParams, regions};
 
     #[test]
     fn both_paths_train_the_same_network_the_same_way() {

@@ -234,7 +234,7 @@ impl<'a> Trainer<'a> {
         }
         let batch_size = spec.training.batch_size.min(data.train.len).max(1);
         let steps_per_epoch = data.train.len.div_ceil(batch_size) as u64;
-        let threads = super::kernels::thread_budget();
+        let threads = kernels::thread_budget();
         let mut trainer = Trainer {
             spec,
             engine: Engine::build(spec, data, model, fused_applies(spec, device), threads)?,

@@ -4,9 +4,9 @@
 use candle_core::Device;
 
 use super::checkpoint::{self, CheckpointData};
-use super::dataset::{RegionsParams, regions};
 use super::{EpochReport, FitOutcome, Interrupter, PreparedData, Start, TrainError, fit, prepare};
 use crate::domain::{DataSpec, JobSpec, parse_json};
+use data::{RegionsParams, regions};
 
 fn data() -> PreparedData {
     let table = regions(&RegionsParams {
@@ -220,7 +220,7 @@ fn batch_size_one_trains_with_batch_norm() {
 #[test]
 fn a_resnet_resumed_from_a_checkpoint_continues_bit_identically() {
     // The checkpoint must carry batch norm's running statistics for evaluation to match.
-    let table = super::dataset::shapes(&super::dataset::ShapesParams {
+    let table = data::shapes(&data::ShapesParams {
         classes: 2,
         samples: 40,
         image_size: 16,
@@ -251,7 +251,7 @@ fn a_resnet_resumed_from_a_checkpoint_continues_bit_identically() {
 
 #[test]
 fn an_augmented_run_resumes_bit_identically_on_both_paths() {
-    use super::dataset::{ShapesParams, shapes};
+    use data::{ShapesParams, shapes};
     let table = shapes(&ShapesParams {
         classes: 3,
         samples: 90,

@@ -3,7 +3,7 @@
 
 pub mod checkpoint;
 mod cnn;
-pub mod dataset;
+
 mod engine;
 mod fit;
 #[cfg(test)]
@@ -13,7 +13,7 @@ mod grads;
 pub mod image_prep;
 mod init;
 mod interrupt;
-pub mod kernels;
+
 mod metrics;
 mod mlp;
 mod monitor;

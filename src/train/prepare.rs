@@ -6,10 +6,10 @@ use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{Split, SplitPlan, Standardizer, Table, split};
 use super::image_prep::ImagePipeline;
 use crate::domain::{DataShape, DataSpec, JobSpec, format_bytes};
 use crate::error::{Error, Result};
+use data::{Split, SplitPlan, Standardizer, Table, split};
 
 /// What turns a raw row into the network's input, and an output index into a label. Fixed
 /// when a job starts and stored with it, so prediction applies exactly what training did.
@@ -325,7 +325,7 @@ fn optional(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::dataset::LabelKind;
+    use data::LabelKind;
 
     /// `rows` one-pixel grayscale images in two classes, the first class three times larger.
     fn pixels(rows: usize) -> Table {

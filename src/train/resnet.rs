@@ -13,11 +13,11 @@ use candle_core::{Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
 use super::init;
-use super::kernels::{self, Conv2dConfig, Epilogue};
 use super::mlp::load_vars;
 use super::{Mode, ParamInfo};
 use crate::domain::{InitSpec, ResNetDepth, ResNetSpec, Stem};
 use crate::error::{Error, Result};
+use kernels::{self, Conv2dConfig, Epilogue};
 
 /// PyTorch's `BatchNorm2d` defaults.
 const BN_EPS: f64 = 1e-5;

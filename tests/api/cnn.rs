@@ -66,8 +66,7 @@ async fn a_cnn_trains_on_shapes_with_metrics_norms_checkpoints_and_predictions()
     let (_, checkpoints) = app.get(&format!("/v1/jobs/{id}/checkpoints")).await;
     assert!(!checkpoints["checkpoints"].as_array().unwrap().is_empty());
 
-    let table =
-        trainserve::train::dataset::shapes(&serde_json::from_value(small_shapes()).unwrap());
+    let table = data::shapes(&serde_json::from_value(small_shapes()).unwrap());
     let inputs: Vec<&[f32]> = (0..3).map(|i| table.row(i)).collect();
     let (status, answer) = app
         .post(
@@ -184,8 +183,7 @@ async fn a_cnn_predicts_from_base64_and_multipart_images_like_from_rows() {
     assert_eq!(job["status"], "succeeded", "{job}");
     let path = format!("/v1/models/{id}/predict");
 
-    let table =
-        trainserve::train::dataset::shapes(&serde_json::from_value(small_shapes()).unwrap());
+    let table = data::shapes(&serde_json::from_value(small_shapes()).unwrap());
     let pngs: Vec<Vec<u8>> = (0..2).map(|i| png_of(table.row(i), [3, 16, 16])).collect();
     let inputs: Vec<&[f32]> = (0..2).map(|i| table.row(i)).collect();
     let (_, from_rows) = app.post(&path, json!({"inputs": inputs})).await;

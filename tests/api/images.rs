@@ -344,7 +344,7 @@ async fn an_mlp_trains_on_generated_shapes_and_predicts_from_flattened_images() 
     assert_eq!(job["status"], "succeeded", "{job}");
 
     // The same parameters give the same images: predict rows 0 to 2 (circle, square, triangle).
-    let table = trainserve::train::dataset::shapes(
+    let table = data::shapes(
         &serde_json::from_value(json!({"classes": 3, "samples": 300, "seed": 1})).unwrap(),
     );
     let inputs: Vec<&[f32]> = (0..3).map(|i| table.row(i)).collect();

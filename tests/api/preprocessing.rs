@@ -87,8 +87,7 @@ async fn a_cnn_with_declared_preprocessing_predicts_an_image_of_any_size_like_it
 
     // Assert
     assert_eq!(probabilities(&from_image), probabilities(&from_row));
-    let table =
-        trainserve::train::dataset::shapes(&serde_json::from_value(small_shapes()).unwrap());
+    let table = data::shapes(&serde_json::from_value(small_shapes()).unwrap());
     let (status, body) = app
         .post(&path, json!({"inputs": [&table.row(0)[..10]]}))
         .await;
@@ -243,7 +242,7 @@ async fn a_digits_cnn_predicts_the_png_sample_of_a_digit_like_its_raw_row() {
         .await;
     let job = app.wait_for_end(&id).await;
     assert_eq!(job["status"], "succeeded", "{job}");
-    let table = trainserve::train::dataset::digits();
+    let table = data::digits();
     let rows: Vec<usize> = (1700..1710).collect();
     let (_, summary) = app.get("/v1/datasets/digits").await;
     assert_eq!(summary["pixel_max"], 16.0, "{summary}");

@@ -104,7 +104,7 @@ async fn uploaded_torchvision_weights_fine_tune_and_probe_a_resnet18_that_then_p
     ] {
         assert!(layers.contains(&name.to_string()), "{name} in {layers:?}");
     }
-    let table = trainserve::train::dataset::shapes(
+    let table = data::shapes(
         &serde_json::from_value(json!({"classes": 2, "samples": 24, "image_size": 16, "seed": 4}))
             .unwrap(),
     );

@@ -6,10 +6,9 @@
 
 use super::{Activation, CnnSpec, MlpSpec, ModelSpec, ResNetDepth, ResNetSpec, Stem};
 
-/// Columns an im2col matrix is grouped to (`train::kernels::conv2d::geometry::GROUP_COLUMNS`):
-/// small planes are batched until a GEMM has at least this many, so a matrix holds up to
-/// `plane + GROUP_COLUMNS` columns.
-const GROUP_COLUMNS: u64 = 512;
+/// Columns an im2col matrix is grouped to: small planes are batched until a GEMM has at least
+/// this many, so a matrix holds up to `plane + GROUP_COLUMNS` columns.
+const GROUP_COLUMNS: u64 = kernels::GROUP_COLUMNS as u64;
 /// Values per class that the loss keeps: log-softmax's shifted logits, their exponentials and
 /// the log-probabilities, and the gathered targets (rounded up to 4).
 const LOSS_PER_CLASS: u64 = 4;

@@ -36,7 +36,7 @@ pub struct DataShape {
 
 impl DataShape {
     /// Rows per split, `[train, val, test]`: the data set's own split, or the stratified split
-    /// of `train::dataset::split` (per class, round(n·val_fraction) to validation,
+    /// of `data::split` (per class, round(n·val_fraction) to validation,
     /// round(n·test_fraction) to test, the rest to training).
     pub fn split_rows(&self, data: &DataSpec) -> [usize; 3] {
         if let Some(split) = self.fixed_split {
@@ -59,7 +59,7 @@ impl DataShape {
 
 /// A job's memory in bytes, by what holds it. The job's peak is [`MemoryEstimate::total`].
 /// Memory freed along the way is counted as still held: the allocator is tuned never to
-/// return freed memory to the system (`train::kernels::malloc`), and loading, preparation and
+/// return freed memory to the system (`kernels::keep_freed_memory`), and loading, preparation and
 /// training run on different threads, whose allocator arenas do not share freed memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryEstimate {

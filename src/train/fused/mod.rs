@@ -4,7 +4,6 @@
 //! GEMM calls over flat buffers, with the same parameters, names, initialization, dropout
 //! draws and checkpoint format as [`super::Mlp`], so a job may switch paths between runs.
 
-mod matmul;
 mod network;
 mod optimizer;
 

@@ -2,9 +2,9 @@ use candle_core::{Device, Tensor};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::matmul;
 use crate::domain::{Activation, MlpSpec};
 use crate::error::{Error, Result};
+use kernels::dense as matmul;
 
 /// One dense layer: `weight` is `[outputs × inputs]` row-major, as in torch and `Mlp`.
 struct Dense {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, InplaceOp2, Layout, Result, bail};
 use rayon::prelude::*;
 
-use crate::train::kernels::thread_budget;
+use kernels::thread_budget;
 
 // Elements below which a parameter is updated on the calling thread alone.
 const PARALLEL_ABOVE: usize = 1 << 16;
