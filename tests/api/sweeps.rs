@@ -380,9 +380,19 @@ async fn concurrent_resumes_of_a_sweep_requeue_each_trial_once() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["id"].as_str().unwrap().to_string();
-    app.post(&format!("/v1/sweeps/{id}/cancel"), json!({}))
+    let (status, cancelled) = app
+        .post(&format!("/v1/sweeps/{id}/cancel"), json!({}))
         .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{cancelled}");
     wait_for_sweep(&app, &id).await;
+    let (_, before) = app.get(&format!("/v1/jobs?sweep={id}&limit=100")).await;
+    let statuses: Vec<&str> = before["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["cancelled"; 3], "{before}");
 
     // Act: several resumes at once.
     let path = format!("/v1/sweeps/{id}/resume");
