@@ -109,6 +109,28 @@ impl From<data::DataError> for Error {
     }
 }
 
+/// Where the engine's errors meet the API: a spec path is the request field, weights that
+/// cannot be read are a 422 on the uploaded `file`, the rest is the service's fault.
+impl From<engine::EngineError> for Error {
+    fn from(err: engine::EngineError) -> Self {
+        use engine::EngineError;
+        match err {
+            EngineError::Spec { path, message } => Error::Invalid {
+                field: path,
+                message,
+            },
+            EngineError::UnreadableWeights(message) => Error::Invalid {
+                field: "file".to_string(),
+                message,
+            },
+            EngineError::Data(err) => err.into(),
+            EngineError::Tensor(err) => err.into(),
+            EngineError::Io(err) => err.into(),
+            EngineError::Internal(message) => Error::Internal(message),
+        }
+    }
+}
+
 impl From<candle_core::Error> for Error {
     fn from(err: candle_core::Error) -> Self {
         Error::Internal(format!("tensor operation failed: {err}"))

@@ -15,4 +15,3 @@ pub mod predict;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
-pub mod train;

@@ -9,10 +9,10 @@ mod resnet_formula;
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
+use engine::{Mode, Network, ResNet};
 use rand::SeedableRng;
 use serde_json::Value;
 use trainserve::domain::{ResNetDepth, ResNetSpec};
-use trainserve::train::{Mode, Network, ResNet};
 
 /// The formula input `[n, c, h, w]` of the script.
 fn input(shape: [usize; 4]) -> Tensor {

@@ -31,7 +31,7 @@ pub fn findings_for(
     let classes = row
         .preprocessing
         .as_deref()
-        .and_then(|p| serde_json::from_str::<crate::train::Preprocessing>(p).ok())
+        .and_then(|p| serde_json::from_str::<engine::Preprocessing>(p).ok())
         .map_or(2, |p| p.labels.len());
     Ok(analysis::diagnose(&RunFacts {
         status: row.status.as_str(),

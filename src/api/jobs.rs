@@ -74,7 +74,7 @@ pub(super) async fn check_split(
     match &summaries[&spec.dataset] {
         Some(summary) if summary.fixed_split.is_none() => {
             let rows: Vec<usize> = summary.classes.iter().map(|c| c.count).collect();
-            spec.data.check_split_sizes(&rows)
+            Ok(spec.data.check_split_sizes(&rows)?)
         }
         _ => Ok(()),
     }
@@ -85,7 +85,7 @@ pub async fn submit(
     State(state): State<AppState>,
     JsonBytes(body): JsonBytes,
 ) -> ApiResult<impl IntoResponse> {
-    let spec = JobSpec::parse(&body)?;
+    let spec = crate::domain::parse_job_spec(&body)?;
     check_split(&state, &spec, &mut Default::default()).await?;
     let row = state.jobs.submit(spec).await?;
     let location = format!("/v1/jobs/{}", row.id);

@@ -75,7 +75,7 @@ pub struct JobExtras {
 
 /// The fitted image pipeline of a job's stored preprocessing, with the network's input shape.
 fn image_preprocessing(stored: Option<&str>) -> Option<serde_json::Value> {
-    let preprocessing: crate::train::Preprocessing = serde_json::from_str(stored?).ok()?;
+    let preprocessing: engine::Preprocessing = serde_json::from_str(stored?).ok()?;
     let pipeline = preprocessing.image?;
     let mut view = serde_json::to_value(&pipeline).ok()?;
     view["output_shape"] = serde_json::json!(pipeline.output_shape());

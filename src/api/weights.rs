@@ -13,7 +13,7 @@ use super::extract::read_body;
 use crate::domain::WeightsId;
 use crate::error::{Error, Result};
 use crate::store::WeightsRow;
-use crate::train::weights::TensorInfo;
+use engine::weights::TensorInfo;
 
 /// Uploaded weights as the API shows them.
 #[derive(Serialize)]

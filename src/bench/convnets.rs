@@ -16,7 +16,7 @@ use super::peer::Peer;
 use super::{BenchArgs, median};
 use crate::domain::OptimizerSpec;
 use crate::error::{Error, Result};
-use crate::train::Optimizer;
+use engine::Optimizer;
 use kernels::{self, Conv2dConfig};
 
 /// Images of the `cnn` workload (as in the peer).

@@ -8,8 +8,8 @@ use serde_json::json;
 
 use crate::domain::{JobSpec, parse_json};
 use crate::error::{Error, Result};
-use crate::train::{EpochMetrics, Interrupter, fit, prepare};
 use data::digits;
+use engine::{EpochMetrics, Interrupter, fit, prepare};
 
 use super::median;
 use super::scratch_service::ScratchService;
@@ -68,7 +68,7 @@ async fn bare_loop(spec: &JobSpec) -> Result<(f64, f64)> {
         fit(
             &spec,
             &data,
-            crate::train::Start::Fresh,
+            engine::Start::Fresh,
             &Device::Cpu,
             &Interrupter::new(),
             &mut |_| {},

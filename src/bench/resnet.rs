@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::convnets::{BenchModel, Init, labels, train_rate};
 use crate::domain::{ResNetDepth, ResNetSpec};
-use crate::train::{Mode, ResNet};
+use engine::{Mode, ResNet};
 
 /// The peer's batch size and sample count for this workload.
 pub const BATCH: usize = 32;

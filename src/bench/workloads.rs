@@ -13,8 +13,8 @@ use super::median;
 use super::peer::Peer;
 use crate::domain::{JobSpec, parse_json};
 use crate::error::{Error, Result};
-use crate::train::fused::FusedMlp;
-use crate::train::{Interrupter, Mlp, PreparedData, Preprocessing, SplitTensors, fit};
+use engine::fused::FusedMlp;
+use engine::{Interrupter, Mlp, PreparedData, Preprocessing, SplitTensors, fit};
 
 const N: usize = 1792;
 const INPUTS: usize = 64;
@@ -132,7 +132,7 @@ fn train_rate(args: &BenchArgs, batch_size: usize, rows: usize) -> Result<f64> {
     fit(
         &spec,
         &data,
-        crate::train::Start::Fresh,
+        engine::Start::Fresh,
         &Device::Cpu,
         &Interrupter::new(),
         &mut |_| {},

@@ -4,20 +4,21 @@ mod ids;
 mod json;
 mod pruning;
 mod query;
-mod spec;
+mod spec_json;
 mod status;
 mod sweep;
 
-pub use ids::{DatasetId, JobId, SweepId, WeightsId};
-pub use json::parse_json;
-pub use pruning::{PruningRule, PruningSpec};
-pub use query::{Clause, Field, Op, parse_field, parse_where};
-pub use spec::{
+pub use engine::spec::{
     Activation, CheckpointSpec, CnnSpec, ConvBlockSpec, CropKind, CropSpec, DataShape, DataSpec,
     EarlyStoppingSpec, GradClipSpec, HeadSpec, ImagePreprocessingSpec, ImageSize, InitSpec,
     JobSpec, MAX_PARAMETERS, MemoryEstimate, Metric, MetricMode, MlpSpec, ModelSpec, Normalization,
     OptimizerSpec, ResNetDepth, ResNetSpec, ScheduleSpec, Stem, TrainingSpec, TransferMode,
     TransferSpec, Warmup, format_bytes,
 };
+pub use ids::{DatasetId, JobId, SweepId, WeightsId};
+pub use json::parse_json;
+pub use pruning::{PruningRule, PruningSpec};
+pub use query::{Clause, Field, Op, parse_field, parse_where};
+pub use spec_json::parse_job_spec;
 pub use status::JobStatus;
 pub use sweep::{Axis, Distribution, Goal, RankMetric, Search, SweepSpec, Trial};

@@ -8,9 +8,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::spec::check_label;
 use super::{JobSpec, PruningSpec};
 use crate::error::{Error, Result};
+use engine::spec::check_label;
 
 /// Most trials one sweep may create.
 pub const MAX_TRIALS: usize = 1000;
@@ -281,8 +281,8 @@ impl SweepSpec {
         }
         let bytes = serde_json::to_vec(&self.base)
             .map_err(|err| Error::internal("encoding a base", err))?;
-        JobSpec::parse(&bytes)
-            .and_then(|spec| spec.validate())
+        crate::domain::parse_job_spec(&bytes)
+            .and_then(|spec| Ok(spec.validate()?))
             .map_err(|err| match err {
                 Error::Invalid { field, message } => {
                     Error::invalid(format!("base.{field}"), message)
@@ -421,7 +421,8 @@ impl SweepSpec {
 /// Parses one trial's spec; an error in a swept field is reported on its axis.
 fn parse_trial(spec: &Value, params: &BTreeMap<String, Value>) -> Result<JobSpec> {
     let bytes = serde_json::to_vec(spec).map_err(|err| Error::internal("encoding a trial", err))?;
-    let parsed = JobSpec::parse(&bytes).and_then(|job| job.validate().map(|_| job));
+    let parsed =
+        crate::domain::parse_job_spec(&bytes).and_then(|job| Ok(job.validate().map(|_| job)?));
     parsed.map_err(|err| match err {
         Error::Invalid { field, message } => {
             // Errors inside tagged objects (model, optimizer) are reported on the object, with the

@@ -17,8 +17,8 @@ use super::{JobEvent, Jobs, retention};
 use crate::domain::{JobId, JobSpec};
 use crate::error::{Error, Result};
 use crate::store::{CheckpointRow, EpochCommit, EpochRow, LayerGradRow, StepBatch};
-use crate::train::checkpoint;
-use crate::train::{EpochMetrics, EpochReport, LayerStats};
+use engine::checkpoint;
+use engine::{EpochMetrics, EpochReport, LayerStats};
 
 /// Most bytes of checkpoints that may wait for the writer before the trainer blocks.
 pub const BACKLOG_BYTES: usize = 64 << 20;

@@ -8,7 +8,7 @@ use candle_core::Device;
 use crate::domain::JobId;
 use crate::error::{Error, Result};
 use crate::store::{CheckpointRow, Store};
-use crate::train::checkpoint::{self, CheckpointData};
+use engine::checkpoint::{self, CheckpointData};
 
 /// The newest checkpoint of job `id` whose file matches its recorded SHA-256, read onto
 /// `device`, with its row; corrupt or missing ones are passed over (each logged, and marked
@@ -58,8 +58,8 @@ async fn newest_intact_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::checkpoint::{CheckpointParts, encode, write_atomically};
     use candle_core::Tensor;
+    use engine::checkpoint::{CheckpointParts, encode, write_atomically};
 
     #[tokio::test]
     async fn a_corrupt_newest_checkpoint_is_passed_over_for_the_one_before() {

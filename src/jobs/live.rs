@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::domain::{JobId, JobStatus};
 use crate::store::{EpochRow, JobRow};
-use crate::train::{InterruptReason, Interrupter, Progress};
+use engine::{InterruptReason, Interrupter, Progress};
 
 /// Step-level progress of a running job, kept in memory (writing every step to the database
 /// would cost more than the step).

@@ -30,7 +30,7 @@ use crate::catalog::Catalog;
 use crate::domain::{DataShape, DatasetId, JobId, JobSpec, SweepId};
 use crate::error::{Error, Result};
 use crate::store::{CancelOutcome, JobRow, NewJob, RecoveryReport, Store};
-use crate::train::InterruptReason;
+use engine::InterruptReason;
 
 /// Settings of the queue and its workers.
 #[derive(Clone, Debug)]
@@ -206,8 +206,9 @@ impl Jobs {
             return Ok(());
         };
         let config = &self.inner.config;
-        spec.memory_estimate(&data_shape(&summary), config.job_threads)?
-            .check(spec, config.max_job_memory)
+        Ok(spec
+            .memory_estimate(&data_shape(&summary), config.job_threads)?
+            .check(spec, config.max_job_memory)?)
     }
 
     /// Cancels a job: a queued one never starts, a running one stops within one batch.

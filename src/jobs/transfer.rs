@@ -9,9 +9,9 @@ use candle_core::{Device, Tensor};
 use super::Jobs;
 use crate::domain::{JobId, JobSpec, TransferSpec};
 use crate::error::{Error, Result};
-use crate::train::checkpoint::{self, sha256_hex};
-use crate::train::network::backbone_shapes;
-use crate::train::weights::{TensorInfo, check_shapes};
+use engine::checkpoint::{self, sha256_hex};
+use engine::network::backbone_shapes;
+use engine::weights::{TensorInfo, check_shapes};
 
 /// The spec field a transfer's weights come from.
 const FROM_JOB: &str = "init.from_job";
@@ -115,7 +115,7 @@ impl Jobs {
                 (found, field)
             }
         };
-        check_shapes(&expected, &found, field)
+        Ok(check_shapes(&expected, &found, field)?)
     }
 
     async fn weights_row(&self, name: &str) -> Result<crate::store::WeightsRow> {

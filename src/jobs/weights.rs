@@ -5,8 +5,8 @@ use super::Jobs;
 use crate::domain::WeightsId;
 use crate::error::{Error, Result};
 use crate::store::{NewWeights, WeightsRow};
-use crate::train::checkpoint::write_atomically;
-use crate::train::weights::inspect;
+use engine::checkpoint::write_atomically;
+use engine::weights::inspect;
 
 impl Jobs {
     /// Stores a safetensors file under `name`: a 422 on `file` when it is not one, a 409 when

@@ -10,10 +10,8 @@ use super::{JobEvent, Jobs, now_ms};
 use crate::domain::{JobId, JobSpec, JobStatus};
 use crate::error::{Error, Result};
 use crate::store::Claim;
-use crate::train::checkpoint::{self, CheckpointData};
-use crate::train::{
-    EpochReport, FitOutcome, InterruptReason, Start, TrainError, fit, prepare_within,
-};
+use engine::checkpoint::{self, CheckpointData};
+use engine::{EpochReport, FitOutcome, InterruptReason, Start, TrainError, fit, prepare_within};
 use kernels;
 
 /// How a claimed job ends on this worker.
@@ -119,7 +117,9 @@ impl Jobs {
                             &mut |report| {
                                 thread_backlog.reserve(report.checkpoint.len());
                                 reports.send(report).map_err(|_| {
-                                    Error::Internal("the job's checkpoint writer stopped".into())
+                                    engine::EngineError::Internal(
+                                        "the job's checkpoint writer stopped".into(),
+                                    )
                                 })
                             },
                         )

@@ -3,7 +3,7 @@ use std::sync::{Arc, Mutex};
 
 use super::LoadedModel;
 use crate::domain::JobId;
-use crate::train::checkpoint::FileStamp;
+use engine::checkpoint::FileStamp;
 
 type Key = (JobId, i64);
 type Entry = (Key, Arc<LoadedModel>, FileStamp);

@@ -2,8 +2,8 @@
 //! rows of the job's data set shape.
 
 use crate::error::{Error, Result};
-use crate::train::Preprocessing;
 use data::{ImageLimits, decode_image_row};
+use engine::Preprocessing;
 
 /// One image of a request and the name to blame it by (`images[2]`, `image[0]`).
 pub struct ImageInput {

@@ -17,9 +17,9 @@ use images::{ImageInput, decode_base64, image_rows};
 use crate::domain::{JobId, JobSpec, ModelSpec};
 use crate::error::{Error, Result};
 use crate::store::{CheckpointRow, JobRow, Store};
-use crate::train::checkpoint::{self, FileStamp};
-use crate::train::fused::FusedMlp;
-use crate::train::{Network as CandleNetwork, Preprocessing};
+use engine::checkpoint::{self, FileStamp};
+use engine::fused::FusedMlp;
+use engine::{Network as CandleNetwork, Preprocessing};
 
 /// Most rows one request may send.
 pub const MAX_ROWS: usize = 10_000;

@@ -70,10 +70,7 @@ async fn uploaded_torchvision_weights_fine_tune_and_probe_a_resnet18_that_then_p
         "102 tensors and 20 num_batches_tracked"
     );
     assert_eq!(weights["bytes"], bytes.len());
-    assert_eq!(
-        weights["sha256"],
-        trainserve::train::checkpoint::sha256_hex(&bytes)
-    );
+    assert_eq!(weights["sha256"], engine::checkpoint::sha256_hex(&bytes));
     let id = weights["id"].as_str().unwrap().to_string();
     let (status, by_name) = app.get("/v1/weights/tiny-resnet18").await;
     assert_eq!(

@@ -3,8 +3,8 @@
 //! `safetensors.torch.save_file` would save it.
 
 use candle_core::{Device, Tensor};
+use engine::resnet::state_shapes;
 use trainserve::domain::{ResNetDepth, ResNetSpec};
-use trainserve::train::resnet::state_shapes;
 
 /// A value in [-1, 1) from a tensor's number `t` and a value's index `i`.
 pub fn hashed(i: usize, t: usize) -> f64 {

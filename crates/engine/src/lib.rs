@@ -1,0 +1,60 @@
+//! The training engine: job specs, models, optimizers, schedules, the loop, metrics and
+//! checkpoints, on candle. Everything here is synchronous and blocking; callers run it on
+//! threads of their own.
+//!
+//! # Map
+//! - [`spec`]: the job spec (data, model, training, initialization) with its validation and
+//!   memory estimate.
+//! - [`prepare`] (`prepare`, `image_prep`, `pixels`): a data set's table turned into tensors.
+//! - Models: [`Mlp`], [`Cnn`], [`ResNet`], behind [`Network`]; `init` and `seed` make them
+//!   reproducible; [`fused`] is the fast CPU path for MLPs without batch normalization.
+//! - Optimizers: `optim` (over candle variables) and [`fused::FlatOptimizer`] (over flat
+//!   buffers), both stepping with the update rules of `optim::rules`.
+//! - The loop: [`fit`] with `engine` (which path steps), `schedule`, `monitor` (early
+//!   stopping), `grads` and `metrics`; [`Interrupter`] stops it between batches.
+//! - [`checkpoint`]: a run's state as safetensors, written atomically and verified on read;
+//!   [`weights`]: reading uploaded safetensors.
+//! - [`error`]: [`EngineError`], in the engine's terms (a spec path, never an HTTP status).
+//!
+//! Rule: `engine` depends on `kernels` and `data`, never on the service. Tests live in each
+//! module's `tests` (inline, or `<module>/tests.rs` when long).
+
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+mod cnn;
+
+mod engine;
+pub mod error;
+mod fit;
+pub mod fused;
+mod grads;
+pub mod image_prep;
+mod init;
+mod interrupt;
+
+mod metrics;
+mod mlp;
+mod monitor;
+pub mod network;
+mod optim;
+pub mod pixels;
+mod prepare;
+pub mod resnet;
+mod schedule;
+mod seed;
+pub mod spec;
+pub mod weights;
+
+pub use cnn::Cnn;
+pub use error::{EngineError, Result};
+pub use fit::{EpochReport, FitOutcome, Progress, Start, TrainError, fit};
+pub use interrupt::{InterruptReason, Interrupter};
+pub use metrics::{EpochMetrics, LayerStats};
+pub use mlp::{Mlp, Mode, ParamInfo};
+pub use network::Network;
+pub use optim::Optimizer;
+pub use prepare::{
+    Augmentation, PreparedData, Preprocessing, SplitTensors, data_shape, prepare, prepare_within,
+};
+pub use resnet::ResNet;
