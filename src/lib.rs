@@ -5,7 +5,7 @@
 
 pub mod analysis;
 pub mod api;
-pub mod bench;
+
 pub mod catalog;
 pub mod config;
 pub mod domain;

@@ -167,6 +167,28 @@ fn connection_limits(config: &Config) -> ConnectionLimits {
     }
 }
 
+/// Sets up the process for training, before any other thread exists: candle's thread counts
+/// (`threads` for matrix products, else the physical cores, unless `RAYON_NUM_THREADS` is set;
+/// element-wise ops on the calling thread) and the allocator. Both binaries call it first.
+pub fn configure_process(threads: Option<usize>) {
+    // candle asks the OS how many cores there are on every matrix product unless this is set
+    // (a quarter of a small MLP's training time); fix it once, while the process has one thread.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() || threads.is_some() {
+        let threads = threads.unwrap_or_else(candle_core::utils::get_num_threads);
+        // SAFETY: the caller runs this before any other thread exists, so nothing can read
+        // the environment concurrently.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
+    }
+    // candle's element-wise ops (and the gradient sums of backward) otherwise run on a
+    // process-wide spinning pool outside any job's thread budget; on the calling thread they
+    // measured faster beside trainserve's kernels.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: as above, no other thread exists yet.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+    kernels::keep_freed_memory();
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {

@@ -63,7 +63,7 @@ pub struct LayerStats {
 /// Evaluation forward passes keep each activation below this many elements where that still
 /// leaves batches of `MIN_EVAL_ROWS`: candle runs larger element-wise operations on its barrier
 /// pool, whose spinning workers cost more than they save for small layers (measured: evaluating
-/// the whole digits training split in one batch slowed `trainserve bench` by about a fifth on
+/// the whole digits training split in one batch slowed `trainserve-bench` by about a fifth on
 /// 2 cores; in batches of 1023 rows, by a few percent).
 const EVAL_ELEMENTS: usize = 64 * 1024 - 1;
 const MIN_EVAL_ROWS: usize = 256;

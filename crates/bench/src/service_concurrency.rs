@@ -8,8 +8,8 @@ use serde_json::json;
 
 use super::median;
 use super::scratch_service::ScratchService;
-use crate::domain::{JobSpec, parse_json};
-use crate::error::Result;
+use trainserve::domain::{JobSpec, parse_json};
+use trainserve::error::Result;
 
 fn spec(seed: u32, epochs: u32, batch_size: usize) -> Result<JobSpec> {
     let text = format!(

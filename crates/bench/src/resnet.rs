@@ -10,8 +10,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::convnets::{BenchModel, Init, labels, train_rate};
-use crate::domain::{ResNetDepth, ResNetSpec};
 use engine::{Mode, ResNet};
+use trainserve::domain::{ResNetDepth, ResNetSpec};
 
 /// The peer's batch size and sample count for this workload.
 pub const BATCH: usize = 32;

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::convnets::Init;
 use super::{BenchArgs, median};
-use crate::error::{Error, Result};
 use kernels::{self, Conv2dConfig};
+use trainserve::error::{Error, Result};
 
 const N: usize = 64;
 const C_IN: usize = 32;

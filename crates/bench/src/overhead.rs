@@ -6,10 +6,10 @@ use std::time::Instant;
 use candle_core::Device;
 use serde_json::json;
 
-use crate::domain::{JobSpec, parse_json};
-use crate::error::{Error, Result};
 use data::digits;
 use engine::{EpochMetrics, Interrupter, fit, prepare};
+use trainserve::domain::{JobSpec, parse_json};
+use trainserve::error::{Error, Result};
 
 use super::median;
 use super::scratch_service::ScratchService;

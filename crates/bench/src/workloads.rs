@@ -11,10 +11,10 @@ use serde_json::json;
 use super::BenchArgs;
 use super::median;
 use super::peer::Peer;
-use crate::domain::{JobSpec, parse_json};
-use crate::error::{Error, Result};
 use engine::fused::FusedMlp;
 use engine::{Interrupter, Mlp, PreparedData, Preprocessing, SplitTensors, fit};
+use trainserve::domain::{JobSpec, parse_json};
+use trainserve::error::{Error, Result};
 
 const N: usize = 1792;
 const INPUTS: usize = 64;
@@ -152,7 +152,7 @@ fn train_rate(args: &BenchArgs, batch_size: usize, rows: usize) -> Result<f64> {
 /// after 100 warm-up passes, over one second, as the peer measures it.
 fn predict_rate(args: &BenchArgs, batch: usize) -> Result<f64> {
     let spec = spec(args, batch)?;
-    let crate::domain::ModelSpec::Mlp(mlp) = &spec.model else {
+    let trainserve::domain::ModelSpec::Mlp(mlp) = &spec.model else {
         return Err(Error::Internal("the bench workloads are MLPs".into()));
     };
     let model = Mlp::seeded(

@@ -1,7 +1,13 @@
-//! `trainserve bench`: throughput of trainserve's own training and inference code on the
+//! `trainserve-bench`: throughput of trainserve's own training and inference code on the
 //! workloads of the PyTorch peer (`../shared/bench/peer_torch.py`), run side by side in one
 //! invocation and alternating, plus the cost of the service over the bare training loop.
-//! Everything prints JSON lines; build with `--release` for any timing.
+//! Everything prints JSON lines; build with `--release` for any timing:
+//! `cargo run --release -p trainserve-bench -- --workload mlp,cnn --repeats 5`.
+//!
+//! A binary of its own, so that the production binary carries none of it. Map: `workloads`
+//! (MLP training and predict), `convnets` and `resnet` (CNN and ResNet-18 training),
+//! `conv_micro` (single ops and ResNet-18's convolutions), `overhead`, `service_concurrency`
+//! and `scratch_service` (the service around the loop), `peer` (the PyTorch side).
 
 mod conv_micro;
 mod convnets;
@@ -14,10 +20,16 @@ mod workloads;
 
 use serde_json::json;
 
-use crate::error::{Error, Result};
+use clap::Parser;
+use trainserve::error::{Error, Result};
+use trainserve::startup::configure_process;
 
-/// Options of `trainserve bench`.
-#[derive(Clone, Debug, clap::Args)]
+/// Options of `trainserve-bench`.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    version,
+    about = "Benchmarks trainserve side by side with its PyTorch peer"
+)]
 pub struct BenchArgs {
     /// Comma-separated workloads: mlp, mlp_bs1, cnn, resnet18, predict, overhead,
     /// conv2d_micro, ops_micro, resnet18_convs, cnn_concurrency, service_concurrency, or all (= mlp,mlp_bs1,cnn,resnet18,predict).
@@ -54,8 +66,30 @@ pub struct BenchArgs {
     pub threads: usize,
 }
 
+fn main() -> std::process::ExitCode {
+    let args = BenchArgs::parse();
+    configure_process((args.threads > 0).then_some(args.threads));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("trainserve-bench: cannot start the async runtime: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("trainserve-bench: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the chosen workloads and prints JSON lines: one per measurement, one summary per workload.
-pub async fn run(args: BenchArgs) -> Result<()> {
+async fn run(args: BenchArgs) -> Result<()> {
     let mut names: Vec<String> = args
         .workload
         .split(',')

@@ -14,10 +14,10 @@ use serde_json::json;
 
 use super::peer::Peer;
 use super::{BenchArgs, median};
-use crate::domain::OptimizerSpec;
-use crate::error::{Error, Result};
 use engine::Optimizer;
 use kernels::{self, Conv2dConfig};
+use trainserve::domain::OptimizerSpec;
+use trainserve::error::{Error, Result};
 
 /// Images of the `cnn` workload (as in the peer).
 const CNN_SAMPLES: usize = 1792;

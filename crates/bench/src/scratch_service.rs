@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::api::AppState;
-use crate::config::Config;
-use crate::domain::{JobId, JobSpec, JobStatus};
-use crate::error::{Error, Result};
-use crate::jobs::JobEvent;
-use crate::startup::Application;
+use trainserve::api::AppState;
+use trainserve::config::Config;
+use trainserve::domain::{JobId, JobSpec, JobStatus};
+use trainserve::error::{Error, Result};
+use trainserve::jobs::JobEvent;
+use trainserve::startup::Application;
 
 /// A running service on a random port with its own data folder, removed by [`Self::stop`].
 pub struct ScratchService {

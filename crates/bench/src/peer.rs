@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use trainserve::error::{Error, Result};
 
 /// A runnable peer: a Python with torch and the peer script.
 #[derive(Clone, Debug)]
