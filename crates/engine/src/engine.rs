@@ -9,10 +9,11 @@ use candle_core::{Device, Tensor};
 use candle_nn::loss::cross_entropy;
 use rand_chacha::ChaCha8Rng;
 
-use super::fused::{FlatOptimizer, FusedMlp};
+use super::fused::FusedMlp;
 use super::grads;
 use super::metrics::{count_correct, evaluate};
 use super::mlp::ParamInfo;
+use super::optim::FlatOptimizer;
 use super::{Mode, Network, Optimizer, PreparedData, SplitTensors};
 use crate::error::Result;
 use crate::spec::{GradClipSpec, JobSpec, ModelSpec, OptimizerSpec, TransferMode};
@@ -100,7 +101,7 @@ impl Engine {
             .into_iter()
             .map(|(name, var)| (name, var.as_tensor().elem_count()))
             .collect();
-        let optimizer = FlatOptimizer::new(optimizer_spec, &params);
+        let optimizer = FlatOptimizer::new(optimizer_spec, &params)?;
         Ok(Engine::Fused(Box::new(Fused {
             net,
             optimizer,

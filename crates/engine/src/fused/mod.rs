@@ -5,7 +5,5 @@
 //! draws and checkpoint format as [`super::Mlp`], so a job may switch paths between runs.
 
 mod network;
-mod optimizer;
 
 pub use network::{FusedMlp, StepOutput};
-pub use optimizer::FlatOptimizer;

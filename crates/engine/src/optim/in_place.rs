@@ -13,18 +13,18 @@ use kernels::thread_budget;
 const PARALLEL_ABOVE: usize = 1 << 16;
 
 /// The in-place update of a parameter from `(parameter, gradient)` by `update(θ, g, state)`
-/// over matching runs of elements, moving the `N` state buffers it holds (behind a mutex only
+/// over matching runs of elements, moving the state buffers it holds (behind a mutex only
 /// because candle's ops take `&self`).
-pub(super) struct InPlace<'a, const N: usize, F> {
-    pub state: Mutex<[&'a mut [f32]; N]>,
+pub(super) struct InPlace<'a, F> {
+    pub state: Mutex<Vec<&'a mut [f32]>>,
     pub update: F,
 }
 
-impl<'a, const N: usize, F> InPlace<'a, N, F>
+impl<'a, F> InPlace<'a, F>
 where
-    F: Fn(&mut [f32], &[f32], &mut [&mut [f32]; N]) + Sync,
+    F: Fn(&mut [f32], &[f32], &mut [&mut [f32]]) + Sync,
 {
-    pub fn new(state: [&'a mut [f32]; N], update: F) -> Self {
+    pub fn new(state: Vec<&'a mut [f32]>, update: F) -> Self {
         InPlace {
             state: Mutex::new(state),
             update,
@@ -32,9 +32,9 @@ where
     }
 }
 
-impl<const N: usize, F> InplaceOp2 for InPlace<'_, N, F>
+impl<F> InplaceOp2 for InPlace<'_, F>
 where
-    F: Fn(&mut [f32], &[f32], &mut [&mut [f32]; N]) + Sync + Send,
+    F: Fn(&mut [f32], &[f32], &mut [&mut [f32]]) + Sync + Send,
 {
     fn name(&self) -> &'static str {
         "trainserve-optimizer-step"
@@ -70,14 +70,15 @@ where
         }
         // Matching runs of every buffer, one work item each.
         let chunk = p.len().div_ceil(threads).max(PARALLEL_ABOVE / 2);
-        let mut state_runs = state.each_mut().map(|s| s.chunks_mut(chunk));
+        let mut state_runs: Vec<_> = state.iter_mut().map(|s| s.chunks_mut(chunk)).collect();
         let runs: Vec<_> = p
             .chunks_mut(chunk)
             .zip(g.chunks(chunk))
             .map(|(p, g)| {
-                let state = state_runs
-                    .each_mut()
-                    .map(|runs| runs.next().unwrap_or_default());
+                let state: Vec<&mut [f32]> = state_runs
+                    .iter_mut()
+                    .map(|runs| runs.next().unwrap_or_default())
+                    .collect();
                 (p, g, state)
             })
             .collect();

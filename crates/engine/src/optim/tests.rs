@@ -284,8 +284,9 @@ fn steps_on_many(spec: &OptimizerSpec, dtype: candle_core::DType) -> Vec<f64> {
 }
 
 #[test]
-fn fused_f32_updates_match_the_tensor_form() {
-    // f32 parameters on the CPU take the fused in-place update, f64 ones the tensor form.
+fn the_element_wise_rules_match_the_tensor_reference() {
+    // f32 parameters on the CPU take the element-wise rules in place, f64 ones the tensor
+    // reference.
     let adam = |weight_decay| OptimizerSpec::Adam {
         lr: 0.05,
         beta1: 0.9,
@@ -307,6 +308,16 @@ fn fused_f32_updates_match_the_tensor_form() {
         sgd(0.0, false, 0.1),
         sgd(0.9, false, 0.0),
         sgd(0.9, true, 0.1),
+        rmsprop(0.0, false),
+        rmsprop(0.9, true),
+        OptimizerSpec::Rmsprop {
+            lr: 0.01,
+            alpha: 0.9,
+            eps: 1e-8,
+            momentum: 0.5,
+            weight_decay: 0.1,
+            centered: false,
+        },
     ];
     for spec in specs {
         let fused = steps_on_many(&spec, candle_core::DType::F32);
