@@ -7,19 +7,18 @@ mod images;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use cache::ModelCache;
 use images::{ImageInput, decode_base64, image_rows};
 
-use crate::domain::{JobId, JobSpec, ModelSpec};
+use crate::domain::{JobId, JobSpec};
 use crate::error::{Error, Result};
 use crate::store::{CheckpointRow, JobRow, Store};
 use engine::checkpoint::{self, FileStamp};
-use engine::fused::FusedMlp;
-use engine::{Network as CandleNetwork, Preprocessing};
+use engine::{InferenceNetwork, Preprocessing};
 
 /// Most rows one request may send.
 pub const MAX_ROWS: usize = 10_000;
@@ -79,34 +78,8 @@ pub struct PredictResponse {
 
 /// A checkpoint loaded for serving: never the weights being trained.
 pub struct LoadedModel {
-    network: Network,
+    network: InferenceNetwork,
     preprocessing: Preprocessing,
-}
-
-/// The loaded network, on the path that serves it fastest.
-enum Network {
-    Candle(CandleNetwork),
-    /// Small MLPs: no per-operation overhead, which dominates at batch size 1.
-    Fused(FusedMlp),
-}
-
-impl Network {
-    fn probabilities(&self, x: Vec<f32>, rows: usize, width: usize) -> Result<Vec<Vec<f32>>> {
-        match self {
-            Network::Candle(model) => {
-                let x = Tensor::from_vec(x, (rows, width), &Device::Cpu)?;
-                Ok(model.probabilities(&x)?.to_vec2::<f32>()?)
-            }
-            Network::Fused(net) => {
-                let classes = net.classes().max(1);
-                Ok(net
-                    .probabilities(&x, rows)
-                    .chunks(classes)
-                    .map(<[f32]>::to_vec)
-                    .collect())
-            }
-        }
-    }
 }
 
 /// Handle to the prediction service; cheap to clone.
@@ -335,27 +308,8 @@ impl Predictor {
             };
             let saved = checkpoint::decode(&bytes, &Device::Cpu)?;
             drop(bytes);
-            let model = CandleNetwork::from_tensors(
-                &spec.model,
-                &preprocessing,
-                &saved.model,
-                &Device::Cpu,
-            )
-            .map_err(|err| Error::Internal(format!("checkpoint does not fit its job: {err}")))?;
-            let network = match &spec.model {
-                ModelSpec::Mlp(mlp) if FusedMlp::supports(mlp) => {
-                    let (inputs, classes) =
-                        (preprocessing.input_width(), preprocessing.labels.len());
-                    Network::Fused(FusedMlp::from_state(
-                        mlp,
-                        inputs,
-                        classes,
-                        &model.state()?,
-                        1,
-                    )?)
-                }
-                _ => Network::Candle(model),
-            };
+            let network =
+                InferenceNetwork::from_checkpoint(&spec.model, &preprocessing, &saved.model)?;
             Ok(Ok((
                 LoadedModel {
                     network,

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::fused::FusedMlp;
 use super::grads;
-use super::metrics::{count_correct, evaluate};
+use super::metrics::{Score, count_correct, evaluate};
 use super::mlp::ParamInfo;
 use super::optim::FlatOptimizer;
 use super::{Mode, Network, Optimizer, PreparedData, SplitTensors};
@@ -231,30 +231,16 @@ impl Engine {
             Engine::Candle { model, .. } => evaluate(model, split),
             Engine::Fused(f) => {
                 let (x, y) = flat(split)?;
-                let classes = f.net.classes();
-                let (mut loss, mut correct) = (0f64, 0usize);
+                let mut score = Score::default();
                 // Bounded chunks keep the activations of a large split small.
                 let rows_per_chunk = 4096;
                 for (xs, ys) in x
                     .chunks(rows_per_chunk * f.width)
                     .zip(y.chunks(rows_per_chunk))
                 {
-                    let logits = f.net.logits(xs, ys.len());
-                    for (row, &target) in logits.chunks(classes).zip(ys) {
-                        let (argmax, max) =
-                            row.iter()
-                                .enumerate()
-                                .fold(
-                                    (0, f32::NEG_INFINITY),
-                                    |a, (j, &v)| if v > a.1 { (j, v) } else { a },
-                                );
-                        let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
-                        loss += f64::from(max + sum.ln() - row[target as usize]);
-                        correct += usize::from(argmax == target as usize);
-                    }
+                    score.add(&f.net.logits(xs, ys.len()), ys);
                 }
-                let n = y.len().max(1) as f64;
-                Ok((loss / n, correct as f64 / n))
+                Ok(score.mean())
             }
         }
     }
@@ -325,16 +311,17 @@ fn clip_flat(grads: &mut [(Vec<f32>, Vec<f32>)], spec: &GradClipSpec) {
         let m = max_value as f32;
         all(grads, &mut |g| *g = g.clamp(-m, m));
     }
-    if let Some(max_norm) = spec.max_norm {
-        let total = grads
+    let squared = || {
+        grads
             .iter()
             .map(|(w, b)| sum_of_squares(w) + sum_of_squares(b))
             .sum::<f64>()
-            .sqrt();
-        if total > max_norm {
-            let scale = (max_norm / (total + 1e-6)) as f32;
-            all(grads, &mut |g| *g *= scale);
-        }
+    };
+    if spec.max_norm.is_some()
+        && let Some(scale) = grads::norm_scale(spec, squared())
+    {
+        let scale = scale as f32;
+        all(grads, &mut |g| *g *= scale);
     }
 }
 

@@ -64,8 +64,8 @@ fn sum_of_squares(xs: &[f32]) -> f64 {
 }
 
 /// Clips gradients in place: each element to ±max_value, then all of them together to a
-/// global L2 norm of at most max_norm (scaled by max_norm / (norm + 1e-6), as PyTorch does).
-/// `squared` are the squared norms of the unclipped gradients.
+/// global L2 norm of at most max_norm ([`norm_scale`]). `squared` are the squared norms of the
+/// unclipped gradients. The fused path clips its flat gradients with the same two rules.
 pub fn clip(grads: &mut [Option<Tensor>], spec: &GradClipSpec, squared: &[f64]) -> Result<()> {
     let mut squared = squared.to_vec();
     if let Some(max_value) = spec.max_value {
@@ -76,16 +76,20 @@ pub fn clip(grads: &mut [Option<Tensor>], spec: &GradClipSpec, squared: &[f64]) 
             squared = squared_norms(grads)?;
         }
     }
-    if let Some(max_norm) = spec.max_norm {
-        let total = squared.iter().sum::<f64>().sqrt();
-        if total > max_norm {
-            let scale = max_norm / (total + 1e-6);
-            for g in grads.iter_mut().flatten() {
-                *g = (&*g * scale)?;
-            }
+    if let Some(scale) = norm_scale(spec, squared.iter().sum()) {
+        for g in grads.iter_mut().flatten() {
+            *g = (&*g * scale)?;
         }
     }
     Ok(())
+}
+
+/// The factor that brings gradients of total squared L2 norm `squared` down to `max_norm`
+/// (max_norm / (norm + 1e-6), as PyTorch scales), or `None` when they are within it.
+pub(crate) fn norm_scale(spec: &GradClipSpec, squared: f64) -> Option<f64> {
+    let max_norm = spec.max_norm?;
+    let total = squared.sqrt();
+    (total > max_norm).then(|| max_norm / (total + 1e-6))
 }
 
 /// Per-parameter gradient norms over an epoch's steps: their mean and maximum.

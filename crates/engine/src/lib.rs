@@ -8,8 +8,9 @@
 //! - [`prepare`] (`prepare`, `image_prep`, `pixels`): a data set's table turned into tensors.
 //! - Models: [`Mlp`], [`Cnn`], [`ResNet`], behind [`Network`]; `init` and `seed` make them
 //!   reproducible; [`fused`] is the fast CPU path for MLPs without batch normalization.
-//! - Optimizers: `optim` (over candle variables) and [`fused::FlatOptimizer`] (over flat
-//!   buffers), both stepping with the update rules of `optim::rules`.
+//! - Optimizers (`optim`): [`Optimizer`] over candle variables and `FlatOptimizer` over the
+//!   fused MLP's buffers, both stepping with the update rules of `optim/rules.rs`.
+//! - [`InferenceNetwork`] (`inference`): a checkpoint loaded for serving, on the fastest path.
 //! - The loop: [`fit`] with `engine` (which path steps), `schedule`, `monitor` (early
 //!   stopping), `grads` and `metrics`; [`Interrupter`] stops it between batches.
 //! - [`checkpoint`]: a run's state as safetensors, written atomically and verified on read;
@@ -30,6 +31,7 @@ mod fit;
 pub mod fused;
 mod grads;
 pub mod image_prep;
+mod inference;
 mod init;
 mod interrupt;
 
@@ -49,6 +51,7 @@ pub mod weights;
 pub use cnn::Cnn;
 pub use error::{EngineError, Result};
 pub use fit::{EpochReport, FitOutcome, Progress, Start, TrainError, fit};
+pub use inference::InferenceNetwork;
 pub use interrupt::{InterruptReason, Interrupter};
 pub use metrics::{EpochMetrics, LayerStats};
 pub use mlp::{Mlp, Mode, ParamInfo};

@@ -2,7 +2,6 @@
 //! learning rate, the noise of the step losses, and per-parameter gradient and weight norms.
 
 use candle_core::{DType, Tensor};
-use candle_nn::loss::cross_entropy;
 
 use super::{Mode, Network, SplitTensors};
 use crate::error::Result;
@@ -82,7 +81,7 @@ pub fn count_correct(logits: &Tensor, y: &Tensor) -> candle_core::Result<f64> {
 
 /// Mean loss and accuracy of the model on a split, in evaluation mode.
 pub fn evaluate(model: &Network, split: &SplitTensors) -> Result<(f64, f64)> {
-    let (mut loss_sum, mut correct) = (0f64, 0f64);
+    let mut score = Score::default();
     let rows = (EVAL_ELEMENTS / model.widest().max(1)).max(MIN_EVAL_ROWS);
     let mut start = 0;
     while start < split.len {
@@ -90,12 +89,48 @@ pub fn evaluate(model: &Network, split: &SplitTensors) -> Result<(f64, f64)> {
         let x = split.x.narrow(0, start, len)?;
         let y = split.y.narrow(0, start, len)?;
         let logits = model.forward(&x, &mut Mode::Eval)?;
-        loss_sum += f64::from(cross_entropy(&logits, &y)?.to_scalar::<f32>()?) * len as f64;
-        correct += count_correct(&logits, &y)?;
+        score.add(
+            &logits.flatten_all()?.to_dtype(DType::F32)?.to_vec1()?,
+            &y.to_vec1()?,
+        );
         start += len;
     }
-    let n = split.len.max(1) as f64;
-    Ok((loss_sum / n, correct / n))
+    Ok(score.mean())
+}
+
+/// Cross-entropy and accuracy summed over rows of logits: the one evaluation of both training
+/// paths (the fused MLP passes its logits here too).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Score {
+    loss: f64,
+    correct: usize,
+    rows: usize,
+}
+
+impl Score {
+    /// Adds rows of `logits` (row-major, one row per target) against their `targets`.
+    pub fn add(&mut self, logits: &[f32], targets: &[u32]) {
+        let classes = logits.len() / targets.len().max(1);
+        for (row, &target) in logits.chunks(classes.max(1)).zip(targets) {
+            let (argmax, max) =
+                row.iter()
+                    .enumerate()
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |a, (j, &v)| if v > a.1 { (j, v) } else { a },
+                    );
+            let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
+            self.loss += f64::from(max + sum.ln() - row[target as usize]);
+            self.correct += usize::from(argmax == target as usize);
+            self.rows += 1;
+        }
+    }
+
+    /// Mean loss and accuracy (zeros for no rows).
+    pub fn mean(&self) -> (f64, f64) {
+        let n = self.rows.max(1) as f64;
+        (self.loss / n, self.correct as f64 / n)
+    }
 }
 
 /// Population standard deviation over mean; 0 for fewer than two values or a zero mean.

@@ -1,6 +1,7 @@
 //! Fast CPU kernels for training: convolutions, pooling, batch normalization and ReLU as
 //! candle custom ops, and the dense products of the MLP fast path. All the `unsafe` of the
-//! training side is here (the service's is limited to two libc calls at start-up).
+//! training side is here (the service's is limited to start-up: the file limit and
+//! candle's thread settings).
 //!
 //! # Map
 //! - [`conv2d`] (`conv2d/`: geometry, im2col/col2im), [`max_pool2d`] and friends (`pool/`),
