@@ -9,8 +9,8 @@ use candle_core::{Device, Tensor};
 use super::Jobs;
 use crate::domain::{JobId, JobSpec, TransferSpec};
 use crate::error::{Error, Result};
+use engine::backbone_shapes;
 use engine::checkpoint::{self, sha256_hex};
-use engine::network::backbone_shapes;
 use engine::weights::{TensorInfo, check_shapes};
 
 /// The spec field a transfer's weights come from.

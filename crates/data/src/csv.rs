@@ -34,7 +34,7 @@ impl Default for CsvLimits {
 
 /// Parses a CSV with a header row; `label_column` names the label; every other column must be
 /// a finite number. `part` names the upload part in errors.
-pub fn parse_csv(
+pub(crate) fn parse_csv(
     part: &str,
     bytes: &[u8],
     label_column: &str,
@@ -57,20 +57,9 @@ pub fn read_csv(
     rows.into_table(part, kind, label_column)
 }
 
-/// Parses separate files per split (train required, val/test optional) with identical headers
-/// into one Table with `splits` set (rows in train, val, test order); classes are the union,
+/// Reads separate files per split (train required, val/test optional; each read as a stream)
+/// with identical headers into one Table with `splits` set (rows in train, val, test order); classes are the union,
 /// and the val/test files may not introduce a class the train file lacks (error names it).
-pub fn parse_split_csvs(
-    train: &[u8],
-    val: Option<&[u8]>,
-    test: Option<&[u8]>,
-    label_column: &str,
-    limits: &CsvLimits,
-) -> Result<Table> {
-    read_split_csvs(train, val, test, label_column, limits)
-}
-
-/// [`parse_split_csvs`] from readers (uploaded files), each read as a stream.
 pub fn read_split_csvs<R: Read>(
     train: R,
     val: Option<R>,

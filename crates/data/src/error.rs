@@ -77,7 +77,7 @@ impl DataError {
     }
 
     /// Input about an uploaded part named `part`.
-    pub fn in_part(part: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn in_part(part: &str, message: impl Into<String>) -> Self {
         Self::invalid(Input::Part(part.to_string()), message)
     }
 }

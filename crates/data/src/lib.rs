@@ -3,31 +3,31 @@
 //!
 //! # Map
 //! - [`Table`] (here): features, labels, classes, an optional user split and image shape.
-//! - Reading uploads: [`csv`] (one file or train/val/test files, streamed, with limits) and
-//!   [`images`] (zip and tar archives of PNG/JPEG files: layout, decoding, sample images).
-//! - Making data: [`builtin`] (`digits`, compiled in), [`synthetic`] (`regions`) and
-//!   [`shapes`] (rendered circles, squares and triangles).
-//! - [`split`]: the seeded stratified split and the standardizer fitted on the train rows.
-//! - [`storage`]: a table on disk (safetensors plus `meta.json`), written atomically.
-//! - [`error`]: [`DataError`], which names the part of the input at fault ([`Input`]).
+//! - Reading uploads: `csv` (one file or train/val/test files, streamed, with limits) and
+//!   `images` (zip and tar archives of PNG/JPEG files: layout, decoding, sample images).
+//! - Making data: `builtin` (`digits`, compiled in), `synthetic` (`regions`) and
+//!   `shapes` (rendered circles, squares and triangles).
+//! - `split`: the seeded stratified split and the standardizer fitted on the train rows.
+//! - `storage`: a table on disk (safetensors plus `meta.json`), written atomically.
+//! - `error`: [`DataError`], which names the part of the input at fault ([`Input`]).
 //!
 //! Rule: this crate knows nothing of training, HTTP or the database: it depends on no other
 //! crate of the workspace, and its errors name inputs in its own terms. Tests live in each
 //! module's `tests` (inline, or `<module>/tests.rs` when long).
 
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
-pub mod builtin;
-pub mod csv;
-pub mod error;
-pub mod images;
-pub mod shapes;
-pub mod split;
-pub mod storage;
-pub mod synthetic;
+mod builtin;
+mod csv;
+mod error;
+mod images;
+mod shapes;
+mod split;
+mod storage;
+mod synthetic;
 
 pub use self::builtin::digits;
-pub use self::csv::{CsvLimits, parse_csv, parse_split_csvs, read_csv, read_split_csvs};
+pub use self::csv::{CsvLimits, read_csv, read_split_csvs};
 pub use self::error::{DataError, Input, Result};
 pub use self::images::{
     ImageLimits, ImageOptions, decode_image_row, parse_image_archive, read_image_archive,

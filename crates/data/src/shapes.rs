@@ -8,7 +8,7 @@ use super::{LabelKind, Table};
 use crate::error::{DataError, Input, Result};
 
 /// The shapes in the order classes are taken: `classes: 3` means the first three.
-pub const SHAPE_NAMES: [&str; 10] = [
+pub(crate) const SHAPE_NAMES: [&str; 10] = [
     "circle", "square", "triangle", "cross", "ring", "stripes", "diamond", "frame", "checker", "x",
 ];
 

@@ -366,7 +366,7 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
-    use crate::{digits, parse_split_csvs, regions};
+    use crate::{digits, read_split_csvs, regions};
 
     /// Entries of `parent` other than `keep`, for checking nothing is left behind.
     fn leftovers(parent: &Path, keep: &Path) -> Vec<PathBuf> {
@@ -412,7 +412,7 @@ mod tests {
             + &(0..10)
                 .map(|i| format!("{i}.25,c{}\n", i % 3))
                 .collect::<String>();
-        let table = parse_split_csvs(
+        let table = read_split_csvs(
             train.as_bytes(),
             Some(b"a,label\n-1e-7,c1\n"),
             Some(b"a,label\n3,c0\n"),

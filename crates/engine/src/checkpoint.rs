@@ -14,10 +14,10 @@ use sha2::{Digest, Sha256};
 use crate::error::{EngineError, Result};
 
 /// Prefix of optimizer-state tensors inside a checkpoint.
-pub const OPTIMIZER_PREFIX: &str = "optimizer/";
+pub(crate) const OPTIMIZER_PREFIX: &str = "optimizer/";
 /// Prefix of the training loop's own state (schedule, early stopping) inside a checkpoint;
 /// everything without a prefix is the model.
-pub const TRAINER_PREFIX: &str = "trainer/";
+pub(crate) const TRAINER_PREFIX: &str = "trainer/";
 
 /// A checkpoint in memory: model tensors, optimizer state and the loop's state.
 #[derive(Default)]

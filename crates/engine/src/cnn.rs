@@ -211,13 +211,17 @@ impl Cnn {
     }
 
     /// Freezes the blocks (linear probing): evaluation mode, no gradient, not trainable.
-    pub fn freeze_backbone(&mut self) {
+    pub(crate) fn freeze_backbone(&mut self) {
         self.frozen = true;
     }
 
     /// Sets the blocks' tensors (`blocks.*`) from another network's; missing tensors and wrong
     /// shapes are listed in one 422.
-    pub fn load_backbone(&self, tensors: &HashMap<String, Tensor>, device: &Device) -> Result<()> {
+    pub(crate) fn load_backbone(
+        &self,
+        tensors: &HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<()> {
         let backbone: Vec<(String, Var)> = self
             .state_vars()
             .into_iter()
@@ -256,7 +260,7 @@ impl Cnn {
 
     /// Layer and role of a parameter: layers are numbered blocks first, then the head, then
     /// the output layer; roles are `conv.weight`, `bn.bias`, `weight`, ...
-    pub fn describe(&self, name: &str) -> ParamInfo {
+    pub(crate) fn describe(&self, name: &str) -> ParamInfo {
         let parts: Vec<&str> = name.splitn(3, '.').collect();
         let (layer, index, role) = match parts.as_slice() {
             ["blocks", i, role] => (

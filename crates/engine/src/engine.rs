@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::spec::{GradClipSpec, JobSpec, ModelSpec, OptimizerSpec, TransferMode};
 
 /// What one optimizer step measured.
-pub struct Step {
+pub(crate) struct Step {
     /// Mean loss of the batch (before the update).
     pub loss: f32,
     /// Correctly classified rows of the batch.
@@ -29,7 +29,7 @@ pub struct Step {
 }
 
 /// A model plus its optimizer, on the candle or the fused path.
-pub enum Engine {
+pub(crate) enum Engine {
     /// candle tensors and autograd.
     Candle {
         /// The network.
@@ -42,7 +42,7 @@ pub enum Engine {
 }
 
 /// The fused path's state, including flat copies of the splits.
-pub struct Fused {
+pub(crate) struct Fused {
     net: FusedMlp,
     optimizer: FlatOptimizer,
     names: Vec<String>,
@@ -54,7 +54,7 @@ pub struct Fused {
 }
 
 /// Whether the fused path may train this spec on this device.
-pub fn fused_applies(spec: &JobSpec, device: &Device) -> bool {
+pub(crate) fn fused_applies(spec: &JobSpec, device: &Device) -> bool {
     let ModelSpec::Mlp(mlp) = &spec.model else {
         return false;
     };
@@ -66,7 +66,7 @@ pub fn fused_applies(spec: &JobSpec, device: &Device) -> bool {
 impl Engine {
     /// Wraps `model` with the spec's optimizer, on the fused path when `fused` (which must
     /// only be asked for where [`fused_applies`]).
-    pub fn build(
+    pub(crate) fn build(
         spec: &JobSpec,
         data: &PreparedData,
         model: Network,
@@ -115,7 +115,7 @@ impl Engine {
     }
 
     /// Names of the trained parameters, in the order of every per-parameter list.
-    pub fn param_names(&self) -> Vec<String> {
+    pub(crate) fn param_names(&self) -> Vec<String> {
         match self {
             Engine::Candle { optimizer, .. } => {
                 optimizer.params().iter().map(|(n, _)| n.clone()).collect()
@@ -125,7 +125,7 @@ impl Engine {
     }
 
     /// Layer and role of a parameter.
-    pub fn describe(&self, name: &str) -> ParamInfo {
+    pub(crate) fn describe(&self, name: &str) -> ParamInfo {
         match self {
             Engine::Candle { model, .. } => model.describe(name),
             Engine::Fused(f) => ParamInfo::of(name, f.depth),
@@ -135,7 +135,7 @@ impl Engine {
     /// One step on the training rows `rows` (randomly cropped and flipped with draws from
     /// `augment` when the data asks for it): forward, loss, backward, clipping, update. When
     /// the loss is not finite nothing is updated and the loss is returned for the caller to judge.
-    pub fn step(
+    pub(crate) fn step(
         &mut self,
         data: &PreparedData,
         rows: &[u32],
@@ -226,7 +226,7 @@ impl Engine {
     }
 
     /// Mean loss and accuracy on a split, in evaluation mode.
-    pub fn evaluate(&self, split: &SplitTensors) -> Result<(f64, f64)> {
+    pub(crate) fn evaluate(&self, split: &SplitTensors) -> Result<(f64, f64)> {
         match self {
             Engine::Candle { model, .. } => evaluate(model, split),
             Engine::Fused(f) => {
@@ -246,7 +246,7 @@ impl Engine {
     }
 
     /// Squared L2 norm of every parameter now, in parameter order.
-    pub fn weight_squared_norms(&self) -> Result<Vec<f64>> {
+    pub(crate) fn weight_squared_norms(&self) -> Result<Vec<f64>> {
         match self {
             Engine::Candle { optimizer, .. } => {
                 let weights: Vec<Option<Tensor>> = optimizer
@@ -265,7 +265,7 @@ impl Engine {
     }
 
     /// Every tensor of the model, for a checkpoint.
-    pub fn model_state(&self, device: &Device) -> Result<Vec<(String, Tensor)>> {
+    pub(crate) fn model_state(&self, device: &Device) -> Result<Vec<(String, Tensor)>> {
         match self {
             Engine::Candle { model, .. } => model.state(),
             Engine::Fused(f) => f.net.state(device),
@@ -273,7 +273,7 @@ impl Engine {
     }
 
     /// The optimizer's state, for a checkpoint.
-    pub fn optimizer_state(&self, device: &Device) -> Result<Vec<(String, Tensor)>> {
+    pub(crate) fn optimizer_state(&self, device: &Device) -> Result<Vec<(String, Tensor)>> {
         match self {
             Engine::Candle { optimizer, .. } => optimizer.state(),
             Engine::Fused(f) => f.optimizer.state(device),
@@ -281,7 +281,7 @@ impl Engine {
     }
 
     /// Restores the optimizer's state from a checkpoint.
-    pub fn load_optimizer(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+    pub(crate) fn load_optimizer(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         match self {
             Engine::Candle { optimizer, .. } => optimizer.load_state(state),
             Engine::Fused(f) => f.optimizer.load_state(state),

@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::spec::GradClipSpec;
 
 /// The squared L2 norm of each tensor (0 for a missing one).
-pub fn squared_norms(tensors: &[Option<Tensor>]) -> Result<Vec<f64>> {
+pub(crate) fn squared_norms(tensors: &[Option<Tensor>]) -> Result<Vec<f64>> {
     let mut norms = vec![0.0; tensors.len()];
     let mut on_device = Vec::new();
     for (i, tensor) in tensors.iter().enumerate() {
@@ -66,7 +66,11 @@ fn sum_of_squares(xs: &[f32]) -> f64 {
 /// Clips gradients in place: each element to ±max_value, then all of them together to a
 /// global L2 norm of at most max_norm ([`norm_scale`]). `squared` are the squared norms of the
 /// unclipped gradients. The fused path clips its flat gradients with the same two rules.
-pub fn clip(grads: &mut [Option<Tensor>], spec: &GradClipSpec, squared: &[f64]) -> Result<()> {
+pub(crate) fn clip(
+    grads: &mut [Option<Tensor>],
+    spec: &GradClipSpec,
+    squared: &[f64],
+) -> Result<()> {
     let mut squared = squared.to_vec();
     if let Some(max_value) = spec.max_value {
         for g in grads.iter_mut().flatten() {
@@ -94,7 +98,7 @@ pub(crate) fn norm_scale(spec: &GradClipSpec, squared: f64) -> Option<f64> {
 
 /// Per-parameter gradient norms over an epoch's steps: their mean and maximum.
 #[derive(Clone, Debug)]
-pub struct GradStats {
+pub(crate) struct GradStats {
     sum: Vec<f64>,
     max: Vec<f64>,
     steps: u64,
@@ -102,7 +106,7 @@ pub struct GradStats {
 
 impl GradStats {
     /// Nothing recorded yet, for `params` tensors.
-    pub fn new(params: usize) -> Self {
+    pub(crate) fn new(params: usize) -> Self {
         GradStats {
             sum: vec![0.0; params],
             max: vec![0.0; params],
@@ -111,7 +115,7 @@ impl GradStats {
     }
 
     /// Records one step's squared norms.
-    pub fn record(&mut self, squared: &[f64]) {
+    pub(crate) fn record(&mut self, squared: &[f64]) {
         for ((sum, max), sq) in self.sum.iter_mut().zip(&mut self.max).zip(squared) {
             let norm = sq.sqrt();
             *sum += norm;
@@ -121,12 +125,12 @@ impl GradStats {
     }
 
     /// The mean norm of parameter `i` over the recorded steps.
-    pub fn mean(&self, i: usize) -> f64 {
+    pub(crate) fn mean(&self, i: usize) -> f64 {
         self.sum.get(i).copied().unwrap_or(0.0) / self.steps.max(1) as f64
     }
 
     /// The largest norm of parameter `i` over the recorded steps.
-    pub fn max(&self, i: usize) -> f64 {
+    pub(crate) fn max(&self, i: usize) -> f64 {
         self.max.get(i).copied().unwrap_or(0.0)
     }
 }

@@ -11,9 +11,9 @@ use crate::error::{EngineError, Result};
 use crate::spec::{CropKind, ImagePreprocessingSpec, ImageSize, Normalization};
 
 /// ImageNet's per-channel mean, for pixels in [0, 1].
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub(crate) const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet's per-channel standard deviation, for pixels in [0, 1].
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+pub(crate) const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// A crop after resizing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -87,7 +87,7 @@ impl ImagePipeline {
     }
 
     /// The shape after grayscale to RGB and resizing, before the crop.
-    pub fn resized_shape(&self) -> Shape {
+    pub(crate) fn resized_shape(&self) -> Shape {
         let [c, h, w] = self.input_shape;
         let c = if self.grayscale_to_rgb { 3 } else { c };
         let [h, w] = self.resize.unwrap_or([h, w]);
@@ -102,7 +102,7 @@ impl ImagePipeline {
     }
 
     /// Whether training batches are randomly transformed.
-    pub fn augments(&self) -> bool {
+    pub(crate) fn augments(&self) -> bool {
         self.horizontal_flip > 0.0 || self.crop.as_ref().is_some_and(|c| c.random)
     }
 
@@ -122,7 +122,7 @@ impl ImagePipeline {
 
     /// With `dataset` normalization, sets mean and std from the training images (as given by
     /// [`ImagePipeline::resized`]).
-    pub fn fit_normalization<'a>(&mut self, train: impl Iterator<Item = &'a [f32]>) {
+    pub(crate) fn fit_normalization<'a>(&mut self, train: impl Iterator<Item = &'a [f32]>) {
         if self.normalize == Normalization::Dataset {
             (self.mean, self.std) = pixels::channel_stats(train, self.resized_shape());
         }
@@ -151,7 +151,7 @@ impl ImagePipeline {
 
     /// The shape of the images [`ImagePipeline::augment`] reads: resized but uncropped for a
     /// random crop, else the network's input.
-    pub fn augment_source_shape(&self) -> Shape {
+    pub(crate) fn augment_source_shape(&self) -> Shape {
         if self.crop.as_ref().is_some_and(|c| c.random) {
             self.resized_shape()
         } else {

@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::spec::{Activation, InitSpec};
 
 /// The gain PyTorch's `calculate_gain` gives a non-linearity (GELU uses ReLU's).
-pub fn gain(activation: Activation, leaky_slope: f64) -> f64 {
+pub(crate) fn gain(activation: Activation, leaky_slope: f64) -> f64 {
     match activation {
         Activation::Relu | Activation::Gelu => 2f64.sqrt(),
         Activation::LeakyRelu => (2.0 / (1.0 + leaky_slope * leaky_slope)).sqrt(),
@@ -20,7 +20,7 @@ pub fn gain(activation: Activation, leaky_slope: f64) -> f64 {
 
 /// Weights (`outputs x inputs`, row-major) and biases of one dense layer. `gain` is the gain
 /// of the non-linearity that follows the layer (1 for the output layer).
-pub fn dense(
+pub(crate) fn dense(
     init: &InitSpec,
     inputs: usize,
     outputs: usize,

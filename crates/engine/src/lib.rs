@@ -20,7 +20,7 @@
 //! Rule: `engine` depends on `kernels` and `data`, never on the service. Tests live in each
 //! module's `tests` (inline, or `<module>/tests.rs` when long).
 
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod checkpoint;
 mod cnn;
@@ -30,7 +30,7 @@ pub mod error;
 mod fit;
 pub mod fused;
 mod grads;
-pub mod image_prep;
+mod image_prep;
 mod inference;
 mod init;
 mod interrupt;
@@ -38,9 +38,9 @@ mod interrupt;
 mod metrics;
 mod mlp;
 mod monitor;
-pub mod network;
+mod network;
 mod optim;
-pub mod pixels;
+mod pixels;
 mod prepare;
 pub mod resnet;
 mod schedule;
@@ -51,11 +51,13 @@ pub mod weights;
 pub use cnn::Cnn;
 pub use error::{EngineError, Result};
 pub use fit::{EpochReport, FitOutcome, Progress, Start, TrainError, fit};
+pub use image_prep::{Crop, ImagePipeline};
 pub use inference::InferenceNetwork;
 pub use interrupt::{InterruptReason, Interrupter};
 pub use metrics::{EpochMetrics, LayerStats};
-pub use mlp::{Mlp, Mode, ParamInfo};
-pub use network::Network;
+pub(crate) use mlp::ParamInfo;
+pub use mlp::{Mlp, Mode};
+pub use network::{Network, backbone_shapes};
 pub use optim::Optimizer;
 pub use prepare::{
     Augmentation, PreparedData, Preprocessing, SplitTensors, data_shape, prepare, prepare_within,

@@ -68,7 +68,7 @@ const EVAL_ELEMENTS: usize = 64 * 1024 - 1;
 const MIN_EVAL_ROWS: usize = 256;
 
 /// How many predictions of a batch are right.
-pub fn count_correct(logits: &Tensor, y: &Tensor) -> candle_core::Result<f64> {
+pub(crate) fn count_correct(logits: &Tensor, y: &Tensor) -> candle_core::Result<f64> {
     let predicted = logits.argmax(1)?;
     Ok(f64::from(
         predicted
@@ -80,7 +80,7 @@ pub fn count_correct(logits: &Tensor, y: &Tensor) -> candle_core::Result<f64> {
 }
 
 /// Mean loss and accuracy of the model on a split, in evaluation mode.
-pub fn evaluate(model: &Network, split: &SplitTensors) -> Result<(f64, f64)> {
+pub(crate) fn evaluate(model: &Network, split: &SplitTensors) -> Result<(f64, f64)> {
     let mut score = Score::default();
     let rows = (EVAL_ELEMENTS / model.widest().max(1)).max(MIN_EVAL_ROWS);
     let mut start = 0;
@@ -109,7 +109,7 @@ pub(crate) struct Score {
 
 impl Score {
     /// Adds rows of `logits` (row-major, one row per target) against their `targets`.
-    pub fn add(&mut self, logits: &[f32], targets: &[u32]) {
+    pub(crate) fn add(&mut self, logits: &[f32], targets: &[u32]) {
         let classes = logits.len() / targets.len().max(1);
         for (row, &target) in logits.chunks(classes.max(1)).zip(targets) {
             let (argmax, max) =
@@ -127,14 +127,14 @@ impl Score {
     }
 
     /// Mean loss and accuracy (zeros for no rows).
-    pub fn mean(&self) -> (f64, f64) {
+    pub(crate) fn mean(&self) -> (f64, f64) {
         let n = self.rows.max(1) as f64;
         (self.loss / n, self.correct as f64 / n)
     }
 }
 
 /// Population standard deviation over mean; 0 for fewer than two values or a zero mean.
-pub fn coefficient_of_variation(values: &[f32]) -> f64 {
+pub(crate) fn coefficient_of_variation(values: &[f32]) -> f64 {
     if values.len() < 2 {
         return 0.0;
     }

@@ -28,7 +28,7 @@ pub struct Mlp {
 
 /// Where a parameter tensor sits in the network, for people reading per-layer measurements.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParamInfo {
+pub(crate) struct ParamInfo {
     /// The layer's name: `hidden.3` or `output`.
     pub layer: String,
     /// The layer's position: 0-based for hidden layers, `depth` for the output layer.
@@ -40,7 +40,7 @@ pub struct ParamInfo {
 impl ParamInfo {
     /// Layer, index and role of a parameter named like `hidden.3.bn.weight` in a network of
     /// `depth` hidden layers.
-    pub fn of(name: &str, depth: usize) -> ParamInfo {
+    pub(crate) fn of(name: &str, depth: usize) -> ParamInfo {
         let (layer, role) = match name.strip_prefix("hidden.") {
             Some(rest) => match rest.split_once('.') {
                 Some((index, role)) => (format!("hidden.{index}"), role),
@@ -233,7 +233,7 @@ impl Mlp {
     }
 
     /// Where the parameter called `name` (as in [`Mlp::trainable`]) sits in the network.
-    pub fn describe(&self, name: &str) -> ParamInfo {
+    pub(crate) fn describe(&self, name: &str) -> ParamInfo {
         ParamInfo::of(name, self.hidden.len())
     }
 

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::spec::{EarlyStoppingSpec, Metric, MetricMode};
 
 /// The value of `metric` in an epoch's measurements.
-pub fn metric_value(metrics: &EpochMetrics, metric: Metric) -> f64 {
+pub(crate) fn metric_value(metrics: &EpochMetrics, metric: Metric) -> f64 {
     match metric {
         Metric::ValLoss => metrics.val_loss,
         Metric::ValAcc => metrics.val_acc,
@@ -23,7 +23,7 @@ pub fn metric_value(metrics: &EpochMetrics, metric: Metric) -> f64 {
 
 /// The best value of a metric so far and how many epochs it has not improved.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Watch {
+pub(crate) struct Watch {
     metric: Metric,
     mode: MetricMode,
     min_delta: f64,
@@ -34,7 +34,7 @@ pub struct Watch {
 
 impl Watch {
     /// A watch that has seen nothing yet.
-    pub fn new(metric: Metric, mode: Option<MetricMode>, min_delta: f64) -> Self {
+    pub(crate) fn new(metric: Metric, mode: Option<MetricMode>, min_delta: f64) -> Self {
         Watch {
             metric,
             mode: mode.unwrap_or(metric.default_mode()),
@@ -46,7 +46,7 @@ impl Watch {
     }
 
     /// Records an epoch; true when it improved on the best by more than `min_delta`.
-    pub fn observe(&mut self, epoch: u32, metrics: &EpochMetrics) -> bool {
+    pub(crate) fn observe(&mut self, epoch: u32, metrics: &EpochMetrics) -> bool {
         let value = metric_value(metrics, self.metric);
         let improved = match self.best {
             None => value.is_finite(),
@@ -66,27 +66,27 @@ impl Watch {
     }
 
     /// Epochs in a row without improvement.
-    pub fn bad_epochs(&self) -> u32 {
+    pub(crate) fn bad_epochs(&self) -> u32 {
         self.bad_epochs
     }
 
     /// Starts counting again (after a learning-rate reduction).
-    pub fn reset_bad_epochs(&mut self) {
+    pub(crate) fn reset_bad_epochs(&mut self) {
         self.bad_epochs = 0;
     }
 
     /// The watched metric.
-    pub fn metric(&self) -> Metric {
+    pub(crate) fn metric(&self) -> Metric {
         self.metric
     }
 
     /// The best value so far and its epoch.
-    pub fn best(&self) -> Option<(f64, u32)> {
+    pub(crate) fn best(&self) -> Option<(f64, u32)> {
         self.best.map(|b| (b, self.best_epoch))
     }
 
     /// `[best (NaN if none), best_epoch, bad_epochs]` as an f64 tensor.
-    pub fn state(&self) -> Result<Tensor> {
+    pub(crate) fn state(&self) -> Result<Tensor> {
         Ok(Tensor::new(
             &[
                 self.best.unwrap_or(f64::NAN),
@@ -98,7 +98,7 @@ impl Watch {
     }
 
     /// Restores what [`Watch::state`] wrote (values from the tail of `saved` after `skip`).
-    pub fn load_state(&mut self, saved: &[f64], skip: usize) {
+    pub(crate) fn load_state(&mut self, saved: &[f64], skip: usize) {
         if let [best, best_epoch, bad_epochs] = saved.get(skip..skip + 3).unwrap_or(&[]) {
             self.best = (!best.is_nan()).then_some(*best);
             self.best_epoch = *best_epoch as u32;
@@ -111,14 +111,14 @@ impl Watch {
 const EARLY_STOPPING_KEY: &str = "early_stopping";
 
 /// Stops training after `patience` epochs in a row without improvement.
-pub struct EarlyStopping {
+pub(crate) struct EarlyStopping {
     watch: Watch,
     patience: u32,
 }
 
 impl EarlyStopping {
     /// Fresh early stopping for a spec.
-    pub fn new(spec: &EarlyStoppingSpec) -> Self {
+    pub(crate) fn new(spec: &EarlyStoppingSpec) -> Self {
         EarlyStopping {
             watch: Watch::new(spec.metric, spec.mode, spec.min_delta),
             patience: spec.patience,
@@ -126,7 +126,7 @@ impl EarlyStopping {
     }
 
     /// Records an epoch; `Some(reason)` when training should stop after it.
-    pub fn observe(&mut self, epoch: u32, metrics: &EpochMetrics) -> Option<String> {
+    pub(crate) fn observe(&mut self, epoch: u32, metrics: &EpochMetrics) -> Option<String> {
         self.watch.observe(epoch, metrics);
         if self.watch.bad_epochs() < self.patience {
             return None;
@@ -143,12 +143,12 @@ impl EarlyStopping {
     }
 
     /// The state, for a checkpoint.
-    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+    pub(crate) fn state(&self) -> Result<Vec<(String, Tensor)>> {
         Ok(vec![(EARLY_STOPPING_KEY.to_string(), self.watch.state()?)])
     }
 
     /// Restores the state from a checkpoint's trainer section; absent state means a fresh one.
-    pub fn load_state(&mut self, trainer: &HashMap<String, Tensor>) -> Result<()> {
+    pub(crate) fn load_state(&mut self, trainer: &HashMap<String, Tensor>) -> Result<()> {
         if let Some(saved) = trainer.get(EARLY_STOPPING_KEY) {
             self.watch.load_state(&saved.to_vec1::<f64>()?, 0);
         }

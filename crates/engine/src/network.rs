@@ -104,7 +104,7 @@ impl Network {
 
     /// Sets a convolutional network's backbone from another job's or uploaded tensors (a 422
     /// on `field` listing missing tensors and wrong shapes); an MLP has no backbone.
-    pub fn load_backbone(
+    pub(crate) fn load_backbone(
         &self,
         tensors: &HashMap<String, Tensor>,
         device: &Device,
@@ -130,7 +130,7 @@ impl Network {
     }
 
     /// Freezes a convolutional network's backbone (linear probing).
-    pub fn freeze_backbone(&mut self) {
+    pub(crate) fn freeze_backbone(&mut self) {
         match self {
             Network::Mlp(_) => {}
             Network::Cnn(m) => m.freeze_backbone(),
@@ -140,7 +140,7 @@ impl Network {
 
     /// True for a parameter of the backbone (what fine-tuning may train at a lower rate):
     /// a CNN's `blocks.*`, everything of a ResNet but `fc.*`, nothing of an MLP.
-    pub fn is_backbone(&self, name: &str) -> bool {
+    pub(crate) fn is_backbone(&self, name: &str) -> bool {
         match self {
             Network::Mlp(_) => false,
             Network::Cnn(_) => name.starts_with("blocks."),
@@ -175,7 +175,7 @@ impl Network {
     }
 
     /// Where the parameter called `name` sits in the network.
-    pub fn describe(&self, name: &str) -> ParamInfo {
+    pub(crate) fn describe(&self, name: &str) -> ParamInfo {
         match self {
             Network::Mlp(m) => m.describe(name),
             Network::Cnn(m) => m.describe(name),

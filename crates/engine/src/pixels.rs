@@ -5,12 +5,12 @@ use image::imageops::{FilterType, resize as resize_plane};
 use image::{ImageBuffer, Luma};
 
 /// `[channels, height, width]`.
-pub type Shape = [usize; 3];
+pub(crate) type Shape = [usize; 3];
 
 /// Resizes every channel to `[height, width]` with the `image` crate's triangle (bilinear)
 /// filter, which averages over the whole footprint when shrinking, as uploads are resized.
 /// Values must lie in [0, 1] (the filter clamps to that range). The same size is a copy.
-pub fn resize(image: &[f32], [c, h, w]: Shape, [nh, nw]: [usize; 2]) -> Vec<f32> {
+pub(crate) fn resize(image: &[f32], [c, h, w]: Shape, [nh, nw]: [usize; 2]) -> Vec<f32> {
     if [h, w] == [nh, nw] {
         return image.to_vec();
     }
@@ -26,7 +26,7 @@ pub fn resize(image: &[f32], [c, h, w]: Shape, [nh, nw]: [usize; 2]) -> Vec<f32>
 }
 
 /// The `[ch, cw]` window at the centre (rounded up and left when the margin is odd).
-pub fn center_crop(image: &[f32], shape: Shape, size: [usize; 2]) -> Vec<f32> {
+pub(crate) fn center_crop(image: &[f32], shape: Shape, size: [usize; 2]) -> Vec<f32> {
     let [_, h, w] = shape;
     let (top, left) = ((h - size[0]) / 2, (w - size[1]) / 2);
     let mut out = Vec::with_capacity(shape[0] * size[0] * size[1]);
@@ -36,7 +36,7 @@ pub fn center_crop(image: &[f32], shape: Shape, size: [usize; 2]) -> Vec<f32> {
 
 /// Appends the `[ch, cw]` window whose top-left corner is at `(top, left)` of the image padded
 /// by `padding` on every side; padded pixels of channel `k` are `fill[k]`.
-pub fn crop_padded(
+pub(crate) fn crop_padded(
     image: &[f32],
     [c, h, w]: Shape,
     (top, left): (usize, usize),
@@ -61,20 +61,20 @@ pub fn crop_padded(
 }
 
 /// Mirrors the image left to right, in place.
-pub fn flip_horizontal(image: &mut [f32], [_, _, w]: Shape) {
+pub(crate) fn flip_horizontal(image: &mut [f32], [_, _, w]: Shape) {
     for row in image.chunks_exact_mut(w) {
         row.reverse();
     }
 }
 
 /// Repeats a 1-channel image into 3 identical channels.
-pub fn gray_to_rgb(image: &[f32]) -> Vec<f32> {
+pub(crate) fn gray_to_rgb(image: &[f32]) -> Vec<f32> {
     image.repeat(3)
 }
 
 /// Mean and standard deviation (population) of each channel over all the images; a channel
 /// with no spread gets a standard deviation of 1, so normalizing it only centres it.
-pub fn channel_stats<'a>(
+pub(crate) fn channel_stats<'a>(
     images: impl Iterator<Item = &'a [f32]>,
     [c, h, w]: Shape,
 ) -> (Vec<f32>, Vec<f32>) {
@@ -100,7 +100,7 @@ pub fn channel_stats<'a>(
 }
 
 /// `(x - mean[k]) / std[k]` for every value of channel `k`, in place.
-pub fn normalize(image: &mut [f32], [_, h, w]: Shape, mean: &[f32], std: &[f32]) {
+pub(crate) fn normalize(image: &mut [f32], [_, h, w]: Shape, mean: &[f32], std: &[f32]) {
     for (k, plane) in image.chunks_exact_mut(h * w).enumerate() {
         let (m, s) = (mean[k], std[k]);
         for v in plane {

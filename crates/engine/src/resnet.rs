@@ -113,7 +113,7 @@ fn stem_kernel(stem: Stem) -> usize {
 }
 
 /// True for the classifier's tensors (`fc.*`), which transfer learning replaces.
-pub fn is_head(name: &str) -> bool {
+pub(crate) fn is_head(name: &str) -> bool {
     name.starts_with("fc.")
 }
 
@@ -268,14 +268,18 @@ impl ResNet {
     }
 
     /// Freezes everything but `fc` (linear probing): evaluation mode, no gradient, not trainable.
-    pub fn freeze_backbone(&mut self) {
+    pub(crate) fn freeze_backbone(&mut self) {
         self.frozen = true;
     }
 
     /// Sets every tensor but `fc.*` from `tensors` (missing tensors and wrong shapes listed in
     /// one 422 on `weights`); `fc.weight` and `fc.bias` too when both are there with the
     /// shapes of this network's classifier, which otherwise stays freshly initialized.
-    pub fn load_backbone(&self, tensors: &HashMap<String, Tensor>, device: &Device) -> Result<()> {
+    pub(crate) fn load_backbone(
+        &self,
+        tensors: &HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<()> {
         let (head, backbone): (Vec<_>, Vec<_>) = self
             .state
             .iter()
@@ -299,7 +303,7 @@ impl ResNet {
     /// Layer and role of a parameter: the stem (`conv1`, `bn1`) is layer 0, each basic block
     /// (`layer2.1`) the next, and `fc` the last; roles are the rest of the name
     /// (`conv1.weight`, `downsample.1.bias`).
-    pub fn describe(&self, name: &str) -> ParamInfo {
+    pub(crate) fn describe(&self, name: &str) -> ParamInfo {
         let blocks: usize = self.stages.iter().map(Vec::len).sum();
         if let Some(rest) = name.strip_prefix("layer") {
             let mut parts = rest.splitn(3, '.');

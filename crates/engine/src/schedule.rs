@@ -16,7 +16,7 @@ use crate::spec::{ScheduleSpec, TrainingSpec, Warmup};
 const STATE_KEY: &str = "schedule";
 
 /// The learning rate of every step of a run.
-pub struct Schedule {
+pub(crate) struct Schedule {
     spec: ScheduleSpec,
     base_lr: f64,
     steps_per_epoch: u64,
@@ -33,7 +33,7 @@ struct Plateau {
 
 impl Schedule {
     /// The schedule of `training` for epochs of `steps_per_epoch` steps.
-    pub fn new(training: &TrainingSpec, steps_per_epoch: u64) -> Self {
+    pub(crate) fn new(training: &TrainingSpec, steps_per_epoch: u64) -> Self {
         let base_lr = training.optimizer.lr();
         let spec = training.schedule.clone();
         let warmup_steps = match spec.warmup() {
@@ -64,7 +64,7 @@ impl Schedule {
     }
 
     /// The rate of step `step_in_epoch` (0-based) of `epoch` (1-based).
-    pub fn lr(&self, epoch: u32, step_in_epoch: u64) -> f64 {
+    pub(crate) fn lr(&self, epoch: u32, step_in_epoch: u64) -> f64 {
         let step = u64::from(epoch.saturating_sub(1)) * self.steps_per_epoch + step_in_epoch + 1;
         let scheduled = match &self.spec {
             ScheduleSpec::Constant { .. } => self.base_lr,
@@ -96,7 +96,7 @@ impl Schedule {
     }
 
     /// Takes an epoch's measurements into account (reduce-on-plateau lowers the rate here).
-    pub fn end_epoch(&mut self, epoch: u32, metrics: &EpochMetrics) {
+    pub(crate) fn end_epoch(&mut self, epoch: u32, metrics: &EpochMetrics) {
         let ScheduleSpec::ReduceOnPlateau {
             factor,
             patience,
@@ -117,7 +117,7 @@ impl Schedule {
     }
 
     /// The state, for a checkpoint (nothing for stateless schedules).
-    pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
+    pub(crate) fn state(&self) -> Result<Vec<(String, Tensor)>> {
         let Some(plateau) = &self.plateau else {
             return Ok(Vec::new());
         };
@@ -130,7 +130,7 @@ impl Schedule {
     }
 
     /// Restores the state from a checkpoint's trainer section; absent state means a fresh one.
-    pub fn load_state(&mut self, trainer: &HashMap<String, Tensor>) -> Result<()> {
+    pub(crate) fn load_state(&mut self, trainer: &HashMap<String, Tensor>) -> Result<()> {
         if let (Some(plateau), Some(saved)) = (&mut self.plateau, trainer.get(STATE_KEY)) {
             let values = saved.to_vec1::<f64>()?;
             if let Some(lr) = values.first() {

@@ -3,7 +3,7 @@ use rand_chacha::ChaCha8Rng;
 
 /// What a random stream is used for; each purpose gets an independent stream.
 #[derive(Clone, Copy, Debug)]
-pub enum Purpose {
+pub(crate) enum Purpose {
     /// Initial weights.
     Init = 1,
     /// The order of training samples in an epoch.
@@ -16,7 +16,7 @@ pub enum Purpose {
 
 /// A generator for one job seed, purpose and epoch. Streams depend only on these three values,
 /// so a job resumed at epoch k draws exactly what an uninterrupted run would have.
-pub fn rng(seed: u64, purpose: Purpose, epoch: u64) -> ChaCha8Rng {
+pub(crate) fn rng(seed: u64, purpose: Purpose, epoch: u64) -> ChaCha8Rng {
     let mixed =
         splitmix64(splitmix64(seed ^ (purpose as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)) ^ epoch);
     ChaCha8Rng::seed_from_u64(mixed)

@@ -8,20 +8,13 @@ thread_local! {
 }
 
 /// The number of threads the kernels may use when called from this thread: the budget set by
-/// [`with_thread_budget`] or [`set_thread_budget`], else candle's `get_num_threads()` (the
+/// [`with_thread_budget`], else candle's `get_num_threads()` (the
 /// physical cores, or `RAYON_NUM_THREADS`).
 pub fn thread_budget() -> usize {
     match BUDGET.with(Cell::get) {
         0 => candle_core::utils::get_num_threads().max(1),
         n => n,
     }
-}
-
-/// Sets this thread's budget until changed again (`None` restores the default); for
-/// long-lived worker threads. Returns the previous setting.
-pub fn set_thread_budget(threads: Option<usize>) -> Option<usize> {
-    let previous = BUDGET.with(|b| b.replace(threads.map_or(0, |n| n.max(1))));
-    (previous != 0).then_some(previous)
 }
 
 /// Runs `f` with this thread's budget set to `threads` (at least 1), restoring the previous
@@ -53,10 +46,6 @@ mod tests {
                 .join()
                 .unwrap();
         });
-        assert_eq!(thread_budget(), default);
-        assert_eq!(set_thread_budget(Some(2)), None);
-        assert_eq!(thread_budget(), 2);
-        assert_eq!(set_thread_budget(None), Some(2));
         assert_eq!(thread_budget(), default);
     }
 }

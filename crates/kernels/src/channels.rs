@@ -18,18 +18,18 @@ pub(crate) struct Planes {
 }
 
 impl Planes {
-    pub fn of(l: &Layout, what: &str) -> Result<Self> {
+    pub(crate) fn of(l: &Layout, what: &str) -> Result<Self> {
         let (n, c, h, w) = dims4(l, what)?;
         Ok(Planes { n, c, plane: h * w })
     }
 
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.n * self.plane
     }
 
     /// Per channel, over all images: `(Σ a, Σ a·b)` when `b` is given, else `(Σ a, Σ a²)`;
     /// in parallel over channels.
-    pub fn channel_sums<T: Real>(&self, a: &[T], b: Option<&[T]>) -> (Vec<f64>, Vec<f64>) {
+    pub(crate) fn channel_sums<T: Real>(&self, a: &[T], b: Option<&[T]>) -> (Vec<f64>, Vec<f64>) {
         let threads = thread_budget();
         let mut sums = vec![(0.0f64, 0.0f64); self.c];
         let chunk = chunk_len(self.c, threads, 1);
@@ -68,7 +68,7 @@ impl Planes {
 
     /// `out = a[c]·u + b[c]·v + k[c]` per channel (`v` optional), clamped at 0 if `relu`, in
     /// parallel over images.
-    pub fn channel_affine<T: Real>(
+    pub(crate) fn channel_affine<T: Real>(
         &self,
         u: &[T],
         v: Option<&[T]>,

@@ -21,7 +21,7 @@ pub(crate) struct Mat<'a, T> {
 
 impl<'a, T> Mat<'a, T> {
     /// A row-major `rows × cols` matrix whose rows are `ld` apart.
-    pub fn rows(data: &'a [T], rows: usize, cols: usize, ld: usize) -> Self {
+    pub(crate) fn rows(data: &'a [T], rows: usize, cols: usize, ld: usize) -> Self {
         Mat {
             data,
             rows,
@@ -32,7 +32,7 @@ impl<'a, T> Mat<'a, T> {
     }
 
     /// The transpose of a row-major `cols × rows` matrix whose rows are `ld` apart.
-    pub fn transposed(data: &'a [T], rows: usize, cols: usize, ld: usize) -> Self {
+    pub(crate) fn transposed(data: &'a [T], rows: usize, cols: usize, ld: usize) -> Self {
         Mat {
             data,
             rows,
@@ -43,7 +43,7 @@ impl<'a, T> Mat<'a, T> {
     }
 
     /// The transpose of this matrix (the same elements, strides swapped).
-    pub fn t(self) -> Self {
+    pub(crate) fn t(self) -> Self {
         Mat {
             data: self.data,
             rows: self.cols,

@@ -24,7 +24,7 @@
 //! reduction; together they make CNN training several times slower than PyTorch. The ops
 //! here run forward and backward through im2col/col2im and GEMM (the `gemm` crate, the
 //! engine candle itself uses): [`conv2d`] (optionally fused with its ReLU, [`conv2d_relu`]),
-//! [`max_pool2d`] and [`avg_pool2d`] with any kernel, stride and padding, training- and
+//! [`max_pool2d`] with any kernel, stride and padding, [`global_avg_pool2d`], training- and
 //! evaluation-mode batch normalization with a closed-form backward, and a one-pass [`relu`].
 //! Each op is a `CustomOp` whose `bwd` returns tensors made by further custom ops, so
 //! `Tensor::backward` composes through them (and, for convolution and pooling, through their
@@ -35,15 +35,15 @@
 //! own ops where candle has them.
 //!
 //! Threads: every op splits its work into at most [`thread_budget`] parts on rayon's pool; a
-//! job sets its share of the cores with [`with_thread_budget`] (or [`set_thread_budget`] on
-//! a worker thread) so concurrent jobs do not oversubscribe the machine. candle's own ops in
+//! job sets its share of the cores with [`with_thread_budget`] so concurrent jobs do not
+//! oversubscribe the machine. candle's own ops in
 //! the same graph are outside the budget: its matmuls use `RAYON_NUM_THREADS` threads, and
 //! its element-wise ops (including the gradient sums of `Tensor::backward`) a process-wide
 //! spinning pool of `CANDLE_NUM_THREADS`; `CANDLE_NUM_THREADS=1` runs those on the calling
 //! thread, which measured faster alongside these kernels and keeps jobs within budget.
 //! A training process should also call [`keep_freed_memory`] once at startup.
 
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
 mod activation;
 mod batch_norm;
@@ -60,11 +60,11 @@ mod testing;
 
 pub use activation::relu;
 pub use batch_norm::{Epilogue, batch_norm_eval, batch_norm_train, update_running_stats};
-pub use budget::{set_thread_budget, thread_budget, with_thread_budget};
+pub use budget::{thread_budget, with_thread_budget};
 pub use channels::channel_sum;
 pub use conv2d::{
     Conv2dConfig, GROUP_COLUMNS, conv2d, conv2d_input_grad, conv2d_relu, conv2d_weight_grad,
 };
 
 pub use malloc::keep_freed_memory;
-pub use pool::{avg_pool2d, global_avg_pool2d, max_pool2d};
+pub use pool::{global_avg_pool2d, max_pool2d};

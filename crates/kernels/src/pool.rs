@@ -29,13 +29,6 @@ struct MaxPoolRoute {
     scatter: bool,
 }
 
-/// Average pooling (`forward`) or its adjoint (`!forward`, which needs the input's size).
-struct AvgPool {
-    win: Window,
-    forward: bool,
-    input_hw: (usize, usize),
-}
-
 impl CustomOp1 for MaxPool {
     fn name(&self) -> &'static str {
         "trainserve-max-pool2d"
@@ -103,43 +96,6 @@ impl CustomOp1 for MaxPoolRoute {
     }
 }
 
-impl CustomOp1 for AvgPool {
-    fn name(&self) -> &'static str {
-        "trainserve-avg-pool2d"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c, h, w) = dims4(l, "avg_pool2d input")?;
-        let input = if self.forward { (h, w) } else { self.input_hw };
-        let g = self.win.geometry((n, c, input.0, input.1))?;
-        if !self.forward && (h, w) != (g.oh, g.ow) {
-            bail!(
-                "avg_pool2d backward: gradient {:?} for output {}×{}",
-                l.dims(),
-                g.oh,
-                g.ow
-            );
-        }
-        by_dtype!(s, "avg_pool2d", T => {
-            let data = view::<T>(s, l, "avg_pool2d input")?;
-            Ok(match self.forward {
-                true => (storage(g.avg_forward(data)), (n, c, g.oh, g.ow).into()),
-                false => (storage(g.avg_backward(data)), (n, c, g.h, g.w).into()),
-            })
-        })
-    }
-
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let (_, _, h, w) = x.dims4()?;
-        let adjoint = AvgPool {
-            win: self.win,
-            forward: !self.forward,
-            input_hw: if self.forward { (h, w) } else { self.input_hw },
-        };
-        Ok(Some(grad.contiguous()?.apply_op1(adjoint)?))
-    }
-}
-
 /// Max pooling of `x: [n, c, h, w]` over `kernel` windows moved by `stride`, with `padding`
 /// (at most half the kernel) of -∞ on each side; `[n, c, oh, ow]` with
 /// `oh = (h + 2·padding - kernel) / stride + 1`. Differentiable for any kernel and stride.
@@ -160,29 +116,6 @@ pub fn max_pool2d(
     x.contiguous()?.apply_op1(MaxPool {
         win,
         arg: Arc::new(OnceLock::new()),
-    })
-}
-
-/// Average pooling of `x: [n, c, h, w]` over `kernel` windows moved by `stride`, with
-/// `padding` zeros on each side counted in the divisor (the kernel area), as PyTorch's
-/// default. Differentiable for any kernel and stride. Off the CPU this is candle's.
-pub fn avg_pool2d(
-    x: &Tensor,
-    kernel: impl ToUsize2,
-    stride: impl ToUsize2,
-    padding: impl ToUsize2,
-) -> Result<Tensor> {
-    let win = Window::new(kernel.to_usize2(), stride.to_usize2(), padding.to_usize2())?;
-    if !x.device().is_cpu() {
-        if win.padding != (0, 0) {
-            bail!("avg_pool2d: padding is only supported on the CPU");
-        }
-        return x.avg_pool2d_with_stride(win.kernel, win.stride);
-    }
-    x.contiguous()?.apply_op1(AvgPool {
-        win,
-        forward: true,
-        input_hw: (0, 0),
     })
 }
 

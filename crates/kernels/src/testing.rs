@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// A tensor of uniform values in [-1, 1), seeded.
-pub fn uniform(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
+pub(crate) fn uniform(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n: usize = shape.iter().product();
     let data: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
@@ -17,7 +17,7 @@ pub fn uniform(shape: &[usize], seed: u64, dtype: DType) -> Tensor {
 
 /// A tensor of distinct values (a shuffled grid 0.1 apart), so no max-pool window has a tie
 /// that a finite difference could flip.
-pub fn distinct(shape: &[usize], seed: u64) -> Tensor {
+pub(crate) fn distinct(shape: &[usize], seed: u64) -> Tensor {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n: usize = shape.iter().product();
     let mut data: Vec<f64> = (0..n).map(|i| i as f64 * 0.1 - n as f64 * 0.05).collect();
@@ -29,12 +29,16 @@ pub fn distinct(shape: &[usize], seed: u64) -> Tensor {
 
 /// `Σ f(x)·r`, the scalar whose gradient the tests check (a random `r` exercises every
 /// output).
-pub fn weighted_sum(y: &Tensor, r: &Tensor) -> Result<Tensor> {
+pub(crate) fn weighted_sum(y: &Tensor, r: &Tensor) -> Result<Tensor> {
     (y * r)?.sum_all()
 }
 
 /// The gradient of `x ↦ Σ f(x)·r` at `x` (f64) by central differences.
-pub fn finite_difference(f: impl Fn(&Tensor) -> Result<Tensor>, x: &Tensor, r: &Tensor) -> Tensor {
+pub(crate) fn finite_difference(
+    f: impl Fn(&Tensor) -> Result<Tensor>,
+    x: &Tensor,
+    r: &Tensor,
+) -> Tensor {
     let h = 1e-5;
     let base: Vec<f64> = x.flatten_all().unwrap().to_vec1().unwrap();
     let at = |v: &[f64]| -> f64 {
@@ -58,12 +62,12 @@ pub fn finite_difference(f: impl Fn(&Tensor) -> Result<Tensor>, x: &Tensor, r: &
 }
 
 /// The gradients of `Σ y·r` with respect to `vars`, by `Tensor::backward`.
-pub fn autograd(y: &Tensor, r: &Tensor, vars: &[&Var]) -> Vec<Tensor> {
+pub(crate) fn autograd(y: &Tensor, r: &Tensor, vars: &[&Var]) -> Vec<Tensor> {
     try_autograd(y, r, vars).unwrap()
 }
 
 /// [`autograd`], for references whose backward may fail.
-pub fn try_autograd(y: &Tensor, r: &Tensor, vars: &[&Var]) -> Result<Vec<Tensor>> {
+pub(crate) fn try_autograd(y: &Tensor, r: &Tensor, vars: &[&Var]) -> Result<Vec<Tensor>> {
     let grads = weighted_sum(y, r)?.backward()?;
     Ok(vars
         .iter()
@@ -73,7 +77,7 @@ pub fn try_autograd(y: &Tensor, r: &Tensor, vars: &[&Var]) -> Result<Vec<Tensor>
 
 /// Asserts `|a − b| ≤ tol·(1 + max|b|)` element-wise.
 #[track_caller]
-pub fn assert_close(a: &Tensor, b: &Tensor, tol: f64, what: &str) {
+pub(crate) fn assert_close(a: &Tensor, b: &Tensor, tol: f64, what: &str) {
     assert_eq!(a.dims(), b.dims(), "{what}: shapes");
     let a: Vec<f64> = a
         .to_dtype(DType::F64)

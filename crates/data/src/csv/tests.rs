@@ -16,7 +16,7 @@ fn parse(text: &str) -> Result<Table> {
 
 fn parse_split(train: &str, val: Option<&str>, test: Option<&str>) -> Result<Table> {
     let (val, test) = (val.map(str::as_bytes), test.map(str::as_bytes));
-    parse_split_csvs(train.as_bytes(), val, test, "label", &CsvLimits::default())
+    read_split_csvs(train.as_bytes(), val, test, "label", &CsvLimits::default())
 }
 
 /// Asserts `result` is `DataError::Invalid` on `field` with a message containing each fragment.
@@ -272,7 +272,7 @@ fn a_data_set_past_the_byte_limit_is_refused_naming_the_limit() {
         &["line 12", "120 bytes", "12 bytes per row"],
     );
     let val = csv_with(1, &["0"]);
-    let result = parse_split_csvs(
+    let result = read_split_csvs(
         csv_with(10, &["0", "1"]).as_bytes(),
         Some(val.as_bytes()),
         None,
@@ -354,7 +354,7 @@ proptest! {
     fn parsing_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         let small = CsvLimits { min_rows: 1, ..CsvLimits::default() };
         assert_clear(&parse_csv("file", &bytes, "label", &small), &["file", "label_column"])?;
-        let split = parse_split_csvs(&bytes, Some(&bytes), Some(&bytes), "label", &small);
+        let split = read_split_csvs(&bytes[..], Some(&bytes[..]), Some(&bytes[..]), "label", &small);
         assert_clear(&split, &["train", "val", "test", "label_column"])?;
     }
 

@@ -57,7 +57,7 @@ impl Default for ImageLimits {
 }
 
 /// The largest side `image_size` may ask for.
-pub const MAX_IMAGE_SIZE: u32 = 1024;
+pub(crate) const MAX_IMAGE_SIZE: u32 = 1024;
 
 /// How to turn the archive's images into rows.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use crate::Table;
 use crate::error::{DataError, Input, Result};
 
 /// Sample PNGs are scaled up (nearest neighbour) until their shorter side is at least this.
-pub const MIN_SAMPLE_SIDE: usize = 64;
+pub(crate) const MIN_SAMPLE_SIDE: usize = 64;
 /// ... but never past this longer side.
 const MAX_SAMPLE_SIDE: usize = 4096;
 

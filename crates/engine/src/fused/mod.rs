@@ -6,4 +6,4 @@
 
 mod network;
 
-pub use network::{FusedMlp, StepOutput};
+pub use network::FusedMlp;

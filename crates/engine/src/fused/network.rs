@@ -32,7 +32,7 @@ pub struct FusedMlp {
 
 /// What one training step measured.
 #[derive(Clone, Copy, Debug)]
-pub struct StepOutput {
+pub(crate) struct StepOutput {
     /// Mean cross-entropy over the batch.
     pub loss: f32,
     /// Correctly classified rows of the batch (argmax of the logits).
@@ -135,7 +135,7 @@ impl FusedMlp {
     }
 
     /// `hidden.{i}` or `output`.
-    pub fn layer_name(&self, i: usize) -> String {
+    pub(crate) fn layer_name(&self, i: usize) -> String {
         if i + 1 == self.layers.len() {
             "output".into()
         } else {
@@ -144,7 +144,7 @@ impl FusedMlp {
     }
 
     /// Parameters and their gradients, in `Mlp::trainable` order (weight, bias per layer).
-    pub fn params_and_grads(&mut self) -> impl Iterator<Item = (&mut [f32], &[f32])> {
+    pub(crate) fn params_and_grads(&mut self) -> impl Iterator<Item = (&mut [f32], &[f32])> {
         self.layers
             .iter_mut()
             .zip(self.grads.iter())
@@ -241,7 +241,7 @@ impl FusedMlp {
 
     /// One training step on a batch: forward with dropout, softmax cross-entropy, backward.
     /// Leaves the gradients in `self.grads`; the caller's optimizer applies them.
-    pub fn train_step(&mut self, x: &[f32], y: &[u32], rng: &mut ChaCha8Rng) -> StepOutput {
+    pub(crate) fn train_step(&mut self, x: &[f32], y: &[u32], rng: &mut ChaCha8Rng) -> StepOutput {
         let batch = y.len();
         let last = self.layers.len() - 1;
         // Forward, keeping every layer's output.

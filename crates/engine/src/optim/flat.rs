@@ -15,14 +15,14 @@ use crate::spec::OptimizerSpec;
 const MAX_BUFFERS: usize = 3;
 
 /// Optimizer state per parameter tensor, in the order of `FusedMlp::params_and_grads`.
-pub struct FlatOptimizer {
+pub(crate) struct FlatOptimizer {
     state: OptimizerState,
     sizes: Vec<usize>,
 }
 
 impl FlatOptimizer {
     /// Fresh state for parameters with these names and sizes.
-    pub fn new(spec: &OptimizerSpec, params: &[(String, usize)]) -> Result<Self> {
+    pub(crate) fn new(spec: &OptimizerSpec, params: &[(String, usize)]) -> Result<Self> {
         let placements = params
             .iter()
             .map(|(name, size)| (name.clone(), Placement::Host(*size)))
@@ -35,7 +35,11 @@ impl FlatOptimizer {
 
     /// Applies one update with learning rate `lr`; `params` yields (parameter, gradient) in
     /// construction order.
-    pub fn step<'a>(&mut self, params: impl Iterator<Item = (&'a mut [f32], &'a [f32])>, lr: f64) {
+    pub(crate) fn step<'a>(
+        &mut self,
+        params: impl Iterator<Item = (&'a mut [f32], &'a [f32])>,
+        lr: f64,
+    ) {
         self.state.step += 1;
         let constants = self.state.rule.at(self.state.step, lr);
         for ((p, g), buffers) in params.zip(&mut self.state.buffers) {
@@ -53,13 +57,13 @@ impl FlatOptimizer {
     }
 
     /// State as named tensors, as [`super::Optimizer::state`] names them.
-    pub fn state(&self, device: &Device) -> Result<Vec<(String, Tensor)>> {
+    pub(crate) fn state(&self, device: &Device) -> Result<Vec<(String, Tensor)>> {
         let shapes: Vec<Shape> = self.sizes.iter().map(|&n| Shape::from(n)).collect();
         self.state.tensors(&shapes, device)
     }
 
     /// Restores state written by [`FlatOptimizer::state`] or [`super::Optimizer::state`].
-    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+    pub(crate) fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         self.state.load(state)
     }
 }

@@ -24,7 +24,7 @@ impl<'a, F> InPlace<'a, F>
 where
     F: Fn(&mut [f32], &[f32], &mut [&mut [f32]]) + Sync,
 {
-    pub fn new(state: Vec<&'a mut [f32]>, update: F) -> Self {
+    pub(crate) fn new(state: Vec<&'a mut [f32]>, update: F) -> Self {
         InPlace {
             state: Mutex::new(state),
             update,

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor, Var};
 
-pub use flat::FlatOptimizer;
+pub(crate) use flat::FlatOptimizer;
 use in_place::InPlace;
 use rules::Rule;
 use state::{Buffers, OptimizerState, Placement};
@@ -111,7 +111,7 @@ impl Optimizer {
     }
 
     /// Restores state written by [`Optimizer::state`] or [`FlatOptimizer::state`].
-    pub fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+    pub(crate) fn load_state(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         self.state.load(state)
     }
 }

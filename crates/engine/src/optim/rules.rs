@@ -41,7 +41,7 @@ pub(crate) enum Rule {
 
 impl Rule {
     /// The rule a spec names.
-    pub fn new(spec: &OptimizerSpec) -> Rule {
+    pub(crate) fn new(spec: &OptimizerSpec) -> Rule {
         match *spec {
             OptimizerSpec::Sgd {
                 momentum,
@@ -98,7 +98,7 @@ impl Rule {
 
     /// The buffers each parameter keeps, in the order [`Step::apply`] takes them, by the
     /// names checkpoints store them under (`<buffer>.<parameter>`).
-    pub fn buffers(&self) -> Vec<&'static str> {
+    pub(crate) fn buffers(&self) -> Vec<&'static str> {
         match *self {
             Rule::Sgd { momentum, .. } if momentum > 0.0 => vec!["velocity"],
             Rule::Sgd { .. } => vec![],
@@ -120,12 +120,12 @@ impl Rule {
 
     /// Whether the rule depends on the step count (Adam's bias correction); the count is then
     /// checkpointed as `step`.
-    pub fn counts_steps(&self) -> bool {
+    pub(crate) fn counts_steps(&self) -> bool {
         matches!(self, Rule::Adam { .. })
     }
 
     /// The constants of step number `step` (counted from 1) at learning rate `lr`.
-    pub fn at(&self, step: u64, lr: f64) -> Step {
+    pub(crate) fn at(&self, step: u64, lr: f64) -> Step {
         match *self {
             Rule::Sgd {
                 momentum,
@@ -207,7 +207,7 @@ pub(crate) enum Step {
 impl Step {
     /// θ (`p`) and the parameter's buffers (in [`Rule::buffers`] order) after one step with
     /// gradient `g`, over matching runs of elements.
-    pub fn apply(&self, p: &mut [f32], g: &[f32], buffers: &mut [&mut [f32]]) {
+    pub(crate) fn apply(&self, p: &mut [f32], g: &[f32], buffers: &mut [&mut [f32]]) {
         match *self {
             Step::Sgd {
                 lr,

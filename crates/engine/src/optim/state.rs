@@ -29,7 +29,7 @@ pub(crate) struct OptimizerState {
 impl OptimizerState {
     /// Fresh (zero) state for `params`: a name with either a host length or a tensor to
     /// shape tensor buffers like.
-    pub fn new(rule: Rule, params: Vec<(String, Placement)>) -> Result<Self> {
+    pub(crate) fn new(rule: Rule, params: Vec<(String, Placement)>) -> Result<Self> {
         let count = rule.buffers().len();
         let mut names = Vec::with_capacity(params.len());
         let mut buffers = Vec::with_capacity(params.len());
@@ -53,7 +53,11 @@ impl OptimizerState {
     }
 
     /// The state as named tensors; host buffers take `shapes[i]` on `device`.
-    pub fn tensors(&self, shapes: &[Shape], device: &Device) -> Result<Vec<(String, Tensor)>> {
+    pub(crate) fn tensors(
+        &self,
+        shapes: &[Shape],
+        device: &Device,
+    ) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::new();
         if self.rule.counts_steps() {
             let step = u32::try_from(self.step).unwrap_or(u32::MAX);
@@ -74,7 +78,7 @@ impl OptimizerState {
 
     /// Restores what [`OptimizerState::tensors`] wrote (of either path). A missing SGD
     /// velocity is a buffer that was never stepped: zero.
-    pub fn load(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+    pub(crate) fn load(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         if self.rule.counts_steps() {
             let step = saved(state, "step")?;
             self.step = step

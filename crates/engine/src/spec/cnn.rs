@@ -101,7 +101,7 @@ impl Default for HeadSpec {
 }
 
 /// Largest number of convolution blocks.
-pub const MAX_BLOCKS: usize = 16;
+pub(crate) const MAX_BLOCKS: usize = 16;
 
 impl CnnSpec {
     /// The initialization in effect: the spec's, or the default for the activation.
@@ -178,7 +178,7 @@ impl CnnSpec {
 
     /// Checks the spec against the data set's image shape (`None`: not an image data set),
     /// including the spatial size and the number of parameters.
-    pub fn validate_for(
+    pub(crate) fn validate_for(
         &self,
         image_shape: Option<[usize; 3]>,
         max_parameters: usize,

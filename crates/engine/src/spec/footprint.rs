@@ -15,7 +15,7 @@ const LOSS_PER_CLASS: u64 = 4;
 
 /// Counts for one network, in values (not bytes), all per sample where they scale with the batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Footprint {
+pub(crate) struct Footprint {
     /// Trainable parameters.
     pub trainable: u64,
     /// Buffers that are saved but not trained (batch-norm running statistics).
@@ -33,7 +33,7 @@ impl Footprint {
     /// The footprint of `model` for inputs of `input_width` values (shaped `input` when the
     /// rows are images) and `classes` outputs. `None` when a convolutional model has no image
     /// shape, which validation rejects before this is asked.
-    pub fn of(
+    pub(crate) fn of(
         model: &ModelSpec,
         input_width: u64,
         input: Option<[usize; 3]>,

@@ -38,7 +38,7 @@ impl DataShape {
     /// Rows per split, `[train, val, test]`: the data set's own split, or the stratified split
     /// of `data::split` (per class, round(n·val_fraction) to validation,
     /// round(n·test_fraction) to test, the rest to training).
-    pub fn split_rows(&self, data: &DataSpec) -> [usize; 3] {
+    pub(crate) fn split_rows(&self, data: &DataSpec) -> [usize; 3] {
         if let Some(split) = self.fixed_split {
             return split;
         }
@@ -95,7 +95,7 @@ pub struct MemoryEstimate {
 
 impl MemoryEstimate {
     /// The peak while preparing data.
-    pub fn preparation_peak(&self) -> u64 {
+    pub(crate) fn preparation_peak(&self) -> u64 {
         self.table.saturating_add(self.preparation)
     }
 
@@ -186,7 +186,7 @@ impl JobSpec {
     }
 
     /// The number of parameters of this spec's network on `data`, every layer counted.
-    pub fn parameter_count(&self, data: &DataShape) -> Result<u64> {
+    pub(crate) fn parameter_count(&self, data: &DataShape) -> Result<u64> {
         let (input, width) = self.input_of(data)?;
         Ok(
             Footprint::of(&self.model, width, input, data.class_counts.len() as u64)

@@ -32,7 +32,7 @@ impl ModelSpec {
     }
 
     /// True for the convolutional kinds, which train on images and can transfer a backbone.
-    pub fn is_convolutional(&self) -> bool {
+    pub(crate) fn is_convolutional(&self) -> bool {
         !matches!(self, ModelSpec::Mlp(_))
     }
 }
@@ -92,7 +92,7 @@ pub enum Activation {
 
 impl Activation {
     /// True for relu, leaky_relu and gelu, whose default initialization is Kaiming.
-    pub fn is_relu_family(self) -> bool {
+    pub(crate) fn is_relu_family(self) -> bool {
         matches!(
             self,
             Activation::Relu | Activation::LeakyRelu | Activation::Gelu

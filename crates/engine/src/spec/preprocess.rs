@@ -9,9 +9,9 @@ use super::check::{check, int_range};
 use crate::error::{EngineError, Result};
 
 /// The largest side `resize` and `crop.size` may ask for.
-pub const MAX_SIDE: usize = 1024;
+pub(crate) const MAX_SIDE: usize = 1024;
 /// The most zero padding a random crop may add on each side.
-pub const MAX_PADDING: usize = 256;
+pub(crate) const MAX_PADDING: usize = 256;
 
 /// How images are transformed before the network sees them. Training applies the random parts
 /// (random crop, flip) per batch, seeded by the job's seed and the epoch; evaluation and

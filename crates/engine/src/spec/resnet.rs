@@ -66,7 +66,7 @@ impl ResNetDepth {
 }
 
 /// Largest `width`; the parameter budget ([`super::MAX_PARAMETERS`]) may allow less.
-pub const MAX_WIDTH: usize = 128;
+pub(crate) const MAX_WIDTH: usize = 128;
 
 impl ResNetSpec {
     /// Rejects impossible values, naming the field.
@@ -100,7 +100,7 @@ impl ResNetSpec {
 
     /// Checks the spec against the data set's image shape (`None`: not an image data set) and
     /// the parameter budget.
-    pub fn validate_for(
+    pub(crate) fn validate_for(
         &self,
         depth: ResNetDepth,
         image_shape: Option<[usize; 3]>,

@@ -267,7 +267,7 @@ impl Metric {
     }
 
     /// Lower is better for losses, higher for accuracies.
-    pub fn default_mode(self) -> MetricMode {
+    pub(crate) fn default_mode(self) -> MetricMode {
         match self {
             Metric::ValLoss | Metric::TrainLoss | Metric::TrainEvalLoss => MetricMode::Min,
             Metric::ValAcc | Metric::TrainAcc | Metric::TrainEvalAcc => MetricMode::Max,

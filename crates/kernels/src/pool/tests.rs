@@ -27,29 +27,6 @@ fn forwards_match_candle_without_padding() {
         for (k, s, p) in WINDOWS.into_iter().filter(|w| w.2 == (0, 0)) {
             let ours = max_pool2d(&x, k, s, p).unwrap();
             assert_close(&ours, &x.max_pool2d_with_stride(k, s).unwrap(), 0.0, "max");
-            let ours = avg_pool2d(&x, k, s, p).unwrap();
-            assert_close(&ours, &x.avg_pool2d_with_stride(k, s).unwrap(), 1e-6, "avg");
-        }
-    }
-}
-
-#[test]
-fn average_gradients_match_candle_where_its_backward_works() {
-    // candle backpropagates through pooling only when kernel == stride, and correctly
-    // only when the kernel divides the input. (Its max-pool backward also scales the
-    // gradient by 1/(kh·kw), so max pooling is checked against finite differences and a
-    // window scan instead.)
-    for (i, shape) in [[1, 1, 6, 4], [2, 3, 6, 8], [3, 2, 12, 6]]
-        .iter()
-        .enumerate()
-    {
-        let x = Var::from_tensor(&uniform(shape, i as u64, DType::F64)).unwrap();
-        for k in [(1, 1), (2, 2), (3, 2)] {
-            let avg = avg_pool2d(&x, k, k, 0).unwrap();
-            let r = uniform(avg.dims(), 7, DType::F64);
-            let ours = autograd(&avg, &r, &[&x]);
-            let theirs = autograd(&x.avg_pool2d_with_stride(k, k).unwrap(), &r, &[&x]);
-            assert_close(&ours[0], &theirs[0], 1e-12, &format!("avg {shape:?} {k:?}"));
         }
     }
 }
@@ -69,14 +46,6 @@ fn gradients_match_finite_differences_for_any_window() {
                 &fd,
                 1e-8,
                 &format!("max {what}"),
-            );
-            let avg = avg_pool2d(&xv, k, s, p).unwrap();
-            let fd = finite_difference(|x| avg_pool2d(x, k, s, p), &x, &r);
-            assert_close(
-                &autograd(&avg, &r, &[&xv])[0],
-                &fd,
-                1e-8,
-                &format!("avg {what}"),
             );
         }
     }
@@ -129,29 +98,20 @@ fn pooling_gradients_are_differentiable_too() {
                 arg: arg.clone(),
             })
             .unwrap();
-        let backward = |max: bool, dy: &Tensor| -> Result<Tensor> {
-            match max {
-                true => dy.apply_op1(MaxPoolRoute {
-                    geometry,
-                    arg: arg.clone(),
-                    scatter: true,
-                }),
-                false => dy.apply_op1(AvgPool {
-                    win,
-                    forward: false,
-                    input_hw: (7, 5),
-                }),
-            }
+        let backward = |dy: &Tensor| -> Result<Tensor> {
+            dy.apply_op1(MaxPoolRoute {
+                geometry,
+                arg: arg.clone(),
+                scatter: true,
+            })
         };
-        for max in [true, false] {
-            let dy = uniform(y.dims(), 2, DType::F64);
-            let dyv = Var::from_tensor(&dy).unwrap();
-            let dx = backward(max, &dyv).unwrap();
-            let r = uniform(dx.dims(), 3, DType::F64);
-            let ours = autograd(&dx, &r, &[&dyv]);
-            let fd = finite_difference(|dy| backward(max, dy), &dy, &r);
-            assert_close(&ours[0], &fd, 1e-8, &format!("max {max} {k:?} {s:?} {p:?}"));
-        }
+        let dy = uniform(y.dims(), 2, DType::F64);
+        let dyv = Var::from_tensor(&dy).unwrap();
+        let dx = backward(&dyv).unwrap();
+        let r = uniform(dx.dims(), 3, DType::F64);
+        let ours = autograd(&dx, &r, &[&dyv]);
+        let fd = finite_difference(backward, &dy, &r);
+        assert_close(&ours[0], &fd, 1e-8, &format!("max {k:?} {s:?} {p:?}"));
     }
 }
 
@@ -161,10 +121,9 @@ fn results_do_not_depend_on_the_thread_budget() {
     let run = |threads| {
         with_thread_budget(threads, || {
             let y = max_pool2d(&x, 3, 2, 1).unwrap();
-            let z = avg_pool2d(&x, 2, 1, 1).unwrap();
-            let loss = (y.sum_all().unwrap() + z.sqr().unwrap().sum_all().unwrap()).unwrap();
+            let loss = y.sqr().unwrap().sum_all().unwrap();
             let grads = loss.backward().unwrap();
-            vec![y, z, grads.get(x.as_tensor()).unwrap().clone()]
+            vec![y, grads.get(x.as_tensor()).unwrap().clone()]
         })
     };
     let one = run(1);
@@ -202,5 +161,5 @@ fn bad_windows_are_errors() {
         max_pool2d(&x, 5, 1, 0).is_err(),
         "kernel larger than the input"
     );
-    assert!(avg_pool2d(&x, 2, 0, 0).is_err(), "zero stride");
+    assert!(max_pool2d(&x, 2, 0, 0).is_err(), "zero stride");
 }

@@ -12,24 +12,24 @@ use zip::write::SimpleFileOptions;
 use super::*;
 
 /// A `w x h` picture: `colour` with a faint gradient, so images are not all alike.
-pub fn picture(w: u32, h: u32, colour: [u8; 3]) -> DynamicImage {
+pub(crate) fn picture(w: u32, h: u32, colour: [u8; 3]) -> DynamicImage {
     DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, y| {
         let shade = ((x + y) % 4) as u8 * 4;
         image::Rgb(colour.map(|c| c.saturating_add(shade)))
     }))
 }
 
-pub fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+pub(crate) fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
     image.write_to(&mut out, format).unwrap();
     out.into_inner()
 }
 
-pub fn png(w: u32, h: u32, colour: [u8; 3]) -> Vec<u8> {
+pub(crate) fn png(w: u32, h: u32, colour: [u8; 3]) -> Vec<u8> {
     encode(&picture(w, h, colour), ImageFormat::Png)
 }
 
-pub fn gray_png(w: u32, h: u32, level: u8) -> Vec<u8> {
+pub(crate) fn gray_png(w: u32, h: u32, level: u8) -> Vec<u8> {
     encode(
         &DynamicImage::ImageLuma8(picture(w, h, [level; 3]).to_luma8()),
         ImageFormat::Png,
@@ -37,7 +37,11 @@ pub fn gray_png(w: u32, h: u32, level: u8) -> Vec<u8> {
 }
 
 /// `per_class` PNG files of 8x8 under `<prefix><class>/`, one colour per class.
-pub fn class_files(prefix: &str, classes: &[&str], per_class: usize) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn class_files(
+    prefix: &str,
+    classes: &[&str],
+    per_class: usize,
+) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
     for (c, class) in classes.iter().enumerate() {
         for i in 0..per_class {
@@ -48,7 +52,7 @@ pub fn class_files(prefix: &str, classes: &[&str], per_class: usize) -> Vec<(Str
     files
 }
 
-pub fn zip_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn zip_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for (name, bytes) in files {
         if name.ends_with('/') {
@@ -65,7 +69,7 @@ pub fn zip_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
 
 /// A tar with names written into the headers as they are (the `tar` crate's own builder
 /// refuses unsafe names, which these tests need).
-pub fn tar_entries(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+pub(crate) fn tar_entries(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
     for (name, kind, bytes) in entries {
         let mut header = tar::Header::new_gnu();
@@ -83,7 +87,7 @@ pub fn tar_entries(entries: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
     builder.into_inner().unwrap()
 }
 
-pub fn tar_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
+pub(crate) fn tar_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     let entries: Vec<(&str, tar::EntryType, &[u8])> = files
         .iter()
         .map(|(name, bytes)| (name.as_str(), tar::EntryType::Regular, bytes.as_slice()))
@@ -91,18 +95,18 @@ pub fn tar_of(files: &[(String, Vec<u8>)]) -> Vec<u8> {
     tar_entries(&entries)
 }
 
-pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(bytes).unwrap();
     encoder.finish().unwrap()
 }
 
-pub fn read(bytes: &[u8]) -> Result<Table> {
+pub(crate) fn read(bytes: &[u8]) -> Result<Table> {
     parse_image_archive(bytes, &ImageOptions::default(), &ImageLimits::default())
 }
 
 /// The message of an `archive` rejection.
-pub fn rejection(result: Result<Table>) -> String {
+pub(crate) fn rejection(result: Result<Table>) -> String {
     match result {
         Err(DataError::Invalid { input, message }) if input.to_string() == "archive" => message,
         Err(other) => panic!("expected a rejection of the archive, got {other:?}"),
