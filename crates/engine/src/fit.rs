@@ -10,12 +10,12 @@ use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 
 use super::checkpoint::{self, CheckpointData, CheckpointParts};
-use super::engine::{Engine, fused_applies};
 use super::grads::GradStats;
 use super::metrics::coefficient_of_variation;
 use super::monitor::EarlyStopping;
 use super::schedule::Schedule;
 use super::seed::{Purpose, rng};
+use super::training_path::{TrainingPath, fused_applies};
 use super::{EpochMetrics, InterruptReason, Interrupter, LayerStats, Network, PreparedData};
 use crate::error::EngineError;
 use crate::spec::{JobSpec, TransferMode};
@@ -115,7 +115,7 @@ pub enum Start<'a> {
 /// The model and the state around it that a checkpoint restores.
 struct Trainer<'a> {
     spec: &'a JobSpec,
-    engine: Engine,
+    path: TrainingPath,
     device: Device,
     schedule: Schedule,
     early_stopping: Option<EarlyStopping>,
@@ -141,8 +141,8 @@ pub fn fit(
         let first_step = global_step + 1;
         let pass = trainer.train_epoch(data, epoch, interrupter, &mut global_step, on_step)?;
         let train_seconds = started.elapsed().as_secs_f64();
-        let engine = &trainer.engine;
-        let (val_loss, val_acc) = engine.evaluate(&data.val)?;
+        let path = &trainer.path;
+        let (val_loss, val_acc) = path.evaluate(&data.val)?;
         if !val_loss.is_finite() {
             return Err(TrainError::Diverged {
                 epoch,
@@ -153,9 +153,9 @@ pub fn fit(
         let test = data
             .test
             .as_ref()
-            .map(|test| engine.evaluate(test))
+            .map(|test| path.evaluate(test))
             .transpose()?;
-        let (train_eval_loss, train_eval_acc) = engine.evaluate(&data.train)?;
+        let (train_eval_loss, train_eval_acc) = path.evaluate(&data.train)?;
         let seen = pass.seen.max(1) as f64;
         let metrics = EpochMetrics {
             epoch,
@@ -237,7 +237,7 @@ impl<'a> Trainer<'a> {
         let threads = kernels::thread_budget();
         let mut trainer = Trainer {
             spec,
-            engine: Engine::build(spec, data, model, fused_applies(spec, device), threads)?,
+            path: TrainingPath::build(spec, data, model, fused_applies(spec, device), threads)?,
             device: device.clone(),
             schedule: Schedule::new(&spec.training, steps_per_epoch),
             early_stopping: spec
@@ -249,7 +249,7 @@ impl<'a> Trainer<'a> {
             steps_per_epoch,
         };
         if let Some(saved) = saved {
-            trainer.engine.load_optimizer(&saved.optimizer)?;
+            trainer.path.load_optimizer(&saved.optimizer)?;
             trainer.schedule.load_state(&saved.trainer)?;
             if let Some(early) = &mut trainer.early_stopping {
                 early.load_state(&saved.trainer)?;
@@ -274,7 +274,7 @@ impl<'a> Trainer<'a> {
         let mut augment_rng = rng(seed, Purpose::Augment, u64::from(epoch));
         let mut pass = EpochPass {
             losses: Vec::with_capacity(self.steps_per_epoch as usize),
-            grads: GradStats::new(self.engine.param_names().len()),
+            grads: GradStats::new(self.path.param_names().len()),
             loss_sum: 0.0,
             correct: 0.0,
             seen: 0,
@@ -287,7 +287,7 @@ impl<'a> Trainer<'a> {
             }
             let lr = self.schedule.lr(epoch, i as u64);
             let step =
-                self.engine
+                self.path
                     .step(data, chunk, lr, (&mut dropout_rng, &mut augment_rng), clip)?;
             *global_step += 1;
             if !step.loss.is_finite() {
@@ -316,15 +316,15 @@ impl<'a> Trainer<'a> {
 
     /// Gradient norms of the epoch and weight norms now, per parameter tensor.
     fn layer_stats(&self, grads: &GradStats) -> Result<Vec<LayerStats>, TrainError> {
-        let weight_norms = self.engine.weight_squared_norms()?;
+        let weight_norms = self.path.weight_squared_norms()?;
         Ok(self
-            .engine
+            .path
             .param_names()
             .into_iter()
             .zip(weight_norms)
             .enumerate()
             .map(|(i, (name, squared))| {
-                let info = self.engine.describe(&name);
+                let info = self.path.describe(&name);
                 LayerStats {
                     layer: info.layer,
                     index: info.index,
@@ -345,8 +345,8 @@ impl<'a> Trainer<'a> {
             trainer.extend(early.state()?);
         }
         Ok(CheckpointParts {
-            model: self.engine.model_state(&self.device)?,
-            optimizer: self.engine.optimizer_state(&self.device)?,
+            model: self.path.model_state(&self.device)?,
+            optimizer: self.path.optimizer_state(&self.device)?,
             trainer,
         })
     }

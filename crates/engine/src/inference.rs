@@ -1,6 +1,6 @@
 //! A trained network loaded for inference, on the path that serves it fastest: the fused MLP
 //! where it applies (no per-operation overhead, which dominates at batch size 1), candle's
-//! [`Network`] otherwise. The same choice training makes (`engine::fused_applies`).
+//! [`Network`] otherwise. The same choice training makes (`training_path::fused_applies`).
 
 use std::collections::HashMap;
 

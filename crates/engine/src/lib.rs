@@ -11,7 +11,7 @@
 //! - Optimizers (`optim`): [`Optimizer`] over candle variables and `FlatOptimizer` over the
 //!   fused MLP's buffers, both stepping with the update rules of `optim/rules.rs`.
 //! - [`InferenceNetwork`] (`inference`): a checkpoint loaded for serving, on the fastest path.
-//! - The loop: [`fit`] with `engine` (which path steps), `schedule`, `monitor` (early
+//! - The loop: [`fit`] with `training_path` (candle or fused), `schedule`, `monitor` (early
 //!   stopping), `grads` and `metrics`; [`Interrupter`] stops it between batches.
 //! - [`checkpoint`]: a run's state as safetensors, written atomically and verified on read;
 //!   [`weights`]: reading uploaded safetensors.
@@ -25,7 +25,6 @@
 pub mod checkpoint;
 mod cnn;
 
-mod engine;
 pub mod error;
 mod fit;
 pub mod fused;
@@ -34,6 +33,7 @@ mod image_prep;
 mod inference;
 mod init;
 mod interrupt;
+mod training_path;
 
 mod metrics;
 mod mlp;

@@ -29,7 +29,7 @@ pub(crate) struct Step {
 }
 
 /// A model plus its optimizer, on the candle or the fused path.
-pub(crate) enum Engine {
+pub(crate) enum TrainingPath {
     /// candle tensors and autograd.
     Candle {
         /// The network.
@@ -63,7 +63,7 @@ pub(crate) fn fused_applies(spec: &JobSpec, device: &Device) -> bool {
         && std::env::var_os("TRAINSERVE_DISABLE_FUSED").is_none()
 }
 
-impl Engine {
+impl TrainingPath {
     /// Wraps `model` with the spec's optimizer, on the fused path when `fused` (which must
     /// only be asked for where [`fused_applies`]).
     pub(crate) fn build(
@@ -72,7 +72,7 @@ impl Engine {
         model: Network,
         fused: bool,
         threads: usize,
-    ) -> Result<Engine> {
+    ) -> Result<TrainingPath> {
         let optimizer_spec: &OptimizerSpec = &spec.training.optimizer;
         if !fused {
             // Fine-tuning may train the backbone at a lower rate.
@@ -87,7 +87,7 @@ impl Engine {
                 .partition(|(name, _)| model.is_backbone(name));
             let optimizer =
                 Optimizer::grouped(optimizer_spec, vec![(backbone, scale), (rest, 1.0)])?;
-            return Ok(Engine::Candle { model, optimizer });
+            return Ok(TrainingPath::Candle { model, optimizer });
         }
         let (ModelSpec::Mlp(mlp), Network::Mlp(model)) = (&spec.model, model) else {
             return Err(crate::error::EngineError::Internal(
@@ -102,7 +102,7 @@ impl Engine {
             .map(|(name, var)| (name, var.as_tensor().elem_count()))
             .collect();
         let optimizer = FlatOptimizer::new(optimizer_spec, &params)?;
-        Ok(Engine::Fused(Box::new(Fused {
+        Ok(TrainingPath::Fused(Box::new(Fused {
             net,
             optimizer,
             names: params.into_iter().map(|(name, _)| name).collect(),
@@ -117,18 +117,18 @@ impl Engine {
     /// Names of the trained parameters, in the order of every per-parameter list.
     pub(crate) fn param_names(&self) -> Vec<String> {
         match self {
-            Engine::Candle { optimizer, .. } => {
+            TrainingPath::Candle { optimizer, .. } => {
                 optimizer.params().iter().map(|(n, _)| n.clone()).collect()
             }
-            Engine::Fused(f) => f.names.clone(),
+            TrainingPath::Fused(f) => f.names.clone(),
         }
     }
 
     /// Layer and role of a parameter.
     pub(crate) fn describe(&self, name: &str) -> ParamInfo {
         match self {
-            Engine::Candle { model, .. } => model.describe(name),
-            Engine::Fused(f) => ParamInfo::of(name, f.depth),
+            TrainingPath::Candle { model, .. } => model.describe(name),
+            TrainingPath::Fused(f) => ParamInfo::of(name, f.depth),
         }
     }
 
@@ -144,7 +144,7 @@ impl Engine {
         clip: Option<&GradClipSpec>,
     ) -> Result<Step> {
         match self {
-            Engine::Candle { model, optimizer } => {
+            TrainingPath::Candle { model, optimizer } => {
                 let device = data.train.x.device();
                 let index = Tensor::from_slice(rows, rows.len(), device)?;
                 let x = match &data.augment {
@@ -183,7 +183,7 @@ impl Engine {
                     squared_grad_norms: squared,
                 })
             }
-            Engine::Fused(f) => {
+            TrainingPath::Fused(f) => {
                 let width = f.width;
                 f.batch_x.clear();
                 f.batch_y.clear();
@@ -228,8 +228,8 @@ impl Engine {
     /// Mean loss and accuracy on a split, in evaluation mode.
     pub(crate) fn evaluate(&self, split: &SplitTensors) -> Result<(f64, f64)> {
         match self {
-            Engine::Candle { model, .. } => evaluate(model, split),
-            Engine::Fused(f) => {
+            TrainingPath::Candle { model, .. } => evaluate(model, split),
+            TrainingPath::Fused(f) => {
                 let (x, y) = flat(split)?;
                 let mut score = Score::default();
                 // Bounded chunks keep the activations of a large split small.
@@ -248,7 +248,7 @@ impl Engine {
     /// Squared L2 norm of every parameter now, in parameter order.
     pub(crate) fn weight_squared_norms(&self) -> Result<Vec<f64>> {
         match self {
-            Engine::Candle { optimizer, .. } => {
+            TrainingPath::Candle { optimizer, .. } => {
                 let weights: Vec<Option<Tensor>> = optimizer
                     .params()
                     .iter()
@@ -256,7 +256,7 @@ impl Engine {
                     .collect();
                 grads::squared_norms(&weights)
             }
-            Engine::Fused(f) => Ok(f
+            TrainingPath::Fused(f) => Ok(f
                 .net
                 .weights()
                 .flat_map(|(w, b)| [sum_of_squares(w), sum_of_squares(b)])
@@ -267,24 +267,24 @@ impl Engine {
     /// Every tensor of the model, for a checkpoint.
     pub(crate) fn model_state(&self, device: &Device) -> Result<Vec<(String, Tensor)>> {
         match self {
-            Engine::Candle { model, .. } => model.state(),
-            Engine::Fused(f) => f.net.state(device),
+            TrainingPath::Candle { model, .. } => model.state(),
+            TrainingPath::Fused(f) => f.net.state(device),
         }
     }
 
     /// The optimizer's state, for a checkpoint.
     pub(crate) fn optimizer_state(&self, device: &Device) -> Result<Vec<(String, Tensor)>> {
         match self {
-            Engine::Candle { optimizer, .. } => optimizer.state(),
-            Engine::Fused(f) => f.optimizer.state(device),
+            TrainingPath::Candle { optimizer, .. } => optimizer.state(),
+            TrainingPath::Fused(f) => f.optimizer.state(device),
         }
     }
 
     /// Restores the optimizer's state from a checkpoint.
     pub(crate) fn load_optimizer(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
         match self {
-            Engine::Candle { optimizer, .. } => optimizer.load_state(state),
-            Engine::Fused(f) => f.optimizer.load_state(state),
+            TrainingPath::Candle { optimizer, .. } => optimizer.load_state(state),
+            TrainingPath::Fused(f) => f.optimizer.load_state(state),
         }
     }
 }
@@ -358,9 +358,12 @@ mod tests {
             )
             .unwrap()
         };
-        let mut candle = Engine::build(&spec, &data, model(), false, 1).unwrap();
-        let mut fused = Engine::build(&spec, &data, model(), true, 1).unwrap();
-        assert!(matches!(fused, Engine::Fused(_)) && matches!(candle, Engine::Candle { .. }));
+        let mut candle = TrainingPath::build(&spec, &data, model(), false, 1).unwrap();
+        let mut fused = TrainingPath::build(&spec, &data, model(), true, 1).unwrap();
+        assert!(
+            matches!(fused, TrainingPath::Fused(_))
+                && matches!(candle, TrainingPath::Candle { .. })
+        );
         let (mut rng_a, mut rng_b) = (ChaCha8Rng::seed_from_u64(5), ChaCha8Rng::seed_from_u64(5));
         let mut unused = ChaCha8Rng::seed_from_u64(0);
         let clip = spec.training.grad_clip.as_ref();
