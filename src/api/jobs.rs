@@ -15,8 +15,7 @@ use super::AppState;
 use super::error::ApiResult;
 use super::extract::{JsonBytes, QueryParams};
 use super::views::{JobExtras, JobView};
-use crate::catalog::DatasetSummary;
-use crate::domain::{JobId, JobSpec, JobStatus};
+use crate::domain::{JobId, JobStatus};
 use crate::error::{Error, Result};
 use crate::jobs::JobEvent;
 use crate::store::{EpochRow, JobFilter, JobRow, JobSort};
@@ -55,38 +54,12 @@ async fn view(state: &AppState, row: JobRow) -> Result<JobView> {
     )
 }
 
-/// Refuses fractions that would leave a split of the job's data set empty, before the job is
-/// queued (the split itself would only fail once the job starts). An unknown data set, or one
-/// with its own split, is left to the job queue's checks.
-pub(super) async fn check_split(
-    state: &AppState,
-    spec: &JobSpec,
-    summaries: &mut std::collections::HashMap<String, Option<DatasetSummary>>,
-) -> Result<()> {
-    if !summaries.contains_key(&spec.dataset) {
-        let summary = state
-            .catalog
-            .find(&spec.dataset)
-            .await?
-            .and_then(|row| serde_json::from_str::<DatasetSummary>(&row.summary).ok());
-        summaries.insert(spec.dataset.clone(), summary);
-    }
-    match &summaries[&spec.dataset] {
-        Some(summary) if summary.fixed_split.is_none() => {
-            let rows: Vec<usize> = summary.classes.iter().map(|c| c.count).collect();
-            Ok(spec.data.check_split_sizes(&rows)?)
-        }
-        _ => Ok(()),
-    }
-}
-
 /// `POST /v1/jobs`
 pub async fn submit(
     State(state): State<AppState>,
     JsonBytes(body): JsonBytes,
 ) -> ApiResult<impl IntoResponse> {
     let spec = crate::domain::parse_job_spec(&body)?;
-    check_split(&state, &spec, &mut Default::default()).await?;
     let row = state.jobs.submit(spec).await?;
     let location = format!("/v1/jobs/{}", row.id);
     let body = view(&state, row).await?;

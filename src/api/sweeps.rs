@@ -36,22 +36,6 @@ pub async fn create(
     JsonBody(spec): JsonBody<SweepSpec>,
 ) -> ApiResult<Response> {
     let dry_run = spec.dry_run;
-    // Each trial's split, checked against its data set before anything is queued; an error is
-    // named on the axis that set the fraction, or on the base spec.
-    let mut summaries = Default::default();
-    for trial in spec.expand()? {
-        super::jobs::check_split(&state, &trial.spec, &mut summaries)
-            .await
-            .map_err(|err| match err {
-                Error::Invalid { field, message } => match trial.params.get(&field) {
-                    Some(value) => {
-                        Error::invalid(format!("axes.{field}"), format!("value {value}: {message}"))
-                    }
-                    None => Error::invalid(format!("base.{field}"), message),
-                },
-                other => other,
-            })?;
-    }
     let plan = state.jobs.create_sweep(spec).await?;
     match plan.sweep {
         None if dry_run => {

@@ -157,6 +157,11 @@ impl Jobs {
         let summary = serde_json::from_str::<crate::catalog::DatasetSummary>(&dataset.summary).ok();
         let image_shape = summary.as_ref().and_then(|summary| summary.image_shape);
         spec.validate_for_dataset(image_shape)?;
+        // Every split asked for gets at least one row, counted as the split will count them.
+        if let Some(summary) = summary.as_ref().filter(|s| s.fixed_split.is_none()) {
+            let rows: Vec<usize> = summary.classes.iter().map(|c| c.count).collect();
+            spec.data.check_split_sizes(&rows)?;
+        }
         match &summary {
             Some(summary) => {
                 let config = &self.inner.config;

@@ -21,15 +21,20 @@ impl Jobs {
         let id = SweepId::new();
         let mut rows = Vec::with_capacity(trials.len());
         for trial in &trials {
-            let job =
-                self.new_job(trial.spec.clone(), Some(id))
-                    .await
-                    .map_err(|err| match err {
-                        Error::Invalid { field, message } => {
-                            Error::invalid(format!("base.{field}"), message)
-                        }
-                        other => other,
-                    })?;
+            let job = self
+                .new_job(trial.spec.clone(), Some(id))
+                .await
+                // Named on the axis that set the value, or on the base spec.
+                .map_err(|err| match err {
+                    Error::Invalid { field, message } => match trial.params.get(&field) {
+                        Some(value) => Error::invalid(
+                            format!("axes.{field}"),
+                            format!("value {value}: {message}"),
+                        ),
+                        None => Error::invalid(format!("base.{field}"), message),
+                    },
+                    other => other,
+                })?;
             rows.push(NewTrial {
                 index: i64::from(trial.index),
                 params: serde_json::to_string(&trial.params)

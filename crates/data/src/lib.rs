@@ -34,7 +34,7 @@ pub use self::images::{
     sample_png, sample_rgb,
 };
 pub use self::shapes::{ShapesParams, shapes};
-pub use self::split::{SplitIndices, SplitPlan, Standardizer, split};
+pub use self::split::{SplitIndices, SplitPlan, Standardizer, class_split, split};
 pub use self::storage::{load, save};
 pub use self::synthetic::{RegionsParams, regions};
 

@@ -64,9 +64,7 @@ pub fn split(table: &Table, plan: &SplitPlan) -> Result<SplitIndices> {
     };
     for mut rows in per_class {
         rows.shuffle(&mut rng);
-        let n = rows.len();
-        let n_val = ((n as f64 * plan.val_fraction).round() as usize).min(n);
-        let n_test = ((n as f64 * plan.test_fraction).round() as usize).min(n - n_val);
+        let (n_val, n_test) = class_split(rows.len(), plan.val_fraction, plan.test_fraction);
         out.val.extend_from_slice(&rows[..n_val]);
         out.test.extend_from_slice(&rows[n_val..n_val + n_test]);
         out.train.extend_from_slice(&rows[n_val + n_test..]);
@@ -103,6 +101,15 @@ pub fn split(table: &Table, plan: &SplitPlan) -> Result<SplitIndices> {
         ));
     }
     Ok(out)
+}
+
+/// How many of a class's `n` rows [`split`] puts in validation and in test:
+/// `round(n × val_fraction)`, then `round(n × test_fraction)` of what is left; the rest train.
+/// The one definition of the rounding, also used to check a spec before a job runs.
+pub fn class_split(n: usize, val_fraction: f64, test_fraction: f64) -> (usize, usize) {
+    let n_val = ((n as f64 * val_fraction).round() as usize).min(n);
+    let n_test = ((n as f64 * test_fraction).round() as usize).min(n - n_val);
+    (n_val, n_test)
 }
 
 fn check_fraction(field: &'static str, value: f64) -> Result<()> {

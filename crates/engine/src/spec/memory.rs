@@ -47,8 +47,7 @@ impl DataShape {
         }
         let mut rows = [0; 3];
         for &n in &self.class_counts {
-            let val = ((n as f64 * data.val_fraction).round() as usize).min(n);
-            let test = ((n as f64 * data.test_fraction).round() as usize).min(n - val);
+            let (val, test) = ::data::class_split(n, data.val_fraction, data.test_fraction);
             rows[0] += n - val - test;
             rows[1] += val;
             rows[2] += test;

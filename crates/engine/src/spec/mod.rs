@@ -216,7 +216,7 @@ impl DataSpec {
     /// Checks, before a job is queued, that splitting a data set with `class_rows` rows per
     /// class by these fractions leaves every split that is asked for at least one row: train
     /// and validation always, test when `test_fraction` is above 0. It counts as the split
-    /// does (per class, `round(rows × fraction)`), so a fraction such as `1e-320` is a 422
+    /// does (per class, [`data::class_split`]), so a fraction such as `1e-320` is a 422
     /// naming it instead of a job that fails when it starts. Out-of-range fractions are left
     /// to [`JobSpec::validate`].
     pub fn check_split_sizes(&self, class_rows: &[usize]) -> Result<()> {
@@ -225,8 +225,7 @@ impl DataSpec {
         }
         let (mut train, mut val, mut test) = (0usize, 0usize, 0usize);
         for &n in class_rows {
-            let n_val = ((n as f64 * self.val_fraction).round() as usize).min(n);
-            let n_test = ((n as f64 * self.test_fraction).round() as usize).min(n - n_val);
+            let (n_val, n_test) = data::class_split(n, self.val_fraction, self.test_fraction);
             val += n_val;
             test += n_test;
             train += n - n_val - n_test;
