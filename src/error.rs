@@ -138,6 +138,15 @@ impl From<candle_core::Error> for Error {
 }
 
 impl Error {
+    /// An I/O failure while doing `what`: a 507 when the disk is full, else an internal error.
+    pub fn io(what: &str, err: std::io::Error) -> Self {
+        if is_storage_full(&err) {
+            Error::storage_full(what, err)
+        } else {
+            Error::internal(what, err)
+        }
+    }
+
     /// A 507: the disk (or the quota) holding the data folder is full.
     pub fn storage_full(what: &str, err: impl Display) -> Self {
         Error::InsufficientStorage {

@@ -29,7 +29,7 @@ impl UploadFile {
         })?;
         file.write_all(chunk)
             .await
-            .map_err(|err| Error::internal("writing an upload to disk", err))?;
+            .map_err(|err| Error::io("writing an upload to disk", err))?;
         self.len += chunk.len() as u64;
         Ok(())
     }
@@ -39,7 +39,7 @@ impl UploadFile {
         if let Some(mut file) = self.file.take() {
             file.flush()
                 .await
-                .map_err(|err| Error::internal("writing an upload to disk", err))?;
+                .map_err(|err| Error::io("writing an upload to disk", err))?;
         }
         Ok(())
     }
@@ -83,7 +83,7 @@ impl Catalog {
     pub async fn upload_file(&self) -> Result<UploadFile> {
         tokio::fs::create_dir_all(&self.dir)
             .await
-            .map_err(|err| Error::internal("creating the data-set folder", err))?;
+            .map_err(|err| Error::io("creating the data-set folder", err))?;
         let path = self.dir.join(format!(
             "{UPLOAD_PREFIX}{}{TEMP_SUFFIX}",
             uuid::Uuid::new_v4()
@@ -93,7 +93,7 @@ impl Catalog {
             .create_new(true)
             .open(&path)
             .await
-            .map_err(|err| Error::internal("creating an upload's temporary file", err))?;
+            .map_err(|err| Error::io("creating an upload's temporary file", err))?;
         Ok(UploadFile {
             path,
             file: Some(file),

@@ -12,6 +12,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
 use crate::helpers::{Api, ServerProcess, digits_spec};
@@ -219,6 +220,46 @@ async fn a_full_disk_during_training_fails_the_job_with_its_reason_and_the_queue
     })
     .await;
     assert!(cancelled.is_some(), "the cancelled job stops");
+}
+
+#[tokio::test]
+async fn an_upload_on_a_full_disk_is_a_507_that_leaves_nothing_behind() {
+    let Some(disk) = SmallDisk::mount(48) else {
+        return;
+    };
+    let server = ServerProcess::start(disk.path()).await;
+    let upload = |name: &'static str| {
+        let mut csv = String::from("x,y,label\n");
+        for i in 0..300 {
+            csv.push_str(&format!("{i},{},{}\n", i * 2, i % 3));
+        }
+        let form = Form::new()
+            .text("name", name)
+            .text("label_column", "label")
+            .part("file", Part::text(csv).file_name("data.csv"));
+        let request = server
+            .http()
+            .post(format!("{}/v1/datasets", server.base()))
+            .multipart(form);
+        async move { crate::helpers::decode(request.send().await.unwrap()).await }
+    };
+    let filler = disk.fill();
+
+    // Act: an upload while the data folder has no room.
+    let (status, body) = upload("refused").await;
+
+    // Assert: a 507 saying so, no temporary file left, and the same upload works once there
+    // is room again.
+    assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+    assert_eq!(body["code"], "insufficient_storage", "{body}");
+    let leftovers: Vec<_> = walk(&disk.path().join("datasets"))
+        .into_iter()
+        .filter(|path| path.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "upload debris: {leftovers:?}");
+    std::fs::remove_file(filler).expect("free the disk");
+    let (status, body) = upload("kept").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

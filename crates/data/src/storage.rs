@@ -105,8 +105,11 @@ fn write_into(table: &Table, tmp: &Path) -> Result<()> {
         ));
     }
     let data_path = tmp.join(DATA_FILE);
-    safetensors::serialize_to_file(tensors, None, &data_path)
-        .map_err(|e| DataError::internal("writing a data set", e))?;
+    safetensors::serialize_to_file(tensors, None, &data_path).map_err(|err| match err {
+        // Kept as I/O, so a full disk is reported as one.
+        safetensors::SafeTensorError::IoError(err) => DataError::Io(err),
+        other => DataError::internal("writing a data set", other),
+    })?;
     File::open(&data_path)?.sync_all()?;
 
     let meta = Meta {
