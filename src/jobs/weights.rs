@@ -8,17 +8,16 @@ use crate::store::{NewWeights, WeightsRow};
 use engine::checkpoint::write_atomically;
 use engine::weights::inspect;
 
+/// Longest name of uploaded weights, in characters.
+const MAX_WEIGHTS_NAME_CHARS: usize = 200;
+
 impl Jobs {
     /// Stores a safetensors file under `name`: a 422 on `file` when it is not one, a 409 when
     /// the name is taken. A failed upload leaves no file behind.
     pub async fn add_weights(&self, name: String, bytes: Vec<u8>) -> Result<WeightsRow> {
         let name = name.trim().to_string();
-        if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                "name",
-                "give the weights a name of 1 to 200 characters (?name=...)",
-            ));
-        }
+        // Characters, not bytes; no control or bidirectional formatting characters.
+        engine::spec::check_label(&name, MAX_WEIGHTS_NAME_CHARS, "name")?;
         if self.inner.store.find_weights(&name).await?.is_some() {
             return Err(Error::conflict(format!(
                 "weights named '{name}' already exist"

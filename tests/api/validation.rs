@@ -119,6 +119,31 @@ async fn names_count_characters_and_refuse_bidi_overrides() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = app.post("/v1/sweeps", sweep("a\u{2066}b")).await;
     assert_invalid(status, &body, "name");
+
+    // Uploaded weights: 200 two-byte characters were refused as 400 bytes.
+    let app = &app;
+    let weights = |name: &str| {
+        let path = format!("/v1/weights?name={name}");
+        async move {
+            app.post_raw(&path, "application/octet-stream", one_tensor_safetensors())
+                .await
+        }
+    };
+    let (status, body) = weights(&"é".repeat(200)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = weights(&"é".repeat(201)).await;
+    assert_invalid(status, &body, "name");
+    let (status, body) = weights("invoice\u{202E}fdp.exe").await;
+    assert_invalid(status, &body, "name");
+}
+
+/// A safetensors file holding one f32 tensor `w` of shape [1].
+fn one_tensor_safetensors() -> Vec<u8> {
+    let header = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(&1.0f32.to_le_bytes());
+    bytes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
