@@ -50,7 +50,12 @@ impl SmallDisk {
 
     /// Fills the disk to the last byte; returns the filler file.
     fn fill(&self) -> PathBuf {
-        let path = self.path().join("filler");
+        self.fill_as("filler")
+    }
+
+    /// Fills what is left of the disk with a file of this name; returns it.
+    fn fill_as(&self, name: &str) -> PathBuf {
+        let path = self.path().join(name);
         let mut file = File::create(&path).expect("a filler file");
         let block = vec![0u8; 64 * 1024];
         loop {
@@ -184,6 +189,9 @@ async fn a_full_disk_during_training_fails_the_job_with_its_reason_and_the_queue
     assert_eq!(job["status"], "failed", "{job}");
     let failure = job["failure"].as_str().unwrap_or_default();
     assert!(failure.contains("no space left"), "{failure}");
+    // Ending the job may have freed room (its partial checkpoint, the reserve spent to record
+    // the failure): whatever it freed is filled again, so the disk is full when asked.
+    let refill = disk.fill_as("filler-2");
     let (ready, readiness) = server.get("/readyz").await;
     assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE, "{readiness}");
     assert_eq!(readiness["disk_writable"], false, "{readiness}");
@@ -198,6 +206,7 @@ async fn a_full_disk_during_training_fails_the_job_with_its_reason_and_the_queue
 
     // Once space is back, the same process claims, trains and cancels again.
     std::fs::remove_file(filler).expect("free the disk");
+    std::fs::remove_file(refill).expect("free the disk");
     let (ready, readiness) = server.get("/readyz").await;
     assert_eq!(ready, StatusCode::OK, "{readiness}");
     let next = server.submit(digits_spec(2, 64)).await;
