@@ -2,7 +2,7 @@
 //! kernels (the `kernels` crate), side by side with the PyTorch peer, alternating.
 //!
 //! `cnn` is a self-contained bench model with the peer's layout; `resnet18` is the service's
-//! own ResNet-18 (`src/train/resnet.rs`). Both build on the same kernels. Each repeat, like one run of the peer, builds a
+//! own ResNet-18 (`crates/engine/src/resnet.rs`). Both build on the same kernels. Each repeat, like one run of the peer, builds a
 //! fresh model, trains one warm-up epoch and times the next one.
 
 use std::time::Instant;

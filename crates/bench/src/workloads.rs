@@ -1,4 +1,4 @@
-//! The peer's MLP workloads through trainserve's own code: the training loop (`train::fit`)
+//! The peer's MLP workloads through trainserve's own code: the training loop (`engine::fit`)
 //! and the model's forward pass, on the same synthetic data shapes.
 
 use std::time::Instant;
@@ -124,7 +124,7 @@ fn data(rows: usize) -> Result<PreparedData> {
     })
 }
 
-/// Training samples per second of the second (post-warm-up) epoch of `train::fit`.
+/// Training samples per second of the second (post-warm-up) epoch of `engine::fit`.
 fn train_rate(args: &BenchArgs, batch_size: usize, rows: usize) -> Result<f64> {
     let spec = spec(args, batch_size)?;
     let data = data(rows)?;

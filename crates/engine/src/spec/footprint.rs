@@ -1,5 +1,5 @@
 //! What a network holds per parameter and per sample, walked layer by layer the way
-//! `train::{mlp, cnn, resnet}` build and run it: the parameters (every layer, the input
+//! `crate::{mlp, cnn, resnet}` build and run it: the parameters (every layer, the input
 //! layer and the classifier included), the values autograd keeps from a training forward pass,
 //! the widest activation the evaluation batcher sizes its chunks by, and the largest im2col
 //! matrix a convolution builds. [`super::memory`] turns these counts into bytes.

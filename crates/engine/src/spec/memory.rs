@@ -12,7 +12,7 @@ use crate::error::{EngineError, Result};
 
 /// Bytes of one f32 value or u32 label.
 const VALUE: u64 = 4;
-/// Evaluation batches (`train::metrics::evaluate`) hold each activation to this many values,
+/// Evaluation batches (`crate::metrics::evaluate`) hold each activation to this many values,
 /// but never fewer than `MIN_EVAL_ROWS` rows.
 const EVAL_ELEMENTS: u64 = 64 * 1024 - 1;
 const MIN_EVAL_ROWS: u64 = 256;
@@ -65,7 +65,7 @@ pub struct MemoryEstimate {
     /// The data set as loaded, every row's values and its label (the catalog keeps it
     /// cached), counted three times: loading also reads the file and decodes its tensors.
     pub table: u64,
-    /// What `train::prepare` allocates beyond the table: the prepared splits; with image
+    /// What `crate::prepare` allocates beyond the table: the prepared splits; with image
     /// preprocessing also every image resized, the augmentation source and the copy it is
     /// made from, and one image in flight.
     pub preparation: u64,
@@ -131,7 +131,7 @@ fn optimizer_slots(optimizer: &OptimizerSpec) -> u64 {
     }
 }
 
-/// The widths a row has on its way through `train::prepare`.
+/// The widths a row has on its way through `crate::prepare`.
 struct Widths {
     /// The network's input.
     input: u64,
