@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use super::{Catalog, UploadFile, validate_name};
+use super::names::validate_name;
+use super::{Catalog, UploadFile};
 use crate::error::{Error, Result};
 use crate::store::DatasetRow;
 use data::{self as dataset, ImageOptions, Table};

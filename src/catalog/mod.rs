@@ -1,22 +1,27 @@
 //! The data-set catalog: built-ins, CSV and image-archive uploads and synthetic data sets,
 //! stored as files under the data folder and summarized in the database.
 
+mod cache;
 mod debris;
 mod images;
+mod names;
 mod summary;
 mod upload;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use moka::policy::EvictionPolicy;
 use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 
 pub use debris::{Removed, remove_temp_files};
 pub use images::ImageUpload;
+pub use names::MAX_NAME_CHARS;
 pub use summary::{ClassCount, DatasetSummary, SplitCounts};
 pub use upload::UploadFile;
+
+use cache::{Slot, table_cache};
+use names::validate_name;
 
 use crate::domain::DatasetId;
 use crate::error::{Error, Result};
@@ -359,243 +364,5 @@ impl Catalog {
     /// Every data set.
     pub async fn list(&self) -> Result<Vec<DatasetRow>> {
         self.store.list_datasets().await
-    }
-
-    /// The rows of a data set, from memory or its files. Concurrent loads of one data set
-    /// read its files once.
-    pub async fn load(&self, id: DatasetId) -> Result<Arc<Table>> {
-        if let Some(table) = self.cache.get(&id).and_then(|slot| slot.table()) {
-            return Ok(table);
-        }
-        let folder = self.dir.join(id.to_string());
-        let cache = self.cache.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut loaded = None;
-            let slot = cache
-                .try_get_with(id, || {
-                    let table = Arc::new(dataset::load(&folder).map_err(Error::from)?);
-                    loaded = Some(Arc::clone(&table));
-                    Ok::<_, Error>(Slot::new(table))
-                })
-                .map_err(|err| match &*err {
-                    Error::Internal(message) => Error::Internal(message.clone()),
-                    other => Error::Internal(other.to_string()),
-                })?;
-            let table = loaded.or_else(|| slot.table());
-            cache.run_pending_tasks();
-            match table {
-                Some(table) => Ok(table),
-                // Evicted between another thread's load and this look: read it again.
-                None => Ok(dataset::load(&folder).map(Arc::new)?),
-            }
-        })
-        .await
-        .map_err(|err| Error::internal("loading a data set", err))?
-    }
-
-    /// The bytes of loaded data sets held in memory now (after pending evictions).
-    pub fn cached_bytes(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.weighted_size() * 1024
-    }
-}
-
-/// A cached table. The cache points at the table through this slot, and evicting an entry
-/// empties its slot: moka frees its own entries later (epoch-based reclamation, on later cache
-/// traffic), which for a table of a gigabyte would keep that memory long past its eviction.
-#[derive(Clone)]
-struct Slot {
-    table: Arc<Mutex<Option<Arc<Table>>>>,
-    bytes: u64,
-}
-
-impl Slot {
-    fn new(table: Arc<Table>) -> Self {
-        Slot {
-            bytes: table.memory_bytes(),
-            table: Arc::new(Mutex::new(Some(table))),
-        }
-    }
-
-    /// The table, unless it has been evicted.
-    fn table(&self) -> Option<Arc<Table>> {
-        self.table
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
-    fn clear(&self) {
-        self.table
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-    }
-}
-
-/// A cache of tables weighing each by its [`Table::memory_bytes`], in KiB (a weight is a
-/// `u32`), holding at most `bytes`, dropping the least recently used first. A table larger
-/// than the whole budget is used but not kept.
-fn table_cache(bytes: u64) -> Cache<DatasetId, Slot> {
-    Cache::builder()
-        .max_capacity(bytes / 1024)
-        .weigher(|_, slot: &Slot| u32::try_from(slot.bytes.div_ceil(1024)).unwrap_or(u32::MAX))
-        .eviction_policy(EvictionPolicy::lru())
-        .eviction_listener(|_, slot: Slot, _| slot.clear())
-        .build()
-}
-
-/// The longest data-set name, in characters.
-pub const MAX_NAME_CHARS: usize = 100;
-
-/// A data-set name: 1 to 100 characters from ASCII letters, digits, `-`, `_` and `.`, not `.`
-/// or `..` (a URL path segment would climb with them) and not shaped like an id (lookups take a
-/// name or an id). Names are ASCII so they read the same in every URL, log and terminal: no
-/// control, bidi-override or look-alike characters.
-fn validate_name(name: &str) -> Result<()> {
-    let chars = name.chars().count();
-    let problem = if chars == 0 {
-        Some("give the data set a name".to_owned())
-    } else if chars > MAX_NAME_CHARS {
-        Some(format!(
-            "the name has {chars} characters; at most {MAX_NAME_CHARS} are allowed"
-        ))
-    } else if let Some(c) = name
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        let what = if c.is_control() {
-            "a control character".to_owned()
-        } else if is_bidi_control(c) {
-            "a bidirectional-text control character".to_owned()
-        } else {
-            format!("'{}'", c.escape_debug())
-        };
-        Some(format!(
-            "the name contains {what} (U+{:04X}); use only letters, digits, '-', '_' and '.'",
-            u32::from(c)
-        ))
-    } else if name == "." || name == ".." {
-        Some(format!(
-            "'{name}' is reserved (it means a folder in a URL path); pick another name"
-        ))
-    } else if name.parse::<DatasetId>().is_ok() {
-        Some("the name looks like a data-set id, which would make lookups ambiguous".to_owned())
-    } else {
-        None
-    };
-    match problem {
-        None => Ok(()),
-        Some(problem) => Err(Error::invalid(
-            "name",
-            format!(
-                "{problem} (a name is 1 to {MAX_NAME_CHARS} characters from letters, digits, \
-                 '-', '_' and '.', and not '.' or '..')"
-            ),
-        )),
-    }
-}
-
-/// Characters that reorder how text is displayed (U+202A-U+202E, U+2066-U+2069, marks).
-fn is_bidi_control(c: char) -> bool {
-    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use data::LabelKind;
-
-    /// A table of `rows` rows of 100 features: 404 bytes a row.
-    fn table(rows: usize) -> Arc<Table> {
-        Arc::new(Table {
-            feature_names: (0..100).map(|i| format!("f{i}")).collect(),
-            features: vec![0.5; rows * 100],
-            labels: vec![0; rows],
-            classes: vec!["a".into(), "b".into()],
-            label_kind: LabelKind::String,
-            splits: None,
-            image_shape: None,
-            pixel_max: 1.0,
-        })
-    }
-
-    #[test]
-    fn a_table_weighs_what_its_numbers_and_names_take() {
-        let t = table(1000);
-        let numbers = 1000 * 100 * 4 + 1000 * 4;
-        assert!(t.memory_bytes() >= numbers as u64);
-        assert!(
-            t.memory_bytes() < numbers as u64 + 10_000,
-            "{}",
-            t.memory_bytes()
-        );
-    }
-
-    #[test]
-    fn the_table_cache_stays_within_its_budget_dropping_the_least_recently_used() {
-        // Each table is about 400 KB; the budget holds two of them, not three.
-        let cache = table_cache(1_000_000);
-        let (a, b, c) = (DatasetId::new(), DatasetId::new(), DatasetId::new());
-        cache.insert(a, Slot::new(table(1000)));
-        let b_slot = Slot::new(table(1000));
-        cache.insert(b, b_slot.clone());
-        cache.run_pending_tasks();
-        assert!(
-            cache.get(&a).is_some(),
-            "a is used again, so b is now the oldest"
-        );
-        cache.run_pending_tasks();
-        cache.insert(c, Slot::new(table(1000)));
-        cache.run_pending_tasks();
-        assert!(cache.contains_key(&a));
-        assert!(!cache.contains_key(&b));
-        assert!(
-            b_slot.table().is_none(),
-            "an evicted table is let go at once"
-        );
-        assert!(cache.contains_key(&c));
-        assert!(cache.weighted_size() * 1024 <= 1_000_000 + 2048);
-
-        // A table larger than the whole budget is not kept at all.
-        let big = DatasetId::new();
-        let held = table(3000);
-        cache.insert(big, Slot::new(Arc::clone(&held)));
-        cache.run_pending_tasks();
-        assert!(!cache.contains_key(&big));
-        assert_eq!(Arc::strong_count(&held), 1, "only its user holds it");
-        assert!(cache.weighted_size() * 1024 <= 1_000_000 + 2048);
-
-        let none = table_cache(0);
-        none.insert(a, Slot::new(table(1)));
-        none.run_pending_tasks();
-        assert_eq!(none.entry_count(), 0);
-    }
-
-    #[test]
-    fn names_are_checked_by_characters_and_refuse_dot_folders_and_invisible_controls() {
-        for good in ["fruit", "a.b-c_d", "...", &"x".repeat(100)] {
-            assert!(validate_name(good).is_ok(), "{good}");
-        }
-        for bad in [
-            "",
-            ".",
-            "..",
-            "evil\u{202E}gnp.exe",
-            "tab\there",
-            "é",
-            &"x".repeat(101),
-            "0190d6f2-6b1a-7c3e-8a5b-1234567890ab",
-        ] {
-            assert!(
-                matches!(validate_name(bad), Err(Error::Invalid { ref field, .. }) if field == "name"),
-                "{bad:?}"
-            );
-        }
-        let message = validate_name("a\u{202E}b").unwrap_err().to_string();
-        assert!(
-            message.contains("U+202E") && message.contains("bidirectional"),
-            "{message}"
-        );
     }
 }

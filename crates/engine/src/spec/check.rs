@@ -78,6 +78,8 @@ pub fn label(name: &str, max_chars: usize, field: &str) -> Result<()> {
     }
 }
 
-fn is_bidi_control(c: char) -> bool {
+/// Whether `c` reorders how text is displayed (U+202A-U+202E, U+2066-U+2069 and the marks):
+/// characters that can make one name display as another.
+pub fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }

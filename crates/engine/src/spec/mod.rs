@@ -24,8 +24,8 @@ pub use training::{
 };
 
 use crate::error::Result;
-pub use check::label as check_label;
 use check::{check, unit_interval};
+pub use check::{is_bidi_control, label as check_label};
 
 /// A training job as a user writes it. Every omitted field gets the documented default, so the
 /// stored spec is always complete; `JobSpec::validate` rejects impossible values by field path.
