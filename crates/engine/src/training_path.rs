@@ -45,7 +45,6 @@ pub(crate) enum TrainingPath {
 pub(crate) struct Fused {
     net: FusedMlp,
     optimizer: FlatOptimizer,
-    names: Vec<String>,
     depth: usize,
     width: usize,
     train: (Vec<f32>, Vec<u32>),
@@ -105,7 +104,6 @@ impl TrainingPath {
         Ok(TrainingPath::Fused(Box::new(Fused {
             net,
             optimizer,
-            names: params.into_iter().map(|(name, _)| name).collect(),
             depth: model.depth(),
             width: inputs,
             train: flat(&data.train)?,
@@ -120,7 +118,7 @@ impl TrainingPath {
             TrainingPath::Candle { optimizer, .. } => {
                 optimizer.params().iter().map(|(n, _)| n.clone()).collect()
             }
-            TrainingPath::Fused(f) => f.names.clone(),
+            TrainingPath::Fused(f) => f.optimizer.param_names().to_vec(),
         }
     }
 

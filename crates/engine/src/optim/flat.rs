@@ -56,6 +56,11 @@ impl FlatOptimizer {
         }
     }
 
+    /// The parameters' names, in construction order.
+    pub(crate) fn param_names(&self) -> &[String] {
+        &self.state.names
+    }
+
     /// State as named tensors, as [`super::Optimizer::state`] names them.
     pub(crate) fn state(&self, device: &Device) -> Result<Vec<(String, Tensor)>> {
         let shapes: Vec<Shape> = self.sizes.iter().map(|&n| Shape::from(n)).collect();
