@@ -1,5 +1,6 @@
 //! The HTTP API (axum): routes, extractors, limits, and the mapping of errors to responses.
 
+mod access;
 mod compare;
 mod datasets;
 mod diagnosis;
@@ -26,6 +27,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub use access::Access;
 pub use health::OPENAPI_YAML;
 
 use crate::catalog::Catalog;
@@ -55,50 +57,51 @@ pub struct BodyLimits {
     pub upload_bytes: usize,
 }
 
-/// Every route the server answers, as (method, path). `openapi.yaml` must list exactly these;
-/// a test checks it.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/openapi.yaml"),
-    ("POST", "/v1/jobs"),
-    ("GET", "/v1/jobs"),
-    ("GET", "/v1/jobs/{id}"),
-    ("POST", "/v1/jobs/{id}/cancel"),
-    ("GET", "/v1/jobs/{id}/metrics"),
-    ("GET", "/v1/jobs/{id}/steps"),
-    ("GET", "/v1/jobs/{id}/gradients"),
-    ("GET", "/v1/jobs/{id}/checkpoints"),
-    ("GET", "/v1/jobs/{id}/events"),
-    ("GET", "/v1/jobs/{id}/diagnosis"),
-    ("GET", "/v1/jobs/{id}/plots/curves.svg"),
-    ("GET", "/v1/jobs/{id}/plots/curves.png"),
-    ("GET", "/v1/jobs/{id}/plots/gradients.svg"),
-    ("GET", "/v1/jobs/{id}/plots/gradients.png"),
-    ("POST", "/v1/datasets"),
-    ("GET", "/v1/datasets"),
-    ("GET", "/v1/datasets/{id}"),
-    ("GET", "/v1/datasets/{id}/samples/{index}.png"),
-    ("POST", "/v1/weights"),
-    ("GET", "/v1/weights"),
-    ("GET", "/v1/weights/{id}"),
-    ("DELETE", "/v1/weights/{id}"),
-    ("POST", "/v1/models/{model}/predict"),
-    ("POST", "/v1/sweeps"),
-    ("GET", "/v1/sweeps"),
-    ("GET", "/v1/sweeps/{id}"),
-    ("POST", "/v1/sweeps/{id}/cancel"),
-    ("POST", "/v1/sweeps/{id}/resume"),
-    ("GET", "/v1/sweeps/{id}/plot.svg"),
-    ("GET", "/v1/sweeps/{id}/plot.png"),
-    ("GET", "/v1/compare"),
-    ("GET", "/v1/compare/disagreements"),
-    ("GET", "/v1/compare/plot.svg"),
-    ("GET", "/v1/compare/plot.png"),
-    ("GET", "/v1/compare/noise.svg"),
-    ("GET", "/v1/compare/noise.png"),
-    ("GET", "/v1/compare/disagreements.svg"),
-    ("GET", "/v1/compare/disagreements.png"),
+/// Every route the server answers, as (method, path, who may call it). `openapi.yaml` must
+/// list exactly these, and a test checks every route's access decision against the table in
+/// `tests/api/access.rs`.
+pub const ROUTES: &[(&str, &str, Access)] = &[
+    ("GET", "/healthz", Access::Open),
+    ("GET", "/readyz", Access::Open),
+    ("GET", "/openapi.yaml", Access::Open),
+    ("POST", "/v1/jobs", Access::Train),
+    ("GET", "/v1/jobs", Access::Read),
+    ("GET", "/v1/jobs/{id}", Access::Read),
+    ("POST", "/v1/jobs/{id}/cancel", Access::Train),
+    ("GET", "/v1/jobs/{id}/metrics", Access::Read),
+    ("GET", "/v1/jobs/{id}/steps", Access::Read),
+    ("GET", "/v1/jobs/{id}/gradients", Access::Read),
+    ("GET", "/v1/jobs/{id}/checkpoints", Access::Read),
+    ("GET", "/v1/jobs/{id}/events", Access::Read),
+    ("GET", "/v1/jobs/{id}/diagnosis", Access::Read),
+    ("GET", "/v1/jobs/{id}/plots/curves.svg", Access::Read),
+    ("GET", "/v1/jobs/{id}/plots/curves.png", Access::Read),
+    ("GET", "/v1/jobs/{id}/plots/gradients.svg", Access::Read),
+    ("GET", "/v1/jobs/{id}/plots/gradients.png", Access::Read),
+    ("POST", "/v1/datasets", Access::Train),
+    ("GET", "/v1/datasets", Access::Read),
+    ("GET", "/v1/datasets/{id}", Access::Read),
+    ("GET", "/v1/datasets/{id}/samples/{index}.png", Access::Read),
+    ("POST", "/v1/weights", Access::Train),
+    ("GET", "/v1/weights", Access::Read),
+    ("GET", "/v1/weights/{id}", Access::Read),
+    ("DELETE", "/v1/weights/{id}", Access::Train),
+    ("POST", "/v1/models/{model}/predict", Access::Predict),
+    ("POST", "/v1/sweeps", Access::Train),
+    ("GET", "/v1/sweeps", Access::Read),
+    ("GET", "/v1/sweeps/{id}", Access::Read),
+    ("POST", "/v1/sweeps/{id}/cancel", Access::Train),
+    ("POST", "/v1/sweeps/{id}/resume", Access::Train),
+    ("GET", "/v1/sweeps/{id}/plot.svg", Access::Read),
+    ("GET", "/v1/sweeps/{id}/plot.png", Access::Read),
+    ("GET", "/v1/compare", Access::Read),
+    ("GET", "/v1/compare/disagreements", Access::Read),
+    ("GET", "/v1/compare/plot.svg", Access::Read),
+    ("GET", "/v1/compare/plot.png", Access::Read),
+    ("GET", "/v1/compare/noise.svg", Access::Read),
+    ("GET", "/v1/compare/noise.png", Access::Read),
+    ("GET", "/v1/compare/disagreements.svg", Access::Read),
+    ("GET", "/v1/compare/disagreements.png", Access::Read),
 ];
 
 fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppState> {
@@ -155,7 +158,7 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
 /// The application's router with its middleware.
 pub fn router(state: AppState, limits: BodyLimits) -> Router {
     let mut router = Router::new();
-    for &(method, path) in ROUTES {
+    for &(method, path, _) in ROUTES {
         router = router.route(&axum_pattern(path), handler(method, path, limits));
     }
     router
