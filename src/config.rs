@@ -100,6 +100,56 @@ pub struct Config {
     #[arg(long, env = "TRAINSERVE_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
 
+    /// Start on an address beyond loopback with no token in force, leaving the service open to
+    /// anyone who can reach it. Without this, such a start is refused; with it, every start
+    /// logs a warning.
+    #[arg(long, env = "TRAINSERVE_INSECURE_NO_AUTH", default_value_t = false)]
+    pub insecure_no_auth: bool,
+
+    /// The highest job priority a token without the `admin` scope may set.
+    #[arg(long, env = "TRAINSERVE_MAX_PRIORITY", default_value_t = 10)]
+    pub max_priority: i32,
+
+    /// Quota per token (without `admin`): jobs queued or running at once, sweep trials
+    /// included; more are a 429 with `Retry-After`.
+    #[arg(long, env = "TRAINSERVE_QUOTA_ACTIVE_JOBS", default_value_t = 100)]
+    pub quota_active_jobs: u32,
+
+    /// Quota per token: trials in one sweep.
+    #[arg(long, env = "TRAINSERVE_QUOTA_SWEEP_TRIALS", default_value_t = 100)]
+    pub quota_sweep_trials: u32,
+
+    /// Quota per token: a sweep's estimated work, the sum over its trials of the data set's
+    /// rows times the trial's epochs.
+    #[arg(
+        long,
+        env = "TRAINSERVE_QUOTA_SWEEP_SAMPLE_EPOCHS",
+        default_value_t = 1_000_000_000
+    )]
+    pub quota_sweep_sample_epochs: u64,
+
+    /// Quota per token: `checkpoints.keep_last` of one job.
+    #[arg(long, env = "TRAINSERVE_QUOTA_KEEP_LAST", default_value_t = 20)]
+    pub quota_keep_last: u32,
+
+    /// Quota per token: bytes of the data folder its checkpoints, data sets and weights may
+    /// use (e.g. `10G`); uploads and submissions beyond it are refused.
+    #[arg(long, env = "TRAINSERVE_QUOTA_STORAGE", default_value = "10G", value_parser = parse_bytes)]
+    pub quota_storage: u64,
+
+    /// Quota per token: data-set and weights uploads in any hour.
+    #[arg(long, env = "TRAINSERVE_QUOTA_UPLOADS_PER_HOUR", default_value_t = 60)]
+    pub quota_uploads_per_hour: u32,
+
+    /// Quota per token: requests per second, with bursts of twice as many; 0 turns the rate
+    /// limit off.
+    #[arg(
+        long,
+        env = "TRAINSERVE_QUOTA_REQUESTS_PER_SECOND",
+        default_value_t = 100
+    )]
+    pub quota_requests_per_second: u32,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "TRAINSERVE_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
@@ -145,6 +195,19 @@ impl Config {
         config.data_dir = data_dir;
         config.bind = bind;
         config
+    }
+
+    /// The quotas of tokens that set none of their own.
+    pub fn quotas(&self) -> crate::domain::Quotas {
+        crate::domain::Quotas {
+            active_jobs: self.quota_active_jobs,
+            sweep_trials: self.quota_sweep_trials,
+            sweep_sample_epochs: self.quota_sweep_sample_epochs,
+            keep_last: self.quota_keep_last,
+            storage_bytes: self.quota_storage,
+            uploads_per_hour: self.quota_uploads_per_hour,
+            requests_per_second: self.quota_requests_per_second,
+        }
     }
 
     /// The SQLite database file.

@@ -31,6 +31,19 @@ pub enum Error {
         epoch: i64,
         detail: String,
     },
+    /// No valid token was presented while the service requires one.
+    #[error("{message}")]
+    Unauthorized { message: String },
+    /// The token is valid but its scopes do not allow the call.
+    #[error("{message}")]
+    Forbidden { message: String },
+    /// A quota of the caller's token is used up: a 429 with `Retry-After` when waiting frees
+    /// it (active jobs, uploads per hour), else a 403 (storage, sweep size).
+    #[error("{message}")]
+    QuotaExceeded {
+        message: String,
+        retry_after_seconds: Option<u64>,
+    },
     /// Too much work in flight; the client should retry later.
     #[error("{message}")]
     Overloaded { message: String },
@@ -69,6 +82,21 @@ impl Error {
         Error::NotFound {
             what,
             id: id.into(),
+        }
+    }
+
+    /// A 403 for a call the caller's scopes do not allow.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Error::Forbidden {
+            message: message.into(),
+        }
+    }
+
+    /// A used-up quota that frees itself in `retry_after_seconds` (a 429), or never (a 403).
+    pub fn quota(message: impl Into<String>, retry_after_seconds: Option<u64>) -> Self {
+        Error::QuotaExceeded {
+            message: message.into(),
+            retry_after_seconds,
         }
     }
 

@@ -16,9 +16,11 @@
 //! domain`, and everything may use the engine crates; none of them uses this one. See
 //! ARCHITECTURE.md.
 
+pub mod access;
 pub mod analysis;
 pub mod api;
 pub mod catalog;
+pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -1,5 +1,6 @@
 use clap::Parser;
 
+use trainserve::commands::TokensArgs;
 use trainserve::config::Config;
 use trainserve::startup::{Application, configure_process, shutdown_signal};
 
@@ -17,6 +18,8 @@ struct Cli {
 enum Command {
     /// Start the service (the default).
     Serve(Config),
+    /// Create, list and revoke API tokens, on the data folder directly (no server needed).
+    Tokens(TokensArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -34,6 +37,15 @@ fn main() -> std::process::ExitCode {
     };
     let config = match cli.command {
         Some(Command::Serve(config)) => config,
+        Some(Command::Tokens(args)) => {
+            return match runtime.block_on(trainserve::commands::tokens(args)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("trainserve tokens: {err}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
         None => cli.config,
     };
     match runtime.block_on(serve(config)) {

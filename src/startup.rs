@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use crate::access::{Gate, StorageMeter};
 use crate::api::{self, AppState, BodyLimits};
 use crate::catalog::Catalog;
 use candle_core::Device;
@@ -59,6 +60,7 @@ impl Application {
                 job_threads: config.job_threads(),
                 device: training_device(config.device)?,
                 max_job_memory: config.job_memory_limit(),
+                max_priority: config.max_priority,
             },
         );
         jobs.recover().await?;
@@ -68,12 +70,15 @@ impl Application {
             config.model_cache_size,
             config.max_concurrent_predictions,
         );
+        check_bind_policy(&config, store.any_active_token().await?)?;
+        let gate = Gate::new(
+            store.clone(),
+            config.quotas(),
+            StorageMeter::new(config.datasets_dir()),
+        );
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|err| Error::internal(&format!("binding {}", config.bind), err))?;
-        if !config.bind.ip().is_loopback() {
-            tracing::warn!(bind = %config.bind, "listening beyond loopback: anyone who can reach this address can train and predict");
-        }
         Ok(Application {
             listener,
             state: AppState {
@@ -81,6 +86,7 @@ impl Application {
                 jobs,
                 catalog,
                 predictor,
+                gate,
             },
             limits: BodyLimits {
                 json_bytes: config.max_body_bytes,
@@ -139,6 +145,29 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Refuses to expose a service without tokens beyond loopback, unless told to.
+fn check_bind_policy(config: &Config, tokens_in_force: bool) -> Result<()> {
+    if config.bind.ip().is_loopback() || tokens_in_force {
+        if !tokens_in_force {
+            tracing::info!(
+                "no tokens in force: the service is open to every caller on this machine"
+            );
+        }
+        return Ok(());
+    }
+    if config.insecure_no_auth {
+        tracing::warn!(bind = %config.bind, "--insecure-no-auth: listening beyond loopback with no tokens; anyone who can reach this address can train, predict and delete");
+        return Ok(());
+    }
+    Err(Error::Unavailable {
+        message: format!(
+            "refusing to listen on {} with no tokens: anyone who could reach it could train, predict and delete. Create one first with `trainserve tokens create --scope admin --data-dir {}`, bind a loopback address, or pass --insecure-no-auth",
+            config.bind,
+            config.data_dir.display()
+        ),
+    })
 }
 
 /// The timeouts and the connection cap; raises the open-file limit the cap is derived from.

@@ -1,6 +1,7 @@
 //! `/v1/datasets`: upload CSV files or image archives, or generate synthetic data; list,
 //! inspect, and look at image samples.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
@@ -9,10 +10,10 @@ use serde::Serialize;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult};
-use super::extract::{is_json, read_body};
+use super::extract::{JsonBody, is_json, read_body};
 use super::views::DatasetView;
 use crate::catalog::{Catalog, CsvUpload, ImageUpload, SyntheticRequest};
-use crate::domain::parse_json;
+use crate::domain::{Caller, parse_json};
 use crate::error::Error;
 
 /// `POST /v1/datasets`: `multipart/form-data` with `name`, `label_column` and a `file` (or
@@ -20,13 +21,16 @@ use crate::error::Error;
 /// optional `image_size` and `channels`; or JSON `{"name", "synthetic": {...}}`.
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     request: Request,
 ) -> ApiResult<impl IntoResponse> {
+    state.gate.check_upload(&caller).await?;
+    let owner = caller.owner.as_deref();
     let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
     let row = if is_json(content_type.as_ref()) {
         let bytes = read_body(request, &state).await?;
         let synthetic: SyntheticRequest = parse_json(&bytes)?;
-        state.catalog.add_synthetic(synthetic).await?
+        state.catalog.add_synthetic(synthetic, owner).await?
     } else if content_type
         .as_ref()
         .and_then(|v| v.to_str().ok())
@@ -41,8 +45,8 @@ pub async fn create(
                 ))
             })?;
         match read_upload(&state.catalog, multipart).await? {
-            Upload::Csv(upload) => state.catalog.add_csv(*upload).await?,
-            Upload::Images(upload) => state.catalog.add_images(upload).await?,
+            Upload::Csv(upload) => state.catalog.add_csv(*upload, owner).await?,
+            Upload::Images(upload) => state.catalog.add_images(upload, owner).await?,
         }
     } else {
         return Err(Error::UnsupportedMediaType {
@@ -197,10 +201,13 @@ pub struct DatasetList {
 }
 
 /// `GET /v1/datasets`
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<DatasetList>> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<DatasetList>> {
     let datasets = state
         .catalog
-        .list()
+        .list(caller.owner_filter())
         .await?
         .into_iter()
         .map(DatasetView::new)
@@ -216,6 +223,41 @@ pub async fn get(
     let row = state
         .catalog
         .find(&id)
+        .await?
+        .ok_or_else(|| Error::not_found("data set", id))?;
+    Ok(Json(DatasetView::new(row)?))
+}
+
+/// Body of `PATCH /v1/datasets/{id}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetChange {
+    /// Share the data set with every token (`true`), or only its owner's (`false`).
+    public: bool,
+}
+
+/// `PATCH /v1/datasets/{id}`: share a data set with every token, or stop sharing it. Built-in
+/// data sets are always shared.
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(change): JsonBody<DatasetChange>,
+) -> ApiResult<Json<DatasetView>> {
+    let row = state
+        .catalog
+        .find(&id)
+        .await?
+        .ok_or_else(|| Error::not_found("data set", id.clone()))?;
+    if row.source == "builtin" && !change.public {
+        return Err(Error::conflict(format!(
+            "'{}' is built in and shared with every token; it cannot be made private",
+            row.name
+        ))
+        .into());
+    }
+    let row = state
+        .store
+        .set_dataset_public(row.id, change.public)
         .await?
         .ok_or_else(|| Error::not_found("data set", id))?;
     Ok(Json(DatasetView::new(row)?))

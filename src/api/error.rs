@@ -1,7 +1,8 @@
 //! The only place where errors become HTTP responses: `{"error", "code", "field"}`.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -47,6 +48,13 @@ pub fn classify(err: &Error) -> (StatusCode, &'static str) {
         Error::UnsupportedMediaType { .. } => {
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
         }
+        Error::Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        Error::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+        Error::QuotaExceeded {
+            retry_after_seconds: Some(_),
+            ..
+        } => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
+        Error::QuotaExceeded { .. } => (StatusCode::FORBIDDEN, "quota_exceeded"),
         Error::Overloaded { .. } => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
         Error::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         Error::InsufficientStorage { .. } => {
@@ -59,6 +67,15 @@ pub fn classify(err: &Error) -> (StatusCode, &'static str) {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = classify(&self.0);
+        let retry_after = match &self.0 {
+            Error::QuotaExceeded {
+                retry_after_seconds: Some(seconds),
+                ..
+            } => Some(*seconds),
+            Error::Overloaded { .. } | Error::Unavailable { .. } => Some(1),
+            _ => None,
+        };
+        let challenge = matches!(self.0, Error::Unauthorized { .. });
         let body = match self.0 {
             Error::Internal(detail) => {
                 // Internals are logged, never shown.
@@ -93,7 +110,18 @@ impl IntoResponse for ApiError {
                 epoch: None,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        if let Some(seconds) = retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
+        if challenge {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"trainserve\""),
+            );
+        }
+        response
     }
 }
 

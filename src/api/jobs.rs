@@ -3,11 +3,11 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::{Extension, Json};
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +15,7 @@ use super::AppState;
 use super::error::ApiResult;
 use super::extract::{JsonBytes, QueryParams};
 use super::views::{JobExtras, JobView};
-use crate::domain::{JobId, JobStatus};
+use crate::domain::{Caller, JobId, JobStatus};
 use crate::error::{Error, Result};
 use crate::jobs::JobEvent;
 use crate::store::{EpochRow, JobFilter, JobRow, JobSort};
@@ -57,10 +57,12 @@ async fn view(state: &AppState, row: JobRow) -> Result<JobView> {
 /// `POST /v1/jobs`
 pub async fn submit(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     JsonBytes(body): JsonBytes,
 ) -> ApiResult<impl IntoResponse> {
     let spec = crate::domain::parse_job_spec(&body)?;
-    let row = state.jobs.submit(spec).await?;
+    state.gate.check_new_jobs(&caller, 1).await?;
+    let row = state.jobs.submit(spec, &caller).await?;
     let location = format!("/v1/jobs/{}", row.id);
     let body = view(&state, row).await?;
     Ok((
@@ -133,6 +135,7 @@ pub struct JobPage {
 /// `GET /v1/jobs`
 pub async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     QueryParams(query): QueryParams<ListQuery>,
 ) -> ApiResult<Json<JobPage>> {
     let statuses = match &query.status {
@@ -231,6 +234,7 @@ pub async fn list(
         descending,
         limit,
         offset,
+        owner: caller.owner_filter().map(str::to_owned),
     };
     let (rows, total) = state.store.list_jobs(&filter).await?;
     let mut jobs = Vec::with_capacity(rows.len());

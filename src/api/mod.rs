@@ -22,14 +22,15 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use access::Access;
 pub use health::OPENAPI_YAML;
 
+use crate::access::Gate;
 use crate::catalog::Catalog;
 use crate::jobs::Jobs;
 use crate::predict::Predictor;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub catalog: Catalog,
     /// The prediction service.
     pub predictor: Predictor,
+    /// Tokens, scopes, ownership and quotas.
+    pub gate: Gate,
 }
 
 /// Request body limits.
@@ -81,6 +84,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/datasets", Access::Train),
     ("GET", "/v1/datasets", Access::Read),
     ("GET", "/v1/datasets/{id}", Access::Read),
+    ("PATCH", "/v1/datasets/{id}", Access::Train),
     ("GET", "/v1/datasets/{id}/samples/{index}.png", Access::Read),
     ("POST", "/v1/weights", Access::Train),
     ("GET", "/v1/weights", Access::Read),
@@ -128,6 +132,7 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         }
         ("GET", "/v1/datasets") => get(datasets::list),
         ("GET", "/v1/datasets/{id}") => get(datasets::get),
+        ("PATCH", "/v1/datasets/{id}") => patch(datasets::update),
         ("GET", "/v1/datasets/{id}/samples/{index}.png") => get(datasets::sample),
         ("POST", "/v1/weights") => {
             post(weights::create).layer(DefaultBodyLimit::max(limits.upload_bytes))
@@ -158,8 +163,16 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
 /// The application's router with its middleware.
 pub fn router(state: AppState, limits: BodyLimits) -> Router {
     let mut router = Router::new();
-    for &(method, path, _) in ROUTES {
-        router = router.route(&axum_pattern(path), handler(method, path, limits));
+    for &(method, path, access) in ROUTES {
+        let guard = access::Guard {
+            state: state.clone(),
+            access,
+            resource: access::resource_of(path),
+            jobs_in_query: access::names_jobs_in_query(path),
+        };
+        let route = handler(method, path, limits)
+            .layer(axum::middleware::from_fn_with_state(guard, access::guard));
+        router = router.route(&axum_pattern(path), route);
     }
     router
         .fallback(route_not_found)
@@ -175,8 +188,11 @@ pub fn router(state: AppState, limits: BodyLimits) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("")
                     .to_string();
-                tracing::info_span!("request", method = %request.method(), uri = %request.uri(), %request_id)
-            }),
+                // `token` is filled in by the access guard: the token's id, never its secret.
+                tracing::info_span!("request", method = %request.method(), uri = %request.uri(), %request_id, token = tracing::field::Empty)
+            })
+            // An access log: every answered request at INFO, with its status and latency.
+            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -13,7 +13,7 @@ use super::AppState;
 use super::error::ApiResult;
 use super::extract::{JsonBody, QueryParams};
 use crate::analysis::{self, SweepSummary, TrialResult};
-use crate::domain::{RankMetric, SweepId, SweepSpec};
+use crate::domain::{Caller, RankMetric, SweepId, SweepSpec};
 use crate::error::{Error, Result};
 use crate::store::SweepRow;
 
@@ -33,10 +33,12 @@ struct PlannedTrial {
 /// `POST /v1/sweeps`: 201 with the sweep, or 200 with the planned trials for a dry run.
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     JsonBody(spec): JsonBody<SweepSpec>,
 ) -> ApiResult<Response> {
     let dry_run = spec.dry_run;
-    let plan = state.jobs.create_sweep(spec).await?;
+    state.gate.check_storage(&caller).await?;
+    let plan = state.jobs.create_sweep(spec, &caller).await?;
     match plan.sweep {
         None if dry_run => {
             let trials: Vec<PlannedTrial> = plan
@@ -180,9 +182,12 @@ pub struct SweepListItem {
 }
 
 /// `GET /v1/sweeps`
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<Value>> {
     let mut sweeps = Vec::new();
-    for row in state.store.list_sweeps().await? {
+    for row in state.store.list_sweeps(caller.owner_filter()).await? {
         let status_counts = state
             .store
             .sweep_status_counts(row.id)

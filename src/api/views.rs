@@ -139,6 +139,8 @@ pub struct DatasetView {
     pub id: DatasetId,
     pub name: String,
     pub source: String,
+    /// Whether every token may see and train on it.
+    pub public: bool,
     pub created_at: String,
     #[serde(flatten)]
     pub summary: DatasetSummary,
@@ -153,6 +155,7 @@ impl DatasetView {
             id: row.id,
             name: row.name,
             source: row.source,
+            public: row.public,
             created_at: row.created_at,
             summary,
         })

@@ -1,16 +1,16 @@
 //! `/v1/weights`: upload safetensors weights (a torchvision `state_dict`, say) for
 //! `init.from_weights`; list, inspect and delete them.
 
-use axum::Json;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiResult;
 use super::extract::read_body;
-use crate::domain::WeightsId;
+use crate::domain::{Caller, WeightsId};
 use crate::error::{Error, Result};
 use crate::store::WeightsRow;
 use engine::weights::TensorInfo;
@@ -61,9 +61,11 @@ pub struct UploadQuery {
 /// (`application/octet-stream`).
 pub async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(query): Query<UploadQuery>,
     request: Request,
 ) -> ApiResult<impl IntoResponse> {
+    state.gate.check_upload(&caller).await?;
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -87,7 +89,10 @@ pub async fn create(
     let name = query.name.ok_or_else(|| {
         Error::invalid("name", "give the weights a name: POST /v1/weights?name=...")
     })?;
-    let row = state.jobs.add_weights(name, bytes.to_vec()).await?;
+    let row = state
+        .jobs
+        .add_weights(name, bytes.to_vec(), caller.owner.as_deref())
+        .await?;
     let location = format!("/v1/weights/{}", row.id);
     Ok((
         StatusCode::CREATED,
@@ -97,10 +102,13 @@ pub async fn create(
 }
 
 /// `GET /v1/weights`: every upload, oldest first.
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<serde_json::Value>> {
     let weights = state
         .jobs
-        .list_weights()
+        .list_weights(caller.owner_filter())
         .await?
         .into_iter()
         .map(WeightsView::new)

@@ -23,7 +23,7 @@ pub struct ImageUpload {
 impl Catalog {
     /// Reads and stores an image archive (see [`dataset::parse_image_archive`]); nothing is
     /// left behind when it is rejected.
-    pub async fn add_images(&self, upload: ImageUpload) -> Result<DatasetRow> {
+    pub async fn add_images(&self, upload: ImageUpload, owner: Option<&str>) -> Result<DatasetRow> {
         validate_name(&upload.name)?;
         let options =
             ImageOptions::parse(upload.image_size.as_deref(), upload.channels.as_deref())?;
@@ -41,7 +41,8 @@ impl Catalog {
         })
         .await
         .map_err(|err| Error::internal("reading an image archive", err))??;
-        self.add(&upload.name, "upload", table, None, None).await
+        self.add(&upload.name, "upload", table, None, None, owner)
+            .await
     }
 
     /// Row `index` of the data set `name_or_id` as a PNG (see [`dataset::sample_png`]); 404 for

@@ -184,13 +184,13 @@ impl Catalog {
             let table = tokio::task::spawn_blocking(dataset::digits)
                 .await
                 .map_err(|err| Error::internal("building digits", err))?;
-            self.add(DIGITS, "builtin", table, None, Some("label"))
+            self.add(DIGITS, "builtin", table, None, Some("label"), None)
                 .await?;
         }
         if self.store.find_dataset(REGIONS).await?.is_none() {
             let params = SyntheticKind::Regions(RegionsParams::default());
             let table = params.generate();
-            self.add(REGIONS, "builtin", table, Some(params), None)
+            self.add(REGIONS, "builtin", table, Some(params), None, None)
                 .await?;
         }
         if self.store.find_dataset(SHAPES).await?.is_none() {
@@ -202,14 +202,14 @@ impl Catalog {
             let table = tokio::task::spawn_blocking(move || generated.generate())
                 .await
                 .map_err(|err| Error::internal("building shapes", err))?;
-            self.add(SHAPES, "builtin", table, Some(params), None)
+            self.add(SHAPES, "builtin", table, Some(params), None, None)
                 .await?;
         }
         Ok(())
     }
 
     /// Parses and stores a CSV upload; nothing is left behind when it is rejected.
-    pub async fn add_csv(&self, upload: CsvUpload) -> Result<DatasetRow> {
+    pub async fn add_csv(&self, upload: CsvUpload, owner: Option<&str>) -> Result<DatasetRow> {
         validate_name(&upload.name)?;
         if upload.label_column.trim().is_empty() {
             return Err(Error::invalid(
@@ -250,12 +250,17 @@ impl Catalog {
         })
         .await
         .map_err(|err| Error::internal("parsing an upload", err))??;
-        self.add(&upload_name, "upload", table, None, Some(&label))
+        self.add(&upload_name, "upload", table, None, Some(&label), owner)
             .await
     }
 
     /// Generates and stores a synthetic data set.
-    pub async fn add_synthetic(&self, request: SyntheticRequest) -> Result<DatasetRow> {
+    /// The data set belongs to `owner` (none when the service has no tokens).
+    pub async fn add_synthetic(
+        &self,
+        request: SyntheticRequest,
+        owner: Option<&str>,
+    ) -> Result<DatasetRow> {
         validate_name(&request.name)?;
         let params = request.synthetic;
         params.validate()?;
@@ -272,7 +277,7 @@ impl Catalog {
         let table = tokio::task::spawn_blocking(move || generated.generate())
             .await
             .map_err(|err| Error::internal("generating a data set", err))?;
-        self.add(&request.name, "synthetic", table, Some(params), None)
+        self.add(&request.name, "synthetic", table, Some(params), None, owner)
             .await
     }
 
@@ -301,6 +306,7 @@ impl Catalog {
         table: Table,
         synthetic: Option<SyntheticKind>,
         label_column: Option<&str>,
+        owner: Option<&str>,
     ) -> Result<DatasetRow> {
         self.check_name_free(name).await?;
         let id = DatasetId::new();
@@ -311,9 +317,10 @@ impl Catalog {
         // this future, but never leaves files without a row (or a row without files).
         let catalog = self.clone();
         let (name, source) = (name.to_owned(), source.to_owned());
+        let owner = owner.map(str::to_owned);
         tokio::spawn(async move {
             catalog
-                .save_and_record(id, &name, &source, &summary, table)
+                .save_and_record(id, &name, &source, &summary, owner.as_deref(), table)
                 .await
         })
         .await
@@ -326,6 +333,7 @@ impl Catalog {
         name: &str,
         source: &str,
         summary: &str,
+        owner: Option<&str>,
         table: Table,
     ) -> Result<DatasetRow> {
         let folder = self.dir.join(id.to_string());
@@ -341,7 +349,11 @@ impl Catalog {
             let _ = std::fs::remove_dir_all(&folder);
             return Err(err);
         }
-        match self.store.insert_dataset(id, name, source, summary).await {
+        match self
+            .store
+            .insert_dataset(id, name, source, summary, owner)
+            .await
+        {
             Ok(row) => {
                 self.cache.insert(id, Slot::new(table));
                 // Evict now, not at the next use: the budget holds between requests too.
@@ -361,8 +373,8 @@ impl Catalog {
         self.store.find_dataset(name_or_id).await
     }
 
-    /// Every data set.
-    pub async fn list(&self) -> Result<Vec<DatasetRow>> {
-        self.store.list_datasets().await
+    /// Every data set, or `owner`'s and the public ones.
+    pub async fn list(&self, owner: Option<&str>) -> Result<Vec<DatasetRow>> {
+        self.store.list_datasets(owner).await
     }
 }

@@ -1,5 +1,6 @@
 //! The product's vocabulary: ids, job statuses and the job spec, parsed and validated.
 
+mod caller;
 mod ids;
 mod json;
 mod pruning;
@@ -8,6 +9,7 @@ mod spec_json;
 mod status;
 mod sweep;
 
+pub use caller::{Caller, QuotaOverrides, Quotas, Scope};
 pub use engine::spec::{
     Activation, CheckpointSpec, CnnSpec, ConvBlockSpec, CropKind, CropSpec, DataShape, DataSpec,
     EarlyStoppingSpec, GradClipSpec, HeadSpec, ImagePreprocessingSpec, ImageSize, InitSpec,

@@ -27,9 +27,9 @@ pub use readiness::Readiness;
 pub use sweeps::SweepPlan;
 
 use crate::catalog::Catalog;
-use crate::domain::{DataShape, DatasetId, JobId, JobSpec, SweepId};
+use crate::domain::{Caller, DataShape, DatasetId, JobId, JobSpec, SweepId};
 use crate::error::{Error, Result};
-use crate::store::{CancelOutcome, JobRow, NewJob, RecoveryReport, Store};
+use crate::store::{CancelOutcome, JobRow, NewJob, OwnedKind, RecoveryReport, Store};
 use engine::InterruptReason;
 
 /// Settings of the queue and its workers.
@@ -52,6 +52,8 @@ pub struct QueueConfig {
     pub device: candle_core::Device,
     /// Most bytes one job may need (its estimated peak); a larger spec is refused.
     pub max_job_memory: u64,
+    /// The highest priority a caller without the `admin` scope may give a job.
+    pub max_priority: i32,
 }
 
 /// What the memory estimate needs from a data set's summary.
@@ -117,10 +119,11 @@ impl Jobs {
         }
     }
 
-    /// Validates a spec, fills in what it leaves open (data set id, seed) and queues it.
-    pub async fn submit(&self, spec: JobSpec) -> Result<JobRow> {
+    /// Validates a spec, fills in what it leaves open (data set id, seed) and queues it as
+    /// `caller`'s job. The data set and any transfer source must be the caller's to see.
+    pub async fn submit(&self, spec: JobSpec, caller: &Caller) -> Result<JobRow> {
         self.refuse_when_stopping()?;
-        let job = self.new_job(spec, None).await?;
+        let job = self.new_job(spec, None, caller).await?;
         let row = self.inner.store.insert_job(&job).await?;
         tracing::info!(job_id = %row.id, name = %row.name, "job queued");
         self.publish(JobEvent::status(&row));
@@ -138,22 +141,33 @@ impl Jobs {
     }
 
     /// The row to insert for a spec: validated, data set resolved, name and seed fixed.
-    async fn new_job(&self, mut spec: JobSpec, sweep_id: Option<SweepId>) -> Result<NewJob> {
+    async fn new_job(
+        &self,
+        mut spec: JobSpec,
+        sweep_id: Option<SweepId>,
+        caller: &Caller,
+    ) -> Result<NewJob> {
         spec.validate()?;
+        self.check_knobs(&spec, caller)?;
+        let no_dataset = || {
+            Error::invalid(
+                "dataset",
+                format!(
+                    "no data set named '{}'; GET /v1/datasets lists them",
+                    spec.dataset
+                ),
+            )
+        };
+        if !self.sees(caller, OwnedKind::Dataset, &spec.dataset).await? {
+            return Err(no_dataset());
+        }
         let dataset = self
             .inner
             .catalog
             .find(&spec.dataset)
             .await?
-            .ok_or_else(|| {
-                Error::invalid(
-                    "dataset",
-                    format!(
-                        "no data set named '{}'; GET /v1/datasets lists them",
-                        spec.dataset
-                    ),
-                )
-            })?;
+            .ok_or_else(no_dataset)?;
+        self.check_transfer_visible(&spec, caller).await?;
         let summary = serde_json::from_str::<crate::catalog::DatasetSummary>(&dataset.summary).ok();
         let image_shape = summary.as_ref().and_then(|summary| summary.image_shape);
         spec.validate_for_dataset(image_shape)?;
@@ -197,7 +211,71 @@ impl Jobs {
             priority: i64::from(spec.priority),
             epochs_total: i64::from(spec.training.epochs),
             sweep_id,
+            owner: caller.owner.clone(),
         })
+    }
+
+    /// The knobs a caller without `admin` may not turn past its limits: priority (a 403, since
+    /// only `admin` may jump the queue) and kept checkpoints (a 422 naming its quota).
+    fn check_knobs(&self, spec: &JobSpec, caller: &Caller) -> Result<()> {
+        let max_priority = self.inner.config.max_priority;
+        if spec.priority > max_priority && !caller.is_admin() {
+            return Err(Error::forbidden(format!(
+                "priority: {} is above {max_priority}, the highest a token without the 'admin' scope may set",
+                spec.priority
+            )));
+        }
+        if let Some(quotas) = caller.quotas
+            && spec.checkpoints.keep_last > quotas.keep_last
+        {
+            return Err(Error::invalid(
+                "checkpoints.keep_last",
+                format!(
+                    "{} is over this token's quota of {} checkpoints kept per job",
+                    spec.checkpoints.keep_last, quotas.keep_last
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether a resource that exists is the caller's to see; unknown ones count as seen, so
+    /// the lookup that follows answers for them.
+    async fn sees(&self, caller: &Caller, kind: OwnedKind, key: &str) -> Result<bool> {
+        if caller.is_admin() {
+            return Ok(true);
+        }
+        Ok(match self.inner.store.ownership(kind, key).await? {
+            Some(found) => caller.sees(found.owner.as_deref(), found.public),
+            None => true,
+        })
+    }
+
+    /// A transfer may only start from the caller's own jobs and weights: others' are unknown.
+    async fn check_transfer_visible(&self, spec: &JobSpec, caller: &Caller) -> Result<()> {
+        let Some(init) = spec.init.as_ref() else {
+            return Ok(());
+        };
+        if let Some(job) = init.from_job.as_deref().filter(|j| !j.trim().is_empty())
+            && !self.sees(caller, OwnedKind::Job, job).await?
+        {
+            return Err(Error::invalid(
+                "init.from_job",
+                format!("no job '{job}'; GET /v1/jobs lists them"),
+            ));
+        }
+        if let Some(weights) = init
+            .from_weights
+            .as_deref()
+            .filter(|w| !w.trim().is_empty())
+            && !self.sees(caller, OwnedKind::Weights, weights).await?
+        {
+            return Err(Error::invalid(
+                "init.from_weights",
+                format!("no weights named '{weights}'; GET /v1/weights lists them"),
+            ));
+        }
+        Ok(())
     }
 
     /// The memory a stored job needs, refused with the reason when it exceeds the limit now in

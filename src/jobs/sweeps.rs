@@ -1,9 +1,9 @@
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::Jobs;
-use crate::domain::{JobStatus, SweepId, SweepSpec, Trial};
+use crate::domain::{Caller, JobStatus, SweepId, SweepSpec, Trial};
 use crate::error::{Error, Result};
-use crate::store::{NewTrial, SweepRow, TrialReplacement};
+use crate::store::{NewTrial, OwnedKind, SweepRow, TrialReplacement};
 
 /// What creating a sweep did (or, for a dry run, would do).
 pub struct SweepPlan {
@@ -15,14 +15,17 @@ pub struct SweepPlan {
 
 impl Jobs {
     /// Expands a sweep into trials and queues each as an ordinary job, all in one transaction.
-    pub async fn create_sweep(&self, spec: SweepSpec) -> Result<SweepPlan> {
+    /// The sweep and its jobs belong to `caller`.
+    pub async fn create_sweep(&self, spec: SweepSpec, caller: &Caller) -> Result<SweepPlan> {
         self.refuse_when_stopping()?;
         let trials = spec.expand()?;
+        self.check_sweep_quotas(&trials, caller, spec.dry_run)
+            .await?;
         let id = SweepId::new();
         let mut rows = Vec::with_capacity(trials.len());
         for trial in &trials {
             let job = self
-                .new_job(trial.spec.clone(), Some(id))
+                .new_job(trial.spec.clone(), Some(id), caller)
                 .await
                 // Named on the axis that set the value, or on the base spec.
                 .map_err(|err| match err {
@@ -60,6 +63,7 @@ impl Jobs {
                 &json,
                 i64::from(spec.max_concurrent),
                 &rows,
+                caller.owner.as_deref(),
             )
             .await?;
         tracing::info!(sweep_id = %id, trials = rows.len(), "sweep queued");
@@ -68,6 +72,74 @@ impl Jobs {
             sweep: Some(sweep),
             trials,
         })
+    }
+
+    /// A sweep's size against the caller's quotas: its trials, its estimated work (rows x
+    /// epochs over its trials) and the jobs it would add to those already queued or running.
+    async fn check_sweep_quotas(
+        &self,
+        trials: &[Trial],
+        caller: &Caller,
+        dry_run: bool,
+    ) -> Result<()> {
+        let (Some(quotas), Some(owner)) = (caller.quotas, caller.owner.as_deref()) else {
+            return Ok(());
+        };
+        if trials.len() as u64 > u64::from(quotas.sweep_trials) {
+            return Err(Error::quota(
+                format!(
+                    "the sweep has {} trials; this token may run at most {} in one sweep",
+                    trials.len(),
+                    quotas.sweep_trials
+                ),
+                None,
+            ));
+        }
+        let mut rows_of: HashMap<String, u64> = HashMap::new();
+        let mut work: u64 = 0;
+        for trial in trials {
+            let name = &trial.spec.dataset;
+            let rows = match rows_of.get(name) {
+                Some(rows) => *rows,
+                None => {
+                    // Unknown data sets are named by the trial's own check.
+                    let rows = match self.inner.catalog.find(name).await? {
+                        Some(row) => {
+                            serde_json::from_str::<crate::catalog::DatasetSummary>(&row.summary)
+                                .map(|s| s.rows as u64)
+                                .unwrap_or(0)
+                        }
+                        None => 0,
+                    };
+                    rows_of.insert(name.clone(), rows);
+                    rows
+                }
+            };
+            work = work.saturating_add(rows.saturating_mul(u64::from(trial.spec.training.epochs)));
+        }
+        if work > quotas.sweep_sample_epochs {
+            return Err(Error::quota(
+                format!(
+                    "the sweep's estimated work is {work} sample-epochs (rows x epochs, summed over its trials); this token may queue at most {} in one sweep",
+                    quotas.sweep_sample_epochs
+                ),
+                None,
+            ));
+        }
+        if !dry_run {
+            let active = self.inner.store.active_jobs_of(owner).await?.max(0) as u64;
+            if active + trials.len() as u64 > u64::from(quotas.active_jobs) {
+                return Err(Error::quota(
+                    format!(
+                        "this token may have {} jobs queued or running and has {active}; the sweep's {} trials would exceed it",
+                        quotas.active_jobs,
+                        trials.len()
+                    ),
+                    Some(30),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// A sweep, or a 404.
@@ -84,6 +156,14 @@ impl Jobs {
     pub async fn resume_sweep(&self, id: SweepId) -> Result<Vec<i64>> {
         self.refuse_when_stopping()?;
         self.get_sweep(id).await?;
+        // New trial jobs belong to the sweep's owner, whoever resumes it.
+        let owner = self
+            .inner
+            .store
+            .ownership(OwnedKind::Sweep, &id.to_string())
+            .await?
+            .and_then(|found| found.owner);
+        let on_behalf = Caller::acting_for(owner);
         let mut replacements = Vec::new();
         for trial in self.inner.store.list_trials(id).await? {
             let job = self.get(trial.job_id).await?;
@@ -93,7 +173,7 @@ impl Jobs {
                 replacements.push(TrialReplacement {
                     trial_index: trial.trial_index,
                     replaces: job.id,
-                    job: self.new_job(spec, Some(id)).await?,
+                    job: self.new_job(spec, Some(id), &on_behalf).await?,
                 });
             }
         }

@@ -14,7 +14,12 @@ const MAX_WEIGHTS_NAME_CHARS: usize = 200;
 impl Jobs {
     /// Stores a safetensors file under `name`: a 422 on `file` when it is not one, a 409 when
     /// the name is taken. A failed upload leaves no file behind.
-    pub async fn add_weights(&self, name: String, bytes: Vec<u8>) -> Result<WeightsRow> {
+    pub async fn add_weights(
+        &self,
+        name: String,
+        bytes: Vec<u8>,
+        owner: Option<&str>,
+    ) -> Result<WeightsRow> {
         let name = name.trim().to_string();
         // Characters, not bytes; no control or bidirectional formatting characters.
         engine::spec::check_label(&name, MAX_WEIGHTS_NAME_CHARS, "name")?;
@@ -46,6 +51,7 @@ impl Jobs {
                 bytes: size,
                 sha256: &sha256,
                 tensors: &tensors,
+                owner,
             })
             .await;
         if inserted.is_err() {
@@ -63,9 +69,9 @@ impl Jobs {
             .ok_or_else(|| Error::not_found("weights", name_or_id))
     }
 
-    /// Every upload, oldest first.
-    pub async fn list_weights(&self) -> Result<Vec<WeightsRow>> {
-        self.inner.store.list_weights().await
+    /// Every upload, or `owner`'s, oldest first.
+    pub async fn list_weights(&self, owner: Option<&str>) -> Result<Vec<WeightsRow>> {
+        self.inner.store.list_weights(owner).await
     }
 
     /// Deletes uploaded weights and their file. Jobs that already started keep what they

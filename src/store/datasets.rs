@@ -16,6 +16,8 @@ pub struct DatasetRow {
     pub source: String,
     /// JSON summary.
     pub summary: String,
+    /// Whether every token may see and train on it.
+    pub public: bool,
     /// When it was added.
     pub created_at: String,
 }
@@ -28,16 +30,20 @@ impl Store {
         name: &str,
         source: &str,
         summary: &str,
+        owner: Option<&str>,
     ) -> Result<DatasetRow> {
+        // Built-in data sets are every token's to use.
         let sql = format!(
-            "INSERT INTO datasets (id, name, source, summary, created_at) VALUES (?, ?, ?, ?, {NOW}) \
-             RETURNING id, name, source, summary, created_at"
+            "INSERT INTO datasets (id, name, source, summary, owner, public, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?3 = 'builtin', {NOW}) \
+             RETURNING id, name, source, summary, public, created_at"
         );
         sqlx::query_as::<_, DatasetRow>(&sql)
             .bind(id.to_string())
             .bind(name)
             .bind(source)
             .bind(summary)
+            .bind(owner)
             // Read to the end, so a failed autocommit is reported (see the module's documentation).
             .fetch_all(&self.writer)
             .await
@@ -51,10 +57,28 @@ impl Store {
             .ok_or_else(|| Error::Internal("inserting a data set returned no row".into()))
     }
 
+    /// Shares a data set with every token, or stops sharing it; `None` when there is none.
+    pub async fn set_dataset_public(
+        &self,
+        id: DatasetId,
+        public: bool,
+    ) -> Result<Option<DatasetRow>> {
+        sqlx::query_as::<_, DatasetRow>(
+            "UPDATE datasets SET public = ? WHERE id = ? \
+             RETURNING id, name, source, summary, public, created_at",
+        )
+        .bind(public)
+        .bind(id.to_string())
+        .fetch_all(&self.writer)
+        .await
+        .map(|rows| rows.into_iter().next())
+        .map_err(db_error("sharing a data set"))
+    }
+
     /// A data set by name or id.
     pub async fn find_dataset(&self, name_or_id: &str) -> Result<Option<DatasetRow>> {
         sqlx::query_as::<_, DatasetRow>(
-            "SELECT id, name, source, summary, created_at FROM datasets WHERE name = ?1 OR id = ?1",
+            "SELECT id, name, source, summary, public, created_at FROM datasets WHERE name = ?1 OR id = ?1",
         )
         .bind(name_or_id)
         .fetch_optional(&self.reader)
@@ -68,10 +92,13 @@ impl Store {
     }
 
     /// Every data set, oldest first.
-    pub async fn list_datasets(&self) -> Result<Vec<DatasetRow>> {
+    /// Only `owner`'s and public ones when an owner is given.
+    pub async fn list_datasets(&self, owner: Option<&str>) -> Result<Vec<DatasetRow>> {
         sqlx::query_as::<_, DatasetRow>(
-            "SELECT id, name, source, summary, created_at FROM datasets ORDER BY created_at, name",
+            "SELECT id, name, source, summary, public, created_at FROM datasets \
+             WHERE ?1 IS NULL OR owner = ?1 OR public = 1 ORDER BY created_at, name",
         )
+        .bind(owner)
         .fetch_all(&self.reader)
         .await
         .map_err(db_error("listing data sets"))

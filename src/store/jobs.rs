@@ -89,6 +89,8 @@ pub struct NewJob {
     pub epochs_total: i64,
     /// The sweep this job is a trial of.
     pub sweep_id: Option<SweepId>,
+    /// Who it belongs to; none when the service has no tokens.
+    pub owner: Option<String>,
 }
 
 /// A worker's claim on a job: the job plus the fencing token every later write must carry.
@@ -136,6 +138,8 @@ pub struct JobFilter {
     pub limit: i64,
     /// Rows to skip.
     pub offset: i64,
+    /// Only jobs of this owner (all when `None`).
+    pub owner: Option<String>,
 }
 
 /// What a cancel request did.
@@ -193,6 +197,10 @@ impl Store {
                     .iter()
                     .map(|s| Bind::Text(s.as_str().to_string())),
             );
+        }
+        if let Some(owner) = &filter.owner {
+            conditions.push("owner = ?".to_string());
+            binds.push(Bind::Text(owner.clone()));
         }
         if let Some(dataset) = filter.dataset_id {
             conditions.push("dataset_id = ?".to_string());
@@ -293,8 +301,8 @@ pub(super) async fn insert_job_with<'e, E: sqlx::SqliteExecutor<'e>>(
     job: &NewJob,
 ) -> Result<JobRow> {
     let sql = format!(
-        "INSERT INTO jobs (id, seq, name, dataset_id, spec, status, priority, epochs_total, sweep_id, created_at, updated_at) \
-         VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, 'queued', ?, ?, ?, {NOW}, {NOW}) \
+        "INSERT INTO jobs (id, seq, name, dataset_id, spec, status, priority, epochs_total, sweep_id, owner, created_at, updated_at) \
+         VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, 'queued', ?, ?, ?, ?, {NOW}, {NOW}) \
          RETURNING {JOB_COLUMNS}"
     );
     sqlx::query_as::<_, JobRow>(&sql)
@@ -305,6 +313,7 @@ pub(super) async fn insert_job_with<'e, E: sqlx::SqliteExecutor<'e>>(
         .bind(job.priority)
         .bind(job.epochs_total)
         .bind(job.sweep_id.map(|s| s.to_string()))
+        .bind(&job.owner)
         // Read to the end, so a failed autocommit is reported (see the module's documentation).
         .fetch_all(executor)
         .await

@@ -18,8 +18,10 @@ mod epochs;
 mod job_lifecycle;
 mod jobs;
 mod layers;
+mod owners;
 mod steps;
 mod sweeps;
+mod tokens;
 mod weights;
 
 use std::path::Path;
@@ -36,8 +38,10 @@ pub use jobs::{
     CancelOutcome, Claim, JobFilter, JobRow, JobSort, NewJob, OptionalSweepId, RecoveryReport,
 };
 pub use layers::LayerGradRow;
+pub use owners::{OwnedKind, Ownership};
 pub use steps::StepBatch;
 pub use sweeps::{NewTrial, SweepRow, TrialReplacement, TrialRow};
+pub use tokens::TokenRow;
 pub use weights::{NewWeights, WeightsRow};
 
 use crate::error::{Error, Result};

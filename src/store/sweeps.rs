@@ -68,6 +68,7 @@ impl Store {
         spec: &str,
         max_concurrent: i64,
         trials: &[NewTrial],
+        owner: Option<&str>,
     ) -> Result<SweepRow> {
         let mut tx = self
             .writer
@@ -75,7 +76,7 @@ impl Store {
             .await
             .map_err(db_error("starting a sweep"))?;
         let sql = format!(
-            "INSERT INTO sweeps (id, name, spec, max_concurrent, created_at) VALUES (?, ?, ?, ?, {NOW}) \
+            "INSERT INTO sweeps (id, name, spec, max_concurrent, owner, created_at) VALUES (?, ?, ?, ?, ?, {NOW}) \
              RETURNING id, name, spec, max_concurrent, created_at"
         );
         let row = sqlx::query_as::<_, SweepRow>(&sql)
@@ -83,6 +84,7 @@ impl Store {
             .bind(name)
             .bind(spec)
             .bind(max_concurrent)
+            .bind(owner)
             .fetch_one(&mut *tx)
             .await
             .map_err(db_error("inserting a sweep"))?;
@@ -114,8 +116,10 @@ impl Store {
     }
 
     /// Every sweep, newest first.
-    pub async fn list_sweeps(&self) -> Result<Vec<SweepRow>> {
-        sqlx::query_as::<_, SweepRow>("SELECT id, name, spec, max_concurrent, created_at FROM sweeps ORDER BY created_at DESC, id DESC")
+    /// Only `owner`'s when an owner is given.
+    pub async fn list_sweeps(&self, owner: Option<&str>) -> Result<Vec<SweepRow>> {
+        sqlx::query_as::<_, SweepRow>("SELECT id, name, spec, max_concurrent, created_at FROM sweeps WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_at DESC, id DESC")
+            .bind(owner)
             .fetch_all(&self.reader)
             .await
             .map_err(db_error("listing sweeps"))

@@ -40,6 +40,8 @@ pub struct NewWeights<'a> {
     pub sha256: &'a str,
     /// JSON list of its tensors.
     pub tensors: &'a str,
+    /// Who it belongs to; none when the service has no tokens.
+    pub owner: Option<&'a str>,
 }
 
 const COLUMNS: &str = "id, name, path, bytes, sha256, tensors, created_at";
@@ -48,8 +50,8 @@ impl Store {
     /// Records weights whose file is already in place; a taken name is a conflict.
     pub async fn insert_weights(&self, new: NewWeights<'_>) -> Result<WeightsRow> {
         let sql = format!(
-            "INSERT INTO weights (id, name, path, bytes, sha256, tensors, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, {NOW}) RETURNING {COLUMNS}"
+            "INSERT INTO weights (id, name, path, bytes, sha256, tensors, owner, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, {NOW}) RETURNING {COLUMNS}"
         );
         sqlx::query_as::<_, WeightsRow>(&sql)
             .bind(new.id.to_string())
@@ -58,6 +60,7 @@ impl Store {
             .bind(new.bytes)
             .bind(new.sha256)
             .bind(new.tensors)
+            .bind(new.owner)
             // Read to the end, so a failed autocommit is reported (see the module's documentation).
             .fetch_all(&self.writer)
             .await
@@ -82,9 +85,13 @@ impl Store {
     }
 
     /// Every upload, oldest first.
-    pub async fn list_weights(&self) -> Result<Vec<WeightsRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM weights ORDER BY created_at, name");
+    /// Only `owner`'s when an owner is given.
+    pub async fn list_weights(&self, owner: Option<&str>) -> Result<Vec<WeightsRow>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM weights WHERE ?1 IS NULL OR owner = ?1 ORDER BY created_at, name"
+        );
         sqlx::query_as::<_, WeightsRow>(&sql)
+            .bind(owner)
             .fetch_all(&self.reader)
             .await
             .map_err(db_error("listing weights"))

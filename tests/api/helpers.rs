@@ -85,6 +85,17 @@ pub trait Api {
         decode(response).await
     }
 
+    async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http()
+            .patch(format!("{}{}", self.base(), path))
+            .json(&body)
+            .send()
+            .await
+            .expect("PATCH");
+        decode(response).await
+    }
+
     async fn post_raw(
         &self,
         path: &str,
@@ -264,4 +275,79 @@ pub async fn wait_until_ready(client: &reqwest::Client, base: &str) {
 
 pub fn data_dir(dir: &TempDir) -> PathBuf {
     dir.path().to_path_buf()
+}
+
+/// A client that sends a token with every request.
+pub struct WithToken {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// The token itself.
+    pub token: String,
+}
+
+impl Api for WithToken {
+    fn base(&self) -> &str {
+        &self.base
+    }
+    fn http(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+impl TestApp {
+    /// Makes a token in this server's database, as `trainserve tokens create` does, and a
+    /// client that sends it. `owner` shares resources with other tokens of that owner.
+    pub async fn token(&self, scopes: &[&str], owner: Option<&str>) -> WithToken {
+        self.token_with(scopes, owner, &[]).await
+    }
+
+    /// As [`TestApp::token`], with quota overrides (`NAME=VALUE`).
+    pub async fn token_with(
+        &self,
+        scopes: &[&str],
+        owner: Option<&str>,
+        quotas: &[&str],
+    ) -> WithToken {
+        use trainserve::domain::{QuotaOverrides, Scope};
+        let store = trainserve::store::Store::open(&self.dir.path().join("trainserve.db"))
+            .await
+            .expect("the database opens");
+        let mut overrides = QuotaOverrides::default();
+        for quota in quotas {
+            overrides.set(quota).expect("a valid quota");
+        }
+        let (token, _) = trainserve::access::create_token(
+            &store,
+            trainserve::access::TokenRequest {
+                name: None,
+                owner: owner.map(str::to_string),
+                scopes: scopes
+                    .iter()
+                    .map(|s| Scope::parse(s).expect("a scope"))
+                    .collect(),
+                quotas: overrides,
+            },
+        )
+        .await
+        .expect("a token");
+        store.close().await;
+        WithToken {
+            base: self.base.clone(),
+            client: client_with_token(&token),
+            token,
+        }
+    }
+}
+
+/// A client whose every request carries `Authorization: Bearer <token>`.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("a header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a client")
 }

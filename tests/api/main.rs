@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod access;
 mod bad_input;
 mod cnn;
 mod connections;
@@ -21,6 +22,7 @@ mod plots;
 mod predict;
 mod predict_decoders;
 mod preprocessing;
+mod quotas;
 mod resnet;
 mod schemathesis;
 mod sweeps;

@@ -53,6 +53,27 @@ async fn schemathesis_finds_no_server_error_and_no_contract_failure() {
         .local_addr()
         .unwrap()
         .port();
+    // With a token in force, as a service others call runs: schemathesis sends it with every
+    // request, and its `ignored_auth` check proves a request without it is refused.
+    let made = Command::new(env!("CARGO_BIN_EXE_trainserve"))
+        .args([
+            "tokens",
+            "create",
+            "--scope",
+            "admin",
+            "--name",
+            "schemathesis",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .expect("the tokens command runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let token = String::from_utf8(made.stdout).unwrap().trim().to_string();
     // One worker slot on one core: jobs that the fuzzer submits queue behind each other and
     // leave the other core to the server and schemathesis.
     let mut server = Command::new(env!("CARGO_BIN_EXE_trainserve"))
@@ -96,6 +117,8 @@ async fn schemathesis_finds_no_server_error_and_no_contract_failure() {
         "--report-dir".into(),
         report.display().to_string(),
         "--no-color".into(),
+        "--header".into(),
+        format!("Authorization: Bearer {token}"),
     ];
     let work = data.path().to_path_buf();
     let output = tokio::task::spawn_blocking(move || {

@@ -48,7 +48,13 @@ impl ScratchService {
         let mut events = self.state.jobs.subscribe();
         let mut ids = Vec::with_capacity(specs.len());
         for spec in specs {
-            ids.push(self.state.jobs.submit(spec).await?.id);
+            ids.push(
+                self.state
+                    .jobs
+                    .submit(spec, &trainserve::domain::Caller::open())
+                    .await?
+                    .id,
+            );
         }
         let mut pending = ids.clone();
         while !pending.is_empty() {

@@ -29,6 +29,8 @@ pub(crate) struct Step {
 }
 
 /// A model plus its optimizer, on the candle or the fused path.
+// One exists per training job, so the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum TrainingPath {
     /// candle tensors and autograd.
     Candle {

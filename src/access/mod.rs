@@ -1,0 +1,296 @@
+//! Who may do what: tokens and their scopes, ownership of resources, and quotas.
+//!
+//! A service with no token in force is open (a new user's first run on loopback); once one
+//! exists, every call but health checks and the contract needs one.
+
+mod limits;
+pub mod tokens;
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota};
+
+use crate::domain::{Caller, QuotaOverrides, Quotas, Scope};
+use crate::error::{Error, Result};
+use crate::store::{OwnedKind, Store, TokenRow};
+
+pub use limits::StorageMeter;
+
+/// What to record for a new token.
+pub struct TokenRequest {
+    /// A name for people.
+    pub name: Option<String>,
+    /// Whose resources it acts on; a new owner of its own when `None`.
+    pub owner: Option<String>,
+    /// What it may do; at least one.
+    pub scopes: Vec<Scope>,
+    /// Its own quotas.
+    pub quotas: QuotaOverrides,
+}
+
+/// Authentication, authorization and quotas for every request; cheap to clone.
+#[derive(Clone)]
+pub struct Gate {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    quotas: Quotas,
+    storage: StorageMeter,
+    limiters: Mutex<HashMap<String, (u32, Arc<DefaultDirectRateLimiter>)>>,
+    touched: Mutex<HashMap<String, Instant>>,
+    started: Instant,
+    /// Until when (milliseconds since `started`) the service is known to have no tokens.
+    open_until_ms: AtomicU64,
+}
+
+/// How long "no token is in force" is trusted.
+const OPEN_FOR: Duration = Duration::from_secs(1);
+
+/// How often a token's `last_used_at` is written at most.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+impl Gate {
+    /// A gate with the service's quotas for tokens that set none of their own.
+    pub fn new(store: Store, quotas: Quotas, storage: StorageMeter) -> Gate {
+        Gate {
+            inner: Arc::new(Inner {
+                store,
+                quotas,
+                storage,
+                limiters: Mutex::new(HashMap::new()),
+                touched: Mutex::new(HashMap::new()),
+                started: Instant::now(),
+                open_until_ms: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The caller that presented `authorization` (the header's value, if any).
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Caller> {
+        let Some(header) = authorization else {
+            if self.is_open().await? {
+                return Ok(Caller::open());
+            }
+            return Err(unauthorized(
+                "this service requires a token: send 'Authorization: Bearer <token>'",
+            ));
+        };
+        let presented = header
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
+            .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+        let invalid = || unauthorized("the token is not valid: unknown, revoked or mistyped");
+        let (id, secret) = tokens::split(presented).ok_or_else(invalid)?;
+        let row = self.inner.store.get_token(id).await?.ok_or_else(invalid)?;
+        if row.revoked_at.is_some() || !tokens::matches(secret, &row.secret_sha256) {
+            return Err(invalid());
+        }
+        self.note_use(&row.id);
+        let caller = self.caller_of(&row)?;
+        self.check_rate(&caller)?;
+        Ok(caller)
+    }
+
+    /// Whether no token is in force. A "none" answer is trusted for a second, so an open
+    /// service does not ask the database on every request; the first token closes it within
+    /// that second.
+    async fn is_open(&self) -> Result<bool> {
+        let now = self.inner.started.elapsed().as_millis() as u64;
+        if now < self.inner.open_until_ms.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
+        let open = !self.inner.store.any_active_token().await?;
+        if open {
+            self.inner
+                .open_until_ms
+                .store(now + OPEN_FOR.as_millis() as u64, Ordering::Relaxed);
+        }
+        Ok(open)
+    }
+
+    fn caller_of(&self, row: &TokenRow) -> Result<Caller> {
+        let scopes: Vec<Scope> = row.scopes.split(',').filter_map(Scope::parse).collect();
+        let overrides: QuotaOverrides = serde_json::from_str(&row.quotas)
+            .map_err(|err| Error::internal("reading a token's quotas", err))?;
+        let admin = scopes.contains(&Scope::Admin);
+        Ok(Caller {
+            token_id: Some(row.id.clone()),
+            owner: Some(row.owner.clone()),
+            scopes,
+            quotas: (!admin).then(|| overrides.apply(self.inner.quotas)),
+        })
+    }
+
+    /// A 403 unless the caller holds `scope`.
+    pub fn authorize(&self, caller: &Caller, scope: Scope) -> Result<()> {
+        if caller.has(scope) {
+            return Ok(());
+        }
+        let held: Vec<&str> = caller.scopes.iter().map(|s| s.as_str()).collect();
+        Err(Error::forbidden(format!(
+            "this call needs a token with the '{scope}' scope; this one has {}",
+            held.join(", ")
+        )))
+    }
+
+    /// A 404, worded as for a resource that does not exist, unless the caller may see it;
+    /// to change it (`changes`), a public resource must also be the caller's own (a 403
+    /// otherwise). Unknown resources pass: the handler answers for them.
+    pub async fn check_visible(
+        &self,
+        caller: &Caller,
+        kind: OwnedKind,
+        what: &'static str,
+        key: &str,
+        changes: bool,
+    ) -> Result<()> {
+        if caller.is_admin() {
+            return Ok(());
+        }
+        let Some(found) = self.inner.store.ownership(kind, key).await? else {
+            return Ok(());
+        };
+        let own = caller.sees(found.owner.as_deref(), false);
+        if !own && !found.public {
+            return Err(Error::not_found(what, key));
+        }
+        if changes && !own {
+            return Err(Error::forbidden(format!(
+                "{what} '{key}' is shared with every token, but only its owner (or an admin token) may change it"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The data folder's meter of what each owner holds.
+    pub fn storage(&self) -> &StorageMeter {
+        &self.inner.storage
+    }
+
+    /// Makes a token; the returned text is the only copy of its secret.
+    pub async fn create_token(&self, request: TokenRequest) -> Result<(String, TokenRow)> {
+        create_token(&self.inner.store, request).await
+    }
+
+    fn check_rate(&self, caller: &Caller) -> Result<()> {
+        let (Some(quotas), Some(id)) = (caller.quotas, caller.token_id.as_ref()) else {
+            return Ok(());
+        };
+        let Some(per_second) = NonZeroU32::new(quotas.requests_per_second) else {
+            return Ok(());
+        };
+        let limiter = {
+            let mut limiters = self
+                .inner
+                .limiters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let entry = limiters
+                .entry(id.clone())
+                .or_insert_with(|| (0, Arc::new(limiter(per_second))));
+            if entry.0 != per_second.get() {
+                *entry = (per_second.get(), Arc::new(limiter(per_second)));
+            }
+            entry.1.clone()
+        };
+        limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            Error::quota(
+                format!(
+                    "rate limit: this token may make {per_second} requests per second (bursts of {})",
+                    per_second.get().saturating_mul(2)
+                ),
+                Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            )
+        })
+    }
+
+    fn note_use(&self, id: &str) {
+        let now = Instant::now();
+        {
+            let mut touched = self.inner.touched.lock().unwrap_or_else(|p| p.into_inner());
+            match touched.get(id) {
+                Some(last) if now.duration_since(*last) < TOUCH_EVERY => return,
+                _ => touched.insert(id.to_string(), now),
+            };
+        }
+        let store = self.inner.store.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            if let Err(err) = store.touch_token(&id).await {
+                tracing::debug!(error = %err, "could not note a token's use");
+            }
+        });
+    }
+}
+
+fn limiter(per_second: NonZeroU32) -> DefaultDirectRateLimiter {
+    let burst = per_second.saturating_mul(NonZeroU32::MIN.saturating_add(1));
+    governor::RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst))
+}
+
+fn unauthorized(message: &str) -> Error {
+    Error::Unauthorized {
+        message: message.to_string(),
+    }
+}
+
+/// Makes a token in `store`; the returned text is the only copy of its secret. Used by the
+/// `tokens` command, which needs no running server.
+pub async fn create_token(store: &Store, request: TokenRequest) -> Result<(String, TokenRow)> {
+    if request.scopes.is_empty() {
+        return Err(Error::invalid(
+            "scope",
+            "give at least one scope: admin, train, predict or read",
+        ));
+    }
+    let made = tokens::new_secret();
+    let mut scopes = request.scopes;
+    scopes.sort();
+    scopes.dedup();
+    let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+    let name = request.name.unwrap_or_else(|| format!("token-{}", made.id));
+    check_label("name", &name)?;
+    let owner = request.owner.unwrap_or_else(|| made.id.clone());
+    check_label("owner", &owner)?;
+    let row = TokenRow {
+        id: made.id.clone(),
+        name,
+        owner,
+        scopes: scopes.join(","),
+        secret_sha256: made.secret_sha256,
+        quotas: serde_json::to_string(&request.quotas)
+            .map_err(|err| Error::internal("encoding quotas", err))?,
+        created_at: String::new(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let row = store.insert_token(&row).await?;
+    tracing::info!(token_id = %row.id, name = %row.name, scopes = %row.scopes, "token created");
+    Ok((made.token, row))
+}
+
+/// Token names and owners: 1 to 64 ASCII letters, digits, `-`, `_`, `.` and `@`, so they read
+/// the same in every list and log.
+fn check_label(field: &str, value: &str) -> Result<()> {
+    let valid = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("'{value}' is not valid: use 1 to 64 letters, digits, '-', '_', '.' or '@'"),
+        ))
+    }
+}

@@ -1,0 +1,499 @@
+//! Tokens and scopes: every route's access decision, ownership, and the bind policy.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{Api, TestApp, WithToken, client_with_token, decode, digits_spec};
+
+/// Who may call each route. A route added to the router without a line here fails
+/// `every_route_has_the_access_decision_this_table_records`: every new route needs a decision.
+const DECISIONS: &[(&str, &str, &str)] = &[
+    ("GET", "/healthz", "open"),
+    ("GET", "/readyz", "open"),
+    ("GET", "/openapi.yaml", "open"),
+    ("POST", "/v1/jobs", "train"),
+    ("GET", "/v1/jobs", "read"),
+    ("GET", "/v1/jobs/{id}", "read"),
+    ("POST", "/v1/jobs/{id}/cancel", "train"),
+    ("GET", "/v1/jobs/{id}/metrics", "read"),
+    ("GET", "/v1/jobs/{id}/steps", "read"),
+    ("GET", "/v1/jobs/{id}/gradients", "read"),
+    ("GET", "/v1/jobs/{id}/checkpoints", "read"),
+    ("GET", "/v1/jobs/{id}/events", "read"),
+    ("GET", "/v1/jobs/{id}/diagnosis", "read"),
+    ("GET", "/v1/jobs/{id}/plots/curves.svg", "read"),
+    ("GET", "/v1/jobs/{id}/plots/curves.png", "read"),
+    ("GET", "/v1/jobs/{id}/plots/gradients.svg", "read"),
+    ("GET", "/v1/jobs/{id}/plots/gradients.png", "read"),
+    ("POST", "/v1/datasets", "train"),
+    ("GET", "/v1/datasets", "read"),
+    ("GET", "/v1/datasets/{id}", "read"),
+    ("PATCH", "/v1/datasets/{id}", "train"),
+    ("GET", "/v1/datasets/{id}/samples/{index}.png", "read"),
+    ("POST", "/v1/weights", "train"),
+    ("GET", "/v1/weights", "read"),
+    ("GET", "/v1/weights/{id}", "read"),
+    ("DELETE", "/v1/weights/{id}", "train"),
+    ("POST", "/v1/models/{model}/predict", "predict"),
+    ("POST", "/v1/sweeps", "train"),
+    ("GET", "/v1/sweeps", "read"),
+    ("GET", "/v1/sweeps/{id}", "read"),
+    ("POST", "/v1/sweeps/{id}/cancel", "train"),
+    ("POST", "/v1/sweeps/{id}/resume", "train"),
+    ("GET", "/v1/sweeps/{id}/plot.svg", "read"),
+    ("GET", "/v1/sweeps/{id}/plot.png", "read"),
+    ("GET", "/v1/compare", "read"),
+    ("GET", "/v1/compare/disagreements", "read"),
+    ("GET", "/v1/compare/plot.svg", "read"),
+    ("GET", "/v1/compare/plot.png", "read"),
+    ("GET", "/v1/compare/noise.svg", "read"),
+    ("GET", "/v1/compare/noise.png", "read"),
+    ("GET", "/v1/compare/disagreements.svg", "read"),
+    ("GET", "/v1/compare/disagreements.png", "read"),
+];
+
+#[test]
+fn every_route_has_the_access_decision_this_table_records() {
+    let routed: BTreeSet<(String, String, String)> = trainserve::api::ROUTES
+        .iter()
+        .map(|(m, p, a)| {
+            (
+                m.to_string(),
+                p.to_string(),
+                format!("{a:?}").to_lowercase(),
+            )
+        })
+        .collect();
+    let decided: BTreeSet<(String, String, String)> = DECISIONS
+        .iter()
+        .map(|(m, p, a)| (m.to_string(), p.to_string(), a.to_string()))
+        .collect();
+    let undecided: Vec<_> = routed.difference(&decided).collect();
+    let stale: Vec<_> = decided.difference(&routed).collect();
+    assert!(
+        undecided.is_empty() && stale.is_empty(),
+        "routes whose access differs from (or is missing in) this table: {undecided:?}; \
+         decisions for routes that are not served so: {stale:?}"
+    );
+}
+
+/// Whether a token with `scope` may call a route that needs `needs`.
+fn allows(scope: &str, needs: &str) -> bool {
+    needs == "open" || scope == "admin" || scope == needs || (scope == "train" && needs == "read")
+}
+
+/// The route's path with its parameters filled in: ids that name nothing.
+fn concrete(path: &str) -> String {
+    let nothing = "0190a2d4-7e41-7c3a-9b2e-5f0e1d2c3b4a";
+    path.replace("{id}", nothing)
+        .replace("{model}", nothing)
+        .replace("{index}", "0")
+}
+
+async fn call(
+    client: &reqwest::Client,
+    base: &str,
+    method: &str,
+    path: &str,
+) -> (StatusCode, Value) {
+    let url = format!("{base}{}", concrete(path));
+    let request = match method {
+        "GET" => client.get(url),
+        "POST" => client.post(url).json(&json!({})),
+        "PUT" => client.put(url).json(&json!({})),
+        "PATCH" => client.patch(url).json(&json!({})),
+        "DELETE" => client.delete(url),
+        other => panic!("no test for method {other}"),
+    };
+    decode(request.send().await.expect("the request is answered")).await
+}
+
+#[tokio::test]
+async fn every_route_answers_every_scope_as_its_decision_says() {
+    let app = TestApp::spawn().await;
+    let mut tokens = Vec::new();
+    for scope in ["admin", "train", "predict", "read"] {
+        tokens.push((scope, app.token(&[scope], None).await));
+    }
+    let anonymous = reqwest::Client::new();
+    for &(method, path, needs) in DECISIONS {
+        let (status, body) = call(&anonymous, &app.base, method, path).await;
+        if needs == "open" {
+            assert!(
+                status.is_success(),
+                "{method} {path} without a token: {status} {body}"
+            );
+        } else {
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} without a token: {body}"
+            );
+            assert_eq!(body["code"], "unauthorized", "{body}");
+        }
+        for (scope, token) in &tokens {
+            let (status, body) = call(&token.client, &app.base, method, path).await;
+            if allows(scope, needs) {
+                assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "{method} {path} with a '{scope}' token: {status} {body}"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{method} {path} with a '{scope}' token: {body}"
+                );
+                assert_eq!(body["code"], "forbidden", "{body}");
+                assert!(body["error"].as_str().unwrap().contains(needs), "{body}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_service_without_tokens_is_open_and_the_first_token_closes_it() {
+    let app = TestApp::spawn().await;
+    let (status, _) = app.get("/v1/jobs").await;
+    assert_eq!(status, StatusCode::OK);
+    let reader = app.token(&["read"], None).await;
+    // "No tokens" is trusted for a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = app.get("/v1/jobs").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _) = reader.get("/v1/jobs").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK, "health checks stay open");
+}
+
+#[tokio::test]
+async fn malformed_unknown_and_revoked_tokens_are_401s_that_say_why() {
+    let app = TestApp::spawn().await;
+    let good = app.token(&["read"], None).await;
+    let www = |headers: &reqwest::header::HeaderMap| {
+        headers
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    for header in [
+        "Basic abc",
+        "Bearer",
+        "Bearer tsk_nothex_zz",
+        "Bearer tsk_0011223344556677_00",
+    ] {
+        let response = app
+            .client
+            .get(app.url("/v1/jobs"))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{header}");
+        assert!(www(response.headers()).unwrap().starts_with("Bearer"));
+        let (_, body) = decode(response).await;
+        assert_eq!(body["code"], "unauthorized", "{body}");
+    }
+    // The right id with a wrong secret.
+    let (id, _) = good
+        .token
+        .trim_start_matches("tsk_")
+        .split_once('_')
+        .unwrap();
+    let forged = format!("tsk_{id}_{}", "0".repeat(64));
+    let (status, _) = call(&client_with_token(&forged), &app.base, "GET", "/v1/jobs").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let store = trainserve::store::Store::open(&app.dir.path().join("trainserve.db"))
+        .await
+        .unwrap();
+    assert!(store.revoke_token(id).await.unwrap());
+    store.close().await;
+    let (status, body) = good.get("/v1/jobs").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked token: {body}");
+}
+
+/// A small job of `who`'s, run to the end.
+async fn finished_job(who: &WithToken) -> String {
+    let id = who.submit(digits_spec(1, 64)).await;
+    let job = who.wait_for_end(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    id
+}
+
+#[tokio::test]
+async fn another_owners_job_is_a_404_to_read_cancel_compare_and_predict() {
+    let app = TestApp::spawn().await;
+    let alice = app.token(&["train"], Some("alice")).await;
+    let alice_predicts = app.token(&["predict"], Some("alice")).await;
+    let bob = app.token(&["train"], Some("bob")).await;
+    let bob_predicts = app.token(&["predict"], Some("bob")).await;
+    let admin = app.token(&["admin"], None).await;
+    let id = finished_job(&alice).await;
+
+    for path in [
+        format!("/v1/jobs/{id}"),
+        format!("/v1/jobs/{id}/metrics"),
+        format!("/v1/jobs/{id}/checkpoints"),
+        format!("/v1/jobs/{id}/plots/curves.svg"),
+        format!("/v1/compare?jobs={id}"),
+    ] {
+        let (status, body) = bob.get(&path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        let (status, _) = alice.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let (status, _) = admin.get(&path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let (status, body) = bob.post(&format!("/v1/jobs/{id}/cancel"), json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "not_found");
+
+    let (_, listed) = bob.get("/v1/jobs").await;
+    assert_eq!(
+        listed["total"], 0,
+        "bob lists none of alice's jobs: {listed}"
+    );
+    let (_, listed) = alice.get("/v1/jobs").await;
+    assert_eq!(listed["total"], 1, "{listed}");
+    let (_, listed) = admin.get("/v1/jobs").await;
+    assert_eq!(listed["total"], 1, "{listed}");
+
+    let row = json!({"inputs": [vec![0.0; 64]]});
+    let (status, body) = alice_predicts
+        .post(&format!("/v1/models/{id}/predict"), row.clone())
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "alice's predict token serves alice's model: {body}"
+    );
+    let (status, _) = bob_predicts
+        .post(&format!("/v1/models/{id}/predict"), row)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Bob cannot start from alice's job either: it is unknown to him.
+    let spec = json!({"dataset": "shapes", "init": {"mode": "fine_tune", "from_job": id},
+        "model": {"kind": "cnn", "blocks": [{"channels": 4}], "head": {"depth": 1, "width": 8}},
+        "training": {"epochs": 1}});
+    let (status, body) = bob.post("/v1/jobs", spec).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "init.from_job");
+}
+
+#[tokio::test]
+async fn data_sets_are_their_owners_and_built_ins_are_everyones() {
+    let app = TestApp::spawn().await;
+    let alice = app.token(&["train"], Some("alice")).await;
+    let bob = app.token(&["train"], Some("bob")).await;
+    let synthetic = json!({"name": "alices-blobs", "synthetic": {"kind": "regions", "samples": 200, "classes": 2, "seed": 1}});
+    let (status, body) = alice.post("/v1/datasets", synthetic).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = bob.get("/v1/datasets/alices-blobs").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, listed) = bob.get("/v1/datasets").await;
+    let names: Vec<&str> = listed["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"digits") && !names.contains(&"alices-blobs"),
+        "{names:?}"
+    );
+    let mut spec = digits_spec(1, 64);
+    spec["dataset"] = json!("alices-blobs");
+    let (status, body) = bob.post("/v1/jobs", spec.clone()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "dataset");
+
+    // Shared with every token: bob sees it and trains on it, but only alice may change it.
+    let (status, body) = bob
+        .patch("/v1/datasets/alices-blobs", json!({"public": true}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = alice
+        .patch("/v1/datasets/alices-blobs", json!({"public": true}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["public"], true);
+    let (status, _) = bob.get("/v1/datasets/alices-blobs").await;
+    assert_eq!(status, StatusCode::OK);
+    spec["model"] = json!({"kind": "mlp", "depth": 1, "width": 8});
+    let (status, body) = bob.post("/v1/jobs", spec).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = bob
+        .patch("/v1/datasets/alices-blobs", json!({"public": false}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = alice
+        .patch("/v1/datasets/digits", json!({"public": false}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "built-ins are no one's to change: {body}"
+    );
+}
+
+#[tokio::test]
+async fn priorities_above_the_limit_need_admin() {
+    let app = TestApp::spawn_with(|config| config.max_priority = 5).await;
+    let trainer = app.token(&["train"], None).await;
+    let admin = app.token(&["admin"], None).await;
+    let mut spec = digits_spec(1, 64);
+    spec["priority"] = json!(2_147_483_647);
+    let (status, body) = trainer.post("/v1/jobs", spec.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("priority"),
+        "{body}"
+    );
+    let (status, body) = admin.post("/v1/jobs", spec).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// Runs the server binary with `args`; its exit status if it stops within `wait`, else
+/// `None` (it was killed) and what it wrote on standard error.
+fn run_binary(args: &[&str], wait: Duration) -> (Option<std::process::ExitStatus>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trainserve"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > wait {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stderr).to_string()
+        + &String::from_utf8_lossy(&output.stdout);
+    (status, text)
+}
+
+#[test]
+fn binding_beyond_loopback_without_tokens_is_refused_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (status, text) = run_binary(
+        &["--bind", "0.0.0.0:0", "--data-dir", data],
+        Duration::from_secs(20),
+    );
+    let status = status.expect("the server exits instead of serving");
+    assert!(!status.success());
+    assert!(
+        text.contains("--insecure-no-auth") && text.contains("tokens create"),
+        "{text}"
+    );
+
+    let (status, text) = run_binary(
+        &[
+            "--bind",
+            "0.0.0.0:0",
+            "--data-dir",
+            data,
+            "--insecure-no-auth",
+        ],
+        Duration::from_secs(3),
+    );
+    assert!(
+        status.is_none(),
+        "it serves with --insecure-no-auth: {text}"
+    );
+    assert!(text.contains("--insecure-no-auth"), "and warns: {text}");
+
+    let (status, token) = run_binary(
+        &[
+            "tokens",
+            "create",
+            "--scope",
+            "admin",
+            "--name",
+            "first",
+            "--data-dir",
+            data,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(status.unwrap().success(), "{token}");
+    assert!(token.contains("tsk_"), "{token}");
+    let (status, text) = run_binary(
+        &["--bind", "0.0.0.0:0", "--data-dir", data],
+        Duration::from_secs(3),
+    );
+    assert!(status.is_none(), "with a token in force it serves: {text}");
+}
+
+#[test]
+fn the_tokens_command_creates_lists_and_revokes_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let tokens = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_trainserve"))
+            .arg("tokens")
+            .args(args)
+            .args(["--data-dir", data, "--json"])
+            .output()
+            .expect("the binary runs");
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        (
+            output.status.success(),
+            text,
+            String::from_utf8_lossy(&output.stderr).to_string(),
+        )
+    };
+    let (ok, text, err) = tokens(&[
+        "create",
+        "--scope",
+        "train,predict",
+        "--name",
+        "ci",
+        "--quota",
+        "active_jobs=2",
+    ]);
+    assert!(ok, "{err}");
+    let made: Value = serde_json::from_str(&text).unwrap();
+    assert!(made["token"].as_str().unwrap().starts_with("tsk_"));
+    assert_eq!(made["scopes"], json!(["train", "predict"]));
+    assert_eq!(made["quotas"]["active_jobs"], 2);
+    let id = made["id"].as_str().unwrap();
+
+    let (ok, text, _) = tokens(&["list"]);
+    assert!(ok);
+    assert!(
+        !text.contains(made["token"].as_str().unwrap()),
+        "lists never show secrets"
+    );
+    let listed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(listed["tokens"][0]["id"], id);
+    assert!(listed["tokens"][0]["revoked_at"].is_null());
+
+    let (ok, _, err) = tokens(&["revoke", id]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = tokens(&["revoke", id]);
+    assert!(!ok && err.contains("already revoked"), "{err}");
+    let (ok, _, err) = tokens(&["create", "--scope", "root"]);
+    assert!(
+        !ok && err.contains("valid: admin, train, predict, read"),
+        "{err}"
+    );
+    let (_, text, _) = tokens(&["list"]);
+    let listed: Value = serde_json::from_str(&text).unwrap();
+    assert!(listed["tokens"][0]["revoked_at"].is_string());
+}
