@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::access::{TokenRequest, create_token};
+use crate::access::{TokenRequest, TokenView, create_token};
 use crate::domain::{QuotaOverrides, Scope};
 use crate::error::{Error, Result};
 use crate::store::{Store, TokenRow};
@@ -100,7 +100,7 @@ async fn run(store: &Store, action: TokensAction, json: bool) -> Result<()> {
             )
             .await?;
             if json {
-                let mut value = describe(&row);
+                let mut value = describe(&row)?;
                 value["token"] = serde_json::Value::String(token);
                 println!("{value}");
             } else {
@@ -114,7 +114,7 @@ async fn run(store: &Store, action: TokensAction, json: bool) -> Result<()> {
         TokensAction::List => {
             let rows = store.list_tokens().await?;
             if json {
-                let list: Vec<_> = rows.iter().map(describe).collect();
+                let list = rows.iter().map(describe).collect::<Result<Vec<_>>>()?;
                 println!("{}", serde_json::json!({ "tokens": list }));
             } else {
                 println!(
@@ -151,15 +151,7 @@ async fn run(store: &Store, action: TokensAction, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn describe(row: &TokenRow) -> serde_json::Value {
-    serde_json::json!({
-        "id": row.id,
-        "name": row.name,
-        "owner": row.owner,
-        "scopes": row.scopes.split(',').collect::<Vec<_>>(),
-        "quotas": serde_json::from_str::<serde_json::Value>(&row.quotas).unwrap_or_default(),
-        "created_at": row.created_at,
-        "last_used_at": row.last_used_at,
-        "revoked_at": row.revoked_at,
-    })
+fn describe(row: &TokenRow) -> Result<serde_json::Value> {
+    serde_json::to_value(TokenView::new(row)?)
+        .map_err(|err| Error::internal("encoding a token", err))
 }

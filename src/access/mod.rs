@@ -21,6 +21,44 @@ use crate::store::{OwnedKind, Store, TokenRow};
 
 pub use limits::StorageMeter;
 
+/// A token as shown to people and programs: everything but its secret.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TokenView {
+    /// The public part of the token.
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// Who its resources belong to.
+    pub owner: String,
+    /// What it may do.
+    pub scopes: Vec<String>,
+    /// Its own quotas, in place of the service's.
+    pub quotas: QuotaOverrides,
+    /// When it was made.
+    pub created_at: String,
+    /// When it was last used (to the minute).
+    pub last_used_at: Option<String>,
+    /// When it was revoked.
+    pub revoked_at: Option<String>,
+}
+
+impl TokenView {
+    /// The view of a stored token.
+    pub fn new(row: &TokenRow) -> Result<TokenView> {
+        Ok(TokenView {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            owner: row.owner.clone(),
+            scopes: row.scopes.split(',').map(str::to_string).collect(),
+            quotas: serde_json::from_str(&row.quotas)
+                .map_err(|err| Error::internal("reading a token's quotas", err))?,
+            created_at: row.created_at.clone(),
+            last_used_at: row.last_used_at.clone(),
+            revoked_at: row.revoked_at.clone(),
+        })
+    }
+}
+
 /// What to record for a new token.
 pub struct TokenRequest {
     /// A name for people.

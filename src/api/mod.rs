@@ -13,6 +13,7 @@ mod measurements;
 mod plots;
 mod predict;
 mod sweeps;
+mod tokens;
 mod views;
 mod weights;
 
@@ -106,6 +107,9 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/v1/compare/noise.png", Access::Read),
     ("GET", "/v1/compare/disagreements.svg", Access::Read),
     ("GET", "/v1/compare/disagreements.png", Access::Read),
+    ("POST", "/v1/tokens", Access::Admin),
+    ("GET", "/v1/tokens", Access::Admin),
+    ("DELETE", "/v1/tokens/{id}", Access::Admin),
 ];
 
 fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppState> {
@@ -156,6 +160,9 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("GET", "/v1/compare/noise.png") => get(plots::noise_png),
         ("GET", "/v1/compare/disagreements.svg") => get(disagreements::grid_svg),
         ("GET", "/v1/compare/disagreements.png") => get(disagreements::grid_png),
+        ("POST", "/v1/tokens") => post(tokens::create),
+        ("GET", "/v1/tokens") => get(tokens::list),
+        ("DELETE", "/v1/tokens/{id}") => delete(tokens::revoke),
         _ => unreachable!("ROUTES lists {method} {path} without a handler; this is a bug"),
     }
 }

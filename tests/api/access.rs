@@ -54,6 +54,9 @@ const DECISIONS: &[(&str, &str, &str)] = &[
     ("GET", "/v1/compare/noise.png", "read"),
     ("GET", "/v1/compare/disagreements.svg", "read"),
     ("GET", "/v1/compare/disagreements.png", "read"),
+    ("POST", "/v1/tokens", "admin"),
+    ("GET", "/v1/tokens", "admin"),
+    ("DELETE", "/v1/tokens/{id}", "admin"),
 ];
 
 #[test]
@@ -496,4 +499,52 @@ fn the_tokens_command_creates_lists_and_revokes_without_a_server() {
     let (_, text, _) = tokens(&["list"]);
     let listed: Value = serde_json::from_str(&text).unwrap();
     assert!(listed["tokens"][0]["revoked_at"].is_string());
+}
+
+#[tokio::test]
+async fn an_admin_token_makes_lists_and_revokes_tokens_over_http() {
+    let app = TestApp::spawn().await;
+    let admin = app.token(&["admin"], None).await;
+    let (status, made) = admin
+        .post("/v1/tokens", json!({"scopes": ["read"], "name": "dashboard", "owner": "alice", "quotas": {"requests_per_second": 5}}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(made["owner"], "alice");
+    assert_eq!(made["quotas"]["requests_per_second"], 5);
+    let token = made["token"].as_str().unwrap();
+    let id = made["id"].as_str().unwrap();
+    let reader = client_with_token(token);
+    let (status, _) = call(&reader, &app.base, "GET", "/v1/jobs").await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, listed) = admin.get("/v1/tokens").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = listed.to_string();
+    assert!(
+        text.contains("dashboard") && !text.contains(token),
+        "no secrets in lists: {text}"
+    );
+
+    let (status, body) = admin.post("/v1/tokens", json!({"scopes": ["root"]})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = admin.post("/v1/tokens", json!({"scopes": []})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "scopes");
+
+    let response = admin
+        .client
+        .delete(app.url(&format!("/v1/tokens/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let (status, _) = call(&reader, &app.base, "GET", "/v1/jobs").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "revoked at once");
+    let response = admin
+        .client
+        .delete(app.url(&format!("/v1/tokens/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
 }
