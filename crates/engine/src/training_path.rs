@@ -29,6 +29,8 @@ pub(crate) struct Step {
 }
 
 /// A model plus its optimizer, on the candle or the fused path.
+// One per job, built once and never moved in a loop: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum TrainingPath {
     /// candle tensors and autograd.
     Candle {
