@@ -14,12 +14,15 @@
 
 mod checkpoints;
 mod datasets;
+mod deletion;
 mod epochs;
 mod job_lifecycle;
 mod jobs;
 mod layers;
+mod retention;
 mod steps;
 mod sweeps;
+mod usage;
 mod weights;
 
 use std::path::Path;
@@ -38,6 +41,7 @@ pub use jobs::{
 pub use layers::LayerGradRow;
 pub use steps::StepBatch;
 pub use sweeps::{NewTrial, SweepRow, TrialReplacement, TrialRow};
+pub use usage::{JobUsageRow, UsageFilter, UsageTotals, WeightsUsageRow};
 pub use weights::{NewWeights, WeightsRow};
 
 use crate::error::{Error, Result};
