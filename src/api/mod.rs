@@ -13,6 +13,7 @@ mod measurements;
 mod plots;
 mod predict;
 mod sweeps;
+mod usage;
 mod views;
 mod weights;
 
@@ -22,7 +23,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -67,7 +68,10 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/jobs", Access::Train),
     ("GET", "/v1/jobs", Access::Read),
     ("GET", "/v1/jobs/{id}", Access::Read),
+    ("DELETE", "/v1/jobs/{id}", Access::Train),
     ("POST", "/v1/jobs/{id}/cancel", Access::Train),
+    ("PUT", "/v1/jobs/{id}/pin", Access::Train),
+    ("DELETE", "/v1/jobs/{id}/pin", Access::Train),
     ("GET", "/v1/jobs/{id}/metrics", Access::Read),
     ("GET", "/v1/jobs/{id}/steps", Access::Read),
     ("GET", "/v1/jobs/{id}/gradients", Access::Read),
@@ -81,6 +85,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/datasets", Access::Train),
     ("GET", "/v1/datasets", Access::Read),
     ("GET", "/v1/datasets/{id}", Access::Read),
+    ("DELETE", "/v1/datasets/{id}", Access::Train),
     ("GET", "/v1/datasets/{id}/samples/{index}.png", Access::Read),
     ("POST", "/v1/weights", Access::Train),
     ("GET", "/v1/weights", Access::Read),
@@ -90,10 +95,12 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/sweeps", Access::Train),
     ("GET", "/v1/sweeps", Access::Read),
     ("GET", "/v1/sweeps/{id}", Access::Read),
+    ("DELETE", "/v1/sweeps/{id}", Access::Train),
     ("POST", "/v1/sweeps/{id}/cancel", Access::Train),
     ("POST", "/v1/sweeps/{id}/resume", Access::Train),
     ("GET", "/v1/sweeps/{id}/plot.svg", Access::Read),
     ("GET", "/v1/sweeps/{id}/plot.png", Access::Read),
+    ("GET", "/v1/usage", Access::Read),
     ("GET", "/v1/compare", Access::Read),
     ("GET", "/v1/compare/disagreements", Access::Read),
     ("GET", "/v1/compare/plot.svg", Access::Read),
@@ -112,7 +119,10 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("POST", "/v1/jobs") => post(jobs::submit),
         ("GET", "/v1/jobs") => get(jobs::list),
         ("GET", "/v1/jobs/{id}") => get(jobs::get),
+        ("DELETE", "/v1/jobs/{id}") => delete(jobs::delete),
         ("POST", "/v1/jobs/{id}/cancel") => post(jobs::cancel),
+        ("PUT", "/v1/jobs/{id}/pin") => put(jobs::pin),
+        ("DELETE", "/v1/jobs/{id}/pin") => delete(jobs::unpin),
         ("GET", "/v1/jobs/{id}/metrics") => get(jobs::metrics),
         ("GET", "/v1/jobs/{id}/steps") => get(measurements::steps),
         ("GET", "/v1/jobs/{id}/gradients") => get(measurements::gradients),
@@ -128,6 +138,7 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         }
         ("GET", "/v1/datasets") => get(datasets::list),
         ("GET", "/v1/datasets/{id}") => get(datasets::get),
+        ("DELETE", "/v1/datasets/{id}") => delete(datasets::delete),
         ("GET", "/v1/datasets/{id}/samples/{index}.png") => get(datasets::sample),
         ("POST", "/v1/weights") => {
             post(weights::create).layer(DefaultBodyLimit::max(limits.upload_bytes))
@@ -139,10 +150,12 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("POST", "/v1/sweeps") => post(sweeps::create),
         ("GET", "/v1/sweeps") => get(sweeps::list),
         ("GET", "/v1/sweeps/{id}") => get(sweeps::get),
+        ("DELETE", "/v1/sweeps/{id}") => delete(sweeps::delete),
         ("POST", "/v1/sweeps/{id}/cancel") => post(sweeps::cancel),
         ("POST", "/v1/sweeps/{id}/resume") => post(sweeps::resume),
         ("GET", "/v1/sweeps/{id}/plot.svg") => get(plots::sweep_svg),
         ("GET", "/v1/sweeps/{id}/plot.png") => get(plots::sweep_png),
+        ("GET", "/v1/usage") => get(usage::usage),
         ("GET", "/v1/compare") => get(compare::compare),
         ("GET", "/v1/compare/disagreements") => get(disagreements::disagreements),
         ("GET", "/v1/compare/plot.svg") => get(plots::compare_svg),
