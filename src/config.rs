@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Settings of a running service. Every field has a default, so `trainserve serve` just works.
 #[derive(Clone, Debug, clap::Args)]
@@ -149,6 +150,25 @@ pub struct Config {
         default_value_t = 100
     )]
     pub quota_requests_per_second: u32,
+    /// Seconds between retention passes over ended jobs (the first runs at start-up):
+    /// checkpoints beyond `--retention-keep-last` are removed and, with `--retention-days`,
+    /// old jobs deleted. 0 turns retention off.
+    #[arg(long, env = "TRAINSERVE_RETENTION_INTERVAL_SECONDS", default_value_t = 3600.0,
+          value_parser = parse_non_negative)]
+    pub retention_interval_seconds: f64,
+
+    /// Checkpoints an ended job keeps beside its best and its latest epoch (fewer when its
+    /// spec's `checkpoints.keep_last` asks for fewer); 0 keeps only the best and the latest.
+    #[arg(long, env = "TRAINSERVE_RETENTION_KEEP_LAST", default_value_t = 3)]
+    pub retention_keep_last: u32,
+
+    /// Days after which an ended job (succeeded, failed or cancelled) is deleted with its
+    /// files, unless it is pinned (`PUT /v1/jobs/{id}/pin`) or a queued or running job loads
+    /// its checkpoint; a sweep's trials go with their sweep, once every one of them ended that
+    /// long ago and none is pinned. Fractions are allowed; 0 never deletes jobs.
+    #[arg(long, env = "TRAINSERVE_RETENTION_DAYS", default_value_t = 0.0,
+          value_parser = parse_non_negative)]
+    pub retention_days: f64,
 
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "TRAINSERVE_LOG_JSON", default_value_t = false)]
@@ -210,6 +230,21 @@ impl Config {
         }
     }
 
+    /// The retention policy the `--retention-*` settings describe.
+    pub fn retention_policy(&self) -> crate::jobs::RetentionPolicy {
+        // Too long to represent is as good as never.
+        let positive = |seconds: f64| {
+            (seconds > 0.0)
+                .then(|| Duration::try_from_secs_f64(seconds).ok())
+                .flatten()
+        };
+        crate::jobs::RetentionPolicy {
+            interval: positive(self.retention_interval_seconds),
+            keep_last: self.retention_keep_last,
+            max_age: positive(self.retention_days * 86_400.0),
+        }
+    }
+
     /// The SQLite database file.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("trainserve.db")
@@ -266,6 +301,14 @@ fn mem_total(meminfo: &str) -> Option<u64> {
     let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kib.checked_mul(1024)
+}
+
+/// A finite number of 0 or more (seconds, days).
+fn parse_non_negative(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err(format!("'{text}' is not a number of 0 or more")),
+    }
 }
 
 /// Bytes from `4294967296`, `4G`, `512M`, `1.5GiB` or `64k`: K, M, G and T (optionally
@@ -329,6 +372,21 @@ mod tests {
         assert_eq!(mem_total(info), Some(16_318_480 * 1024));
         assert_eq!(mem_total("nothing"), None);
         assert!(usable_memory() > 0);
+    }
+
+    #[test]
+    fn retention_trims_checkpoints_hourly_and_deletes_no_job_by_default() {
+        let mut config = Config::with_data_dir("d".into(), "127.0.0.1:0".parse().unwrap());
+        let policy = config.retention_policy();
+        assert_eq!(policy.interval, Some(Duration::from_secs(3600)));
+        assert_eq!((policy.keep_last, policy.max_age), (3, None));
+        config.retention_days = 0.5;
+        config.retention_interval_seconds = 0.0;
+        let policy = config.retention_policy();
+        assert_eq!(policy.max_age, Some(Duration::from_secs(43_200)));
+        assert_eq!(policy.interval, None);
+        assert!(parse_non_negative("-1").is_err() && parse_non_negative("inf").is_err());
+        assert_eq!(parse_non_negative("1e-5"), Ok(1e-5));
     }
 
     #[test]

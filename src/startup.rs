@@ -61,9 +61,12 @@ impl Application {
                 device: training_device(config.device)?,
                 max_job_memory: config.job_memory_limit(),
                 max_priority: config.max_priority,
+                retention: config.retention_policy(),
             },
         );
         jobs.recover().await?;
+        // Files whose rows a delete removed just before a crash; before any job writes.
+        jobs.collect_orphans().await?;
         let predictor = Predictor::new(
             store.clone(),
             config.data_dir.clone(),
@@ -121,6 +124,10 @@ impl Application {
         } = self;
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "trainserve listening");
         let scheduler = tokio::spawn(state.jobs.clone().run_scheduler());
+        tokio::spawn(forget_deleted_models(
+            state.jobs.subscribe(),
+            state.predictor.clone(),
+        ));
         let jobs = state.jobs.clone();
         let store = state.store.clone();
         let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -168,6 +175,22 @@ fn check_bind_policy(config: &Config, tokens_in_force: bool) -> Result<()> {
             config.data_dir.display()
         ),
     })
+}
+
+/// Drops deleted jobs' models from the prediction cache (however they were deleted: by a
+/// request or by retention) until the queue is gone.
+async fn forget_deleted_models(
+    mut events: tokio::sync::broadcast::Receiver<crate::jobs::JobEvent>,
+    predictor: Predictor,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        match events.recv().await {
+            Ok(crate::jobs::JobEvent::Deleted { job_id }) => predictor.forget(job_id),
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => return,
+        }
+    }
 }
 
 /// The timeouts and the connection cap; raises the open-file limit the cap is derived from.

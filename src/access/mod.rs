@@ -290,6 +290,7 @@ pub async fn create_token(store: &Store, request: TokenRequest) -> Result<(Strin
             "give at least one scope: admin, train, predict or read",
         ));
     }
+    request.quotas.check()?;
     let made = tokens::new_secret();
     let mut scopes = request.scopes;
     scopes.sort();

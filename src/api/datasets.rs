@@ -263,6 +263,16 @@ pub async fn update(
     Ok(Json(DatasetView::new(row)?))
 }
 
+/// `DELETE /v1/datasets/{id}` (an id or a name): 204; a 409 for a built-in data set or while
+/// a job uses it.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.catalog.delete(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// `GET /v1/datasets/{id}/samples/{index}.png`: one row of an image data set as a PNG. The
 /// router matches the last segment as `{index}`; the `.png` suffix is checked here.
 pub async fn sample(

@@ -1,4 +1,4 @@
-//! `/v1/jobs`: submit, list, get, cancel, metrics, checkpoints, events.
+//! `/v1/jobs`: submit, list, get, cancel, delete, pin, metrics, checkpoints, events.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -93,6 +93,36 @@ pub async fn cancel(
         StatusCode::ACCEPTED
     };
     Ok((status, Json(view(&state, row).await?)))
+}
+
+/// `DELETE /v1/jobs/{id}`: a queued or running job is cancelled first; then its rows and
+/// files go. 204.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = job_id(&id)?;
+    state.jobs.delete_job(id).await?;
+    state.predictor.forget(id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /v1/jobs/{id}/pin`: the age retention keeps the job.
+pub async fn pin(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobView>> {
+    let row = state.jobs.set_pinned(job_id(&id)?, true).await?;
+    Ok(Json(view(&state, row).await?))
+}
+
+/// `DELETE /v1/jobs/{id}/pin`: the job ages like any other again.
+pub async fn unpin(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobView>> {
+    let row = state.jobs.set_pinned(job_id(&id)?, false).await?;
+    Ok(Json(view(&state, row).await?))
 }
 
 /// Query of `GET /v1/jobs`.
@@ -377,6 +407,7 @@ pub async fn events(
                         let (name, done) = match &event {
                             JobEvent::Status { status, .. } => ("status", status.is_terminal()),
                             JobEvent::Epoch { .. } => ("epoch", false),
+                            JobEvent::Deleted { .. } => ("deleted", true),
                         };
                         c.done = done;
                         let event = Event::default().event(name).json_data(&event).unwrap_or_default();

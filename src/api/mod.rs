@@ -14,6 +14,7 @@ mod plots;
 mod predict;
 mod sweeps;
 mod tokens;
+mod usage;
 mod views;
 mod weights;
 
@@ -23,7 +24,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -71,7 +72,10 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/jobs", Access::Train),
     ("GET", "/v1/jobs", Access::Read),
     ("GET", "/v1/jobs/{id}", Access::Read),
+    ("DELETE", "/v1/jobs/{id}", Access::Train),
     ("POST", "/v1/jobs/{id}/cancel", Access::Train),
+    ("PUT", "/v1/jobs/{id}/pin", Access::Train),
+    ("DELETE", "/v1/jobs/{id}/pin", Access::Train),
     ("GET", "/v1/jobs/{id}/metrics", Access::Read),
     ("GET", "/v1/jobs/{id}/steps", Access::Read),
     ("GET", "/v1/jobs/{id}/gradients", Access::Read),
@@ -86,6 +90,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/v1/datasets", Access::Read),
     ("GET", "/v1/datasets/{id}", Access::Read),
     ("PATCH", "/v1/datasets/{id}", Access::Train),
+    ("DELETE", "/v1/datasets/{id}", Access::Train),
     ("GET", "/v1/datasets/{id}/samples/{index}.png", Access::Read),
     ("POST", "/v1/weights", Access::Train),
     ("GET", "/v1/weights", Access::Read),
@@ -95,10 +100,12 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/sweeps", Access::Train),
     ("GET", "/v1/sweeps", Access::Read),
     ("GET", "/v1/sweeps/{id}", Access::Read),
+    ("DELETE", "/v1/sweeps/{id}", Access::Train),
     ("POST", "/v1/sweeps/{id}/cancel", Access::Train),
     ("POST", "/v1/sweeps/{id}/resume", Access::Train),
     ("GET", "/v1/sweeps/{id}/plot.svg", Access::Read),
     ("GET", "/v1/sweeps/{id}/plot.png", Access::Read),
+    ("GET", "/v1/usage", Access::Read),
     ("GET", "/v1/compare", Access::Read),
     ("GET", "/v1/compare/disagreements", Access::Read),
     ("GET", "/v1/compare/plot.svg", Access::Read),
@@ -120,7 +127,10 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("POST", "/v1/jobs") => post(jobs::submit),
         ("GET", "/v1/jobs") => get(jobs::list),
         ("GET", "/v1/jobs/{id}") => get(jobs::get),
+        ("DELETE", "/v1/jobs/{id}") => delete(jobs::delete),
         ("POST", "/v1/jobs/{id}/cancel") => post(jobs::cancel),
+        ("PUT", "/v1/jobs/{id}/pin") => put(jobs::pin),
+        ("DELETE", "/v1/jobs/{id}/pin") => delete(jobs::unpin),
         ("GET", "/v1/jobs/{id}/metrics") => get(jobs::metrics),
         ("GET", "/v1/jobs/{id}/steps") => get(measurements::steps),
         ("GET", "/v1/jobs/{id}/gradients") => get(measurements::gradients),
@@ -137,6 +147,7 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("GET", "/v1/datasets") => get(datasets::list),
         ("GET", "/v1/datasets/{id}") => get(datasets::get),
         ("PATCH", "/v1/datasets/{id}") => patch(datasets::update),
+        ("DELETE", "/v1/datasets/{id}") => delete(datasets::delete),
         ("GET", "/v1/datasets/{id}/samples/{index}.png") => get(datasets::sample),
         ("POST", "/v1/weights") => {
             post(weights::create).layer(DefaultBodyLimit::max(limits.upload_bytes))
@@ -148,10 +159,12 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("POST", "/v1/sweeps") => post(sweeps::create),
         ("GET", "/v1/sweeps") => get(sweeps::list),
         ("GET", "/v1/sweeps/{id}") => get(sweeps::get),
+        ("DELETE", "/v1/sweeps/{id}") => delete(sweeps::delete),
         ("POST", "/v1/sweeps/{id}/cancel") => post(sweeps::cancel),
         ("POST", "/v1/sweeps/{id}/resume") => post(sweeps::resume),
         ("GET", "/v1/sweeps/{id}/plot.svg") => get(plots::sweep_svg),
         ("GET", "/v1/sweeps/{id}/plot.png") => get(plots::sweep_png),
+        ("GET", "/v1/usage") => get(usage::usage),
         ("GET", "/v1/compare") => get(compare::compare),
         ("GET", "/v1/compare/disagreements") => get(disagreements::disagreements),
         ("GET", "/v1/compare/plot.svg") => get(plots::compare_svg),

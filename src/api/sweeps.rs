@@ -228,3 +228,13 @@ pub async fn resume(
         Json(serde_json::json!({"requeued_trials": requeued})),
     ))
 }
+
+/// `DELETE /v1/sweeps/{id}`: its queued and running trials are cancelled, then every one of
+/// its jobs and the sweep go. 204.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.jobs.delete_sweep(sweep_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -26,6 +26,8 @@ pub struct JobView {
     pub stopped_early: Option<EarlyStopView>,
     /// Its sweep's pruning rule stopped it (the reason is in `stopped_early`).
     pub pruned: bool,
+    /// The age retention keeps it (`PUT /v1/jobs/{id}/pin`).
+    pub pinned: bool,
     pub failure: Option<String>,
     /// The image preprocessing fitted when the job started (mean and std per channel, shapes).
     pub image_preprocessing: Option<serde_json::Value>,
@@ -123,6 +125,7 @@ impl JobView {
                 reason: row.stop_reason.clone().unwrap_or_default(),
             }),
             pruned: row.pruned,
+            pinned: row.pinned,
             failure: row.failure,
             image_preprocessing: image_preprocessing(row.preprocessing.as_deref()),
             created_at: row.created_at,

@@ -118,8 +118,9 @@ fn remove(path: &Path, folder: bool) -> Option<Removed> {
     }
 }
 
-/// The bytes of a file, or of every file under a folder (links not followed).
-fn size_of(path: &Path) -> u64 {
+/// The bytes of a file, or of every file under a folder (links not followed); 0 for what
+/// does not exist.
+pub fn size_of(path: &Path) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return 0;
     };

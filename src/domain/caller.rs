@@ -126,6 +126,25 @@ impl QuotaOverrides {
         Ok(())
     }
 
+    /// The largest byte or sample-epoch quota: every JSON client reads it exactly (2^53 - 1).
+    pub const MAX_LARGE: u64 = (1 << 53) - 1;
+
+    /// A 422 naming `quotas.<name>` for a value JSON clients could not read exactly.
+    pub fn check(&self) -> crate::error::Result<()> {
+        for (name, value) in [
+            ("storage_bytes", self.storage_bytes),
+            ("sweep_sample_epochs", self.sweep_sample_epochs),
+        ] {
+            if let Some(value) = value.filter(|v| *v > Self::MAX_LARGE) {
+                return Err(crate::error::Error::invalid(
+                    format!("quotas.{name}"),
+                    format!("{value} is too large; valid: 0 to {}", Self::MAX_LARGE),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The service's quotas with these in place.
     pub fn apply(&self, base: Quotas) -> Quotas {
         Quotas {

@@ -13,8 +13,8 @@ use std::sync::{Condvar, Mutex, PoisonError};
 use tokio::sync::mpsc;
 
 use super::pruning::PruningPlan;
-use super::{JobEvent, Jobs, retention};
-use crate::domain::{JobId, JobSpec};
+use super::{JobEvent, Jobs};
+use crate::domain::JobId;
 use crate::error::{Error, Result};
 use crate::store::{CheckpointRow, EpochCommit, EpochRow, LayerGradRow, StepBatch};
 use engine::checkpoint;
@@ -226,37 +226,12 @@ impl Jobs {
                 metrics,
             });
         }
-        self.apply_retention(id).await?;
+        self.trim_checkpoints(id, None).await?;
         Ok(if prune.is_some() {
             Persisted::Pruned
         } else {
             Persisted::Saved
         })
-    }
-
-    async fn apply_retention(&self, id: JobId) -> Result<()> {
-        let job = self.get(id).await?;
-        let spec: JobSpec = serde_json::from_str(&job.spec)
-            .map_err(|err| Error::internal("reading the stored spec", err))?;
-        let checkpoints = self.inner.store.list_checkpoints(id).await?;
-        let epochs: Vec<i64> = checkpoints.iter().map(|c| c.epoch).collect();
-        let doomed = retention::epochs_to_delete(
-            &epochs,
-            job.best_epoch,
-            spec.checkpoints.every,
-            spec.checkpoints.keep_last,
-        );
-        if doomed.is_empty() {
-            return Ok(());
-        }
-        self.inner.store.delete_checkpoints(id, &doomed).await?;
-        for checkpoint in checkpoints.iter().filter(|c| doomed.contains(&c.epoch)) {
-            let path = self.inner.config.data_dir.join(&checkpoint.path);
-            if let Err(err) = tokio::fs::remove_file(&path).await {
-                tracing::warn!(path = %path.display(), error = %err, "removing a pruned checkpoint failed");
-            }
-        }
-        Ok(())
     }
 }
 

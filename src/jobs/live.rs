@@ -44,6 +44,11 @@ pub enum JobEvent {
         /// The epoch's metrics.
         metrics: EpochRow,
     },
+    /// The job, its rows and its files were deleted.
+    Deleted {
+        /// The job.
+        job_id: JobId,
+    },
 }
 
 impl JobEvent {
@@ -59,7 +64,9 @@ impl JobEvent {
     /// The job the event is about.
     pub fn job_id(&self) -> JobId {
         match self {
-            JobEvent::Status { job_id, .. } | JobEvent::Epoch { job_id, .. } => *job_id,
+            JobEvent::Status { job_id, .. }
+            | JobEvent::Epoch { job_id, .. }
+            | JobEvent::Deleted { job_id } => *job_id,
         }
     }
 }

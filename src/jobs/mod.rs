@@ -1,16 +1,19 @@
 //! The durable job queue: submission, the scheduler that claims queued rows, the workers that
 //! train them on dedicated threads, cancellation, leases and crash recovery.
 
+mod deletion;
 mod disk_reserve;
 mod epoch_writer;
 mod intact;
 mod live;
+mod orphans;
 mod pruning;
 mod readiness;
 mod retention;
 mod scheduler;
 mod sweeps;
 mod transfer;
+mod usage;
 mod weights;
 mod worker;
 
@@ -24,7 +27,9 @@ pub use intact::newest_intact_checkpoint;
 use live::LiveJobs;
 pub use live::{JobEvent, LiveProgress};
 pub use readiness::Readiness;
+pub use retention::RetentionPolicy;
 pub use sweeps::SweepPlan;
+pub use usage::Usage;
 
 use crate::catalog::Catalog;
 use crate::domain::{Caller, DataShape, DatasetId, JobId, JobSpec, SweepId};
@@ -54,6 +59,8 @@ pub struct QueueConfig {
     pub max_job_memory: u64,
     /// The highest priority a caller without the `admin` scope may give a job.
     pub max_priority: i32,
+    /// What the scheduler's retention pass removes.
+    pub retention: RetentionPolicy,
 }
 
 /// What the memory estimate needs from a data set's summary.

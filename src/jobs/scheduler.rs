@@ -7,12 +7,13 @@ use super::{Jobs, now_ms};
 
 impl Jobs {
     /// Claims queued jobs into free worker slots until shutdown begins, then waits for the
-    /// running ones to checkpoint or go back to the queue.
+    /// running ones to checkpoint or go back to the queue. Runs the retention policy beside.
     pub async fn run_scheduler(self) {
         let config = &self.inner.config;
         let slots = Arc::new(Semaphore::new(config.worker_slots.max(1)));
         let mut workers = JoinSet::new();
         let mut stopping = self.inner.stopping.subscribe();
+        let retention = tokio::spawn(self.clone().run_retention());
         loop {
             if *stopping.borrow_and_update() {
                 break;
@@ -67,6 +68,9 @@ impl Jobs {
             if let Err(err) = result {
                 tracing::error!(error = %err, "a worker task failed");
             }
+        }
+        if let Err(err) = retention.await {
+            tracing::error!(error = %err, "the retention task failed");
         }
         tracing::info!("scheduler stopped");
     }

@@ -55,4 +55,9 @@ impl ModelCache {
     pub fn remove(&self, key: &Key) {
         self.entries().retain(|(k, _, _)| k != key);
     }
+
+    /// Drops every model of a job (it was deleted).
+    pub fn remove_job(&self, job: JobId) {
+        self.entries().retain(|((id, _), _, _)| *id != job);
+    }
 }

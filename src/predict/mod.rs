@@ -102,6 +102,11 @@ impl Predictor {
         }
     }
 
+    /// Lets go of the loaded models of a deleted job.
+    pub fn forget(&self, job: JobId) {
+        self.cache.remove_job(job);
+    }
+
     /// Predicts labels for the request's rows with the chosen checkpoint of job `model`.
     pub async fn predict(&self, model: &str, request: PredictRequest) -> Result<PredictResponse> {
         let job_id: JobId = model

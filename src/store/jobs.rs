@@ -59,6 +59,8 @@ pub struct JobRow {
     /// The sweep this job is a trial of.
     #[sqlx(try_from = "Option<String>")]
     pub sweep_id: OptionalSweepId,
+    /// Kept by the age retention however old it is.
+    pub pinned: bool,
 }
 
 /// A sweep id that may be absent (a newtype so the row can convert it).
@@ -166,7 +168,7 @@ pub struct RecoveryReport {
 
 pub(super) const JOB_COLUMNS: &str = "id, name, dataset_id, spec, status, priority, attempt, lease_epoch, \
     cancel_requested, epochs_total, epochs_done, preprocessing, failure, best_epoch, best_val_acc, \
-    best_val_loss, stopped_early_epoch, stop_reason, pruned, created_at, started_at, finished_at, updated_at, sweep_id";
+    best_val_loss, stopped_early_epoch, stop_reason, pruned, created_at, started_at, finished_at, updated_at, sweep_id, pinned";
 
 impl Store {
     /// Inserts a job as `queued`: from here on it is durable.
@@ -317,7 +319,14 @@ pub(super) async fn insert_job_with<'e, E: sqlx::SqliteExecutor<'e>>(
         // Read to the end, so a failed autocommit is reported (see the module's documentation).
         .fetch_all(executor)
         .await
-        .map_err(db_error("inserting a job"))?
+        .map_err(|err| match &err {
+            // The only reference a new job makes that can vanish under it.
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => Error::invalid(
+                "dataset",
+                "the data set was deleted while the job was being submitted",
+            ),
+            _ => db_error("inserting a job")(err),
+        })?
         .pop()
         .ok_or_else(|| Error::Internal("inserting a job returned no row".into()))
 }

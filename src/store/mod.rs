@@ -14,14 +14,17 @@
 
 mod checkpoints;
 mod datasets;
+mod deletion;
 mod epochs;
 mod job_lifecycle;
 mod jobs;
 mod layers;
 mod owners;
+mod retention;
 mod steps;
 mod sweeps;
 mod tokens;
+mod usage;
 mod weights;
 
 use std::path::Path;
@@ -42,6 +45,7 @@ pub use owners::{OwnedKind, Ownership};
 pub use steps::StepBatch;
 pub use sweeps::{NewTrial, SweepRow, TrialReplacement, TrialRow};
 pub use tokens::TokenRow;
+pub use usage::{JobUsageRow, UsageFilter, UsageTotals, WeightsUsageRow};
 pub use weights::{NewWeights, WeightsRow};
 
 use crate::error::{Error, Result};

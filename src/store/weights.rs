@@ -2,6 +2,7 @@
 
 use sqlx::FromRow;
 
+use super::deletion::weights_users;
 use super::{NOW, Store, classify_db_error, db_error};
 use crate::domain::WeightsId;
 use crate::error::{Error, Result};
@@ -97,14 +98,38 @@ impl Store {
             .map_err(db_error("listing weights"))
     }
 
-    /// Deletes a row, returning it (its file is the caller's to remove).
+    /// Deletes a row, returning it (its file is the caller's to remove); a 409 while a queued
+    /// or running job names the weights in `init.from_weights` (it loads them when it starts).
     pub async fn delete_weights(&self, id: WeightsId) -> Result<Option<WeightsRow>> {
-        let sql = format!("DELETE FROM weights WHERE id = ? RETURNING {COLUMNS}");
-        sqlx::query_as::<_, WeightsRow>(&sql)
-            .bind(id.to_string())
-            .fetch_all(&self.writer)
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
             .await
-            .map(|rows| rows.into_iter().next())
-            .map_err(db_error("deleting weights"))
+            .map_err(db_error("starting a delete"))?;
+        let sql = format!("SELECT {COLUMNS} FROM weights WHERE id = ?");
+        let Some(row) = sqlx::query_as::<_, WeightsRow>(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_error("reading weights to delete"))?
+        else {
+            return Ok(None);
+        };
+        let users = weights_users(&mut tx, &row.name, &row.id.to_string()).await?;
+        if users.total > 0 {
+            return Err(Error::conflict(format!(
+                "weights '{}' are the init.from_weights of queued or running jobs ({}), \
+                 which load them when they start; wait for them to end or cancel them",
+                row.name,
+                users.describe()
+            )));
+        }
+        sqlx::query("DELETE FROM weights WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("deleting weights"))?;
+        tx.commit().await.map_err(db_error("committing a delete"))?;
+        Ok(Some(row))
     }
 }

@@ -18,7 +18,10 @@ const DECISIONS: &[(&str, &str, &str)] = &[
     ("POST", "/v1/jobs", "train"),
     ("GET", "/v1/jobs", "read"),
     ("GET", "/v1/jobs/{id}", "read"),
+    ("DELETE", "/v1/jobs/{id}", "train"),
     ("POST", "/v1/jobs/{id}/cancel", "train"),
+    ("PUT", "/v1/jobs/{id}/pin", "train"),
+    ("DELETE", "/v1/jobs/{id}/pin", "train"),
     ("GET", "/v1/jobs/{id}/metrics", "read"),
     ("GET", "/v1/jobs/{id}/steps", "read"),
     ("GET", "/v1/jobs/{id}/gradients", "read"),
@@ -33,6 +36,7 @@ const DECISIONS: &[(&str, &str, &str)] = &[
     ("GET", "/v1/datasets", "read"),
     ("GET", "/v1/datasets/{id}", "read"),
     ("PATCH", "/v1/datasets/{id}", "train"),
+    ("DELETE", "/v1/datasets/{id}", "train"),
     ("GET", "/v1/datasets/{id}/samples/{index}.png", "read"),
     ("POST", "/v1/weights", "train"),
     ("GET", "/v1/weights", "read"),
@@ -42,6 +46,7 @@ const DECISIONS: &[(&str, &str, &str)] = &[
     ("POST", "/v1/sweeps", "train"),
     ("GET", "/v1/sweeps", "read"),
     ("GET", "/v1/sweeps/{id}", "read"),
+    ("DELETE", "/v1/sweeps/{id}", "train"),
     ("POST", "/v1/sweeps/{id}/cancel", "train"),
     ("POST", "/v1/sweeps/{id}/resume", "train"),
     ("GET", "/v1/sweeps/{id}/plot.svg", "read"),
@@ -54,6 +59,7 @@ const DECISIONS: &[(&str, &str, &str)] = &[
     ("GET", "/v1/compare/noise.png", "read"),
     ("GET", "/v1/compare/disagreements.svg", "read"),
     ("GET", "/v1/compare/disagreements.png", "read"),
+    ("GET", "/v1/usage", "read"),
     ("POST", "/v1/tokens", "admin"),
     ("GET", "/v1/tokens", "admin"),
     ("DELETE", "/v1/tokens/{id}", "admin"),
@@ -280,6 +286,41 @@ async fn another_owners_job_is_a_404_to_read_cancel_compare_and_predict() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // Nor pin, nor delete it; usage shows each owner only what is theirs.
+    let response = bob
+        .client
+        .put(app.url(&format!("/v1/jobs/{id}/pin")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = bob
+        .client
+        .delete(app.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let (_, usage) = bob.get("/v1/usage").await;
+    assert_eq!(usage["totals"]["jobs"]["count"], 0, "{usage}");
+    assert!(usage.get("data_dir_bytes").is_none(), "{usage}");
+    assert_eq!(usage["owners"].as_array().unwrap().len(), 1, "{usage}");
+    assert_eq!(usage["owners"][0]["owner"], "bob");
+    let (_, usage) = alice.get("/v1/usage").await;
+    assert_eq!(usage["totals"]["jobs"]["count"], 1, "{usage}");
+    assert!(usage["owners"][0]["bytes"].as_u64().unwrap() > 0, "{usage}");
+    let (_, usage) = admin.get("/v1/usage").await;
+    let owners: Vec<&str> = usage["owners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["owner"].as_str().unwrap())
+        .collect();
+    assert!(
+        owners.contains(&"alice") && owners.contains(&"bob"),
+        "{usage}"
+    );
+
     // Bob cannot start from alice's job either: it is unknown to him.
     let spec = json!({"dataset": "shapes", "init": {"mode": "fine_tune", "from_job": id},
         "model": {"kind": "cnn", "blocks": [{"channels": 4}], "head": {"depth": 1, "width": 8}},
@@ -287,6 +328,18 @@ async fn another_owners_job_is_a_404_to_read_cancel_compare_and_predict() {
     let (status, body) = bob.post("/v1/jobs", spec).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["field"], "init.from_job");
+
+    let response = alice
+        .client
+        .delete(app.url(&format!("/v1/jobs/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::NO_CONTENT,
+        "alice deletes her own job"
+    );
 }
 
 #[tokio::test]

@@ -17,7 +17,27 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub dir: TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _server: tokio::task::JoinHandle<trainserve::error::Result<()>>,
+    server: tokio::task::JoinHandle<trainserve::error::Result<()>>,
+}
+
+type Server = (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<trainserve::error::Result<()>>,
+);
+
+/// Starts a server on `dir` with the test defaults and `adjust`.
+async fn start(dir: &Path, adjust: impl FnOnce(&mut Config)) -> Server {
+    let mut config = Config::with_data_dir(dir.to_path_buf(), "127.0.0.1:0".parse().unwrap());
+    config.heartbeat_seconds = 1;
+    adjust(&mut config);
+    let app = Application::build(config).await.expect("the app builds");
+    let base = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    (base, stop, server)
 }
 
 impl TestApp {
@@ -27,23 +47,27 @@ impl TestApp {
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let mut config =
-            Config::with_data_dir(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
-        config.heartbeat_seconds = 1;
-        adjust(&mut config);
-        let app = Application::build(config).await.expect("the app builds");
-        let base = format!("http://{}", app.local_addr());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until_stopped(async move {
-            let _ = stopped.await;
-        }));
+        let (base, stop, server) = start(dir.path(), adjust).await;
         TestApp {
             base,
             client: reqwest::Client::new(),
             dir,
             stop: Some(stop),
-            _server: server,
+            server,
         }
+    }
+
+    /// Stops the server, waits until it has stopped, and starts another on the same data
+    /// folder with the test defaults and `adjust`.
+    pub async fn restart_with(&mut self, adjust: impl FnOnce(&mut Config)) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.server).await;
+        let (base, stop, server) = start(self.dir.path(), adjust).await;
+        self.base = base;
+        self.stop = Some(stop);
+        self.server = server;
     }
 
     pub fn url(&self, path: &str) -> String {
