@@ -26,6 +26,7 @@ pub mod domain;
 pub mod error;
 pub mod jobs;
 pub mod predict;
+pub mod prometheus;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -34,6 +34,8 @@ impl Application {
     /// Creates the data folder and database if needed, recovers interrupted jobs, makes sure
     /// the built-in data sets exist and binds the listener.
     pub async fn build(config: Config) -> Result<Application> {
+        // Installed before anything records a metric.
+        crate::prometheus::handle();
         let connections = connection_limits(&config);
         std::fs::create_dir_all(config.datasets_dir()).map_err(|err| {
             Error::internal(&format!("creating {}", config.data_dir.display()), err)

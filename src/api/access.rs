@@ -78,7 +78,11 @@ pub(super) fn resource_of(path: &str) -> Option<(OwnedKind, &'static str)> {
 pub(super) async fn guard(State(guard): State<Guard>, request: Request, next: Next) -> Response {
     match check(&guard, request).await {
         Ok(request) => next.run(request).await,
-        Err(err) => ApiError(err).into_response(),
+        Err(err) => {
+            let (_, code) = super::error::classify(&err);
+            metrics::counter!(crate::prometheus::ACCESS_REFUSED, "code" => code).increment(1);
+            ApiError(err).into_response()
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod jobs;
 mod measurements;
 mod plots;
 mod predict;
+mod prometheus;
 mod sweeps;
 mod tokens;
 mod usage;
@@ -69,6 +70,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/healthz", Access::Open),
     ("GET", "/readyz", Access::Open),
     ("GET", "/openapi.yaml", Access::Open),
+    ("GET", "/metrics", Access::Read),
     ("POST", "/v1/jobs", Access::Train),
     ("GET", "/v1/jobs", Access::Read),
     ("GET", "/v1/jobs/{id}", Access::Read),
@@ -124,6 +126,7 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("GET", "/healthz") => get(health::healthz),
         ("GET", "/readyz") => get(health::readyz),
         ("GET", "/openapi.yaml") => get(health::openapi),
+        ("GET", "/metrics") => get(prometheus::metrics),
         ("POST", "/v1/jobs") => post(jobs::submit),
         ("GET", "/v1/jobs") => get(jobs::list),
         ("GET", "/v1/jobs/{id}") => get(jobs::get),
@@ -195,6 +198,7 @@ pub fn router(state: AppState, limits: BodyLimits) -> Router {
         router = router.route(&axum_pattern(path), route);
     }
     router
+        .route_layer(axum::middleware::from_fn(prometheus::record))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

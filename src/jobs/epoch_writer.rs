@@ -220,10 +220,13 @@ impl Jobs {
         {
             return Ok(Persisted::LeaseLost);
         }
-        for metrics in rows {
+        for row in rows {
+            metrics::histogram!(crate::prometheus::EPOCH_SECONDS).record(row.epoch_seconds);
+            let samples = (row.samples_per_sec * row.epoch_seconds).round().max(0.0) as u64;
+            metrics::counter!(crate::prometheus::TRAINING_SAMPLES).increment(samples);
             self.publish(JobEvent::Epoch {
                 job_id: id,
-                metrics,
+                metrics: row,
             });
         }
         self.trim_checkpoints(id, None).await?;

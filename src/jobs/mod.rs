@@ -387,6 +387,11 @@ impl Jobs {
         self.inner.reserve.release()
     }
 
+    /// Cores each training job uses.
+    pub fn threads_per_job(&self) -> usize {
+        self.inner.config.job_threads
+    }
+
     /// True once shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         *self.inner.stopping.borrow()

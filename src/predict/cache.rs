@@ -40,6 +40,7 @@ impl ModelCache {
         }
         let model = Arc::clone(&entry.1);
         entries.push_front(entry);
+        metrics::counter!(crate::prometheus::MODEL_CACHE_HITS).increment(1);
         Some(model)
     }
 
@@ -48,7 +49,15 @@ impl ModelCache {
         let mut entries = self.entries();
         entries.retain(|(k, _, _)| *k != key);
         entries.push_front((key, model, stamp));
+        let evicted = entries.len().saturating_sub(self.capacity);
         entries.truncate(self.capacity);
+        metrics::counter!(crate::prometheus::MODEL_LOADS).increment(1);
+        metrics::counter!(crate::prometheus::MODEL_EVICTIONS).increment(evicted as u64);
+    }
+
+    /// How many models are loaded.
+    pub fn len(&self) -> usize {
+        self.entries().len()
     }
 
     /// Drops a model (its file is gone).

@@ -89,6 +89,7 @@ pub struct Predictor {
     data_dir: PathBuf,
     cache: Arc<ModelCache>,
     permits: Arc<Semaphore>,
+    max_concurrent: usize,
 }
 
 impl Predictor {
@@ -99,7 +100,19 @@ impl Predictor {
             data_dir,
             cache: Arc::new(ModelCache::new(cache_size)),
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            max_concurrent: max_concurrent.max(1),
         }
+    }
+
+    /// Predictions being computed now.
+    pub fn in_flight(&self) -> usize {
+        self.max_concurrent
+            .saturating_sub(self.permits.available_permits())
+    }
+
+    /// Models loaded in memory.
+    pub fn cached_models(&self) -> usize {
+        self.cache.len()
     }
 
     /// Lets go of the loaded models of a deleted job.
@@ -153,14 +166,19 @@ impl Predictor {
             .await?;
         let inputs = request.inputs;
         let predictions = tokio::task::spawn_blocking(move || {
-            if images.is_empty() {
+            let started = std::time::Instant::now();
+            let predictions = if images.is_empty() {
                 run(&loaded, &inputs)
             } else {
                 run(&loaded, &image_rows(&images, &loaded.preprocessing)?)
-            }
+            };
+            metrics::histogram!(crate::prometheus::PREDICTION_SECONDS)
+                .record(started.elapsed().as_secs_f64());
+            predictions
         })
         .await
         .map_err(|err| Error::internal("predicting", err))??;
+        metrics::counter!(crate::prometheus::PREDICTION_ROWS).increment(count as u64);
         Ok(PredictResponse {
             model: job_id,
             checkpoint_epoch: checkpoint.epoch,

@@ -63,6 +63,14 @@ pub struct UsageTotals {
 }
 
 impl Store {
+    /// How many jobs are in each status.
+    pub async fn job_status_counts(&self) -> Result<Vec<(String, i64)>> {
+        sqlx::query_as("SELECT status, COUNT(*) FROM jobs GROUP BY status")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_error("counting jobs by status"))
+    }
+
     /// Jobs by checkpoint bytes, largest first (then oldest), at most `filter.limit`.
     pub async fn job_usage(&self, filter: &UsageFilter) -> Result<Vec<JobUsageRow>> {
         sqlx::query_as::<_, JobUsageRow>(

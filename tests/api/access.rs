@@ -15,6 +15,7 @@ const DECISIONS: &[(&str, &str, &str)] = &[
     ("GET", "/healthz", "open"),
     ("GET", "/readyz", "open"),
     ("GET", "/openapi.yaml", "open"),
+    ("GET", "/metrics", "read"),
     ("POST", "/v1/jobs", "train"),
     ("GET", "/v1/jobs", "read"),
     ("GET", "/v1/jobs/{id}", "read"),

@@ -18,6 +18,7 @@ mod knobs;
 mod lifecycle;
 mod measurements;
 mod memory;
+mod metrics;
 mod openapi;
 mod plots;
 mod predict;
