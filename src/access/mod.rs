@@ -17,7 +17,7 @@ use governor::{DefaultDirectRateLimiter, Quota};
 
 use crate::domain::{Caller, QuotaOverrides, Quotas, Scope};
 use crate::error::{Error, Result};
-use crate::store::{OwnedKind, Store, TokenRow};
+use crate::store::{OwnedKind, Ownership, Store, TokenRow};
 
 pub use limits::StorageMeter;
 
@@ -86,6 +86,21 @@ struct Inner {
     started: Instant,
     /// Until when (milliseconds since `started`) the service is known to have no tokens.
     open_until_ms: AtomicU64,
+    /// Tokens read recently: a revocation by another process (the `tokens` command) takes
+    /// effect within `TOKEN_ROWS_FOR`; one over HTTP at once.
+    token_rows: moka::sync::Cache<String, TokenRow>,
+    /// Owners of jobs and sweeps, which never change.
+    owners: moka::sync::Cache<(OwnedKindKey, String), Ownership>,
+}
+
+/// How long a token read from the database is trusted.
+const TOKEN_ROWS_FOR: Duration = Duration::from_secs(1);
+
+/// The kinds whose owner is cached (their owner never changes; a data set's `public` does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum OwnedKindKey {
+    Job,
+    Sweep,
 }
 
 /// How long "no token is in force" is trusted.
@@ -106,6 +121,11 @@ impl Gate {
                 touched: Mutex::new(HashMap::new()),
                 started: Instant::now(),
                 open_until_ms: AtomicU64::new(0),
+                token_rows: moka::sync::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(TOKEN_ROWS_FOR)
+                    .build(),
+                owners: moka::sync::Cache::new(100_000),
             }),
         }
     }
@@ -127,7 +147,14 @@ impl Gate {
             .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
         let invalid = || unauthorized("the token is not valid: unknown, revoked or mistyped");
         let (id, secret) = tokens::split(presented).ok_or_else(invalid)?;
-        let row = self.inner.store.get_token(id).await?.ok_or_else(invalid)?;
+        let row = match self.inner.token_rows.get(id) {
+            Some(row) => row,
+            None => {
+                let row = self.inner.store.get_token(id).await?.ok_or_else(invalid)?;
+                self.inner.token_rows.insert(id.to_string(), row.clone());
+                row
+            }
+        };
         if row.revoked_at.is_some() || !tokens::matches(secret, &row.secret_sha256) {
             return Err(invalid());
         }
@@ -193,7 +220,7 @@ impl Gate {
         if caller.is_admin() {
             return Ok(());
         }
-        let Some(found) = self.inner.store.ownership(kind, key).await? else {
+        let Some(found) = self.ownership(kind, key).await? else {
             return Ok(());
         };
         let own = caller.sees(found.owner.as_deref(), false);
@@ -206,6 +233,34 @@ impl Gate {
             )));
         }
         Ok(())
+    }
+
+    /// Who owns a resource, from memory for jobs and sweeps once read.
+    async fn ownership(&self, kind: OwnedKind, key: &str) -> Result<Option<Ownership>> {
+        let cached_kind = match kind {
+            OwnedKind::Job => Some(OwnedKindKey::Job),
+            OwnedKind::Sweep => Some(OwnedKindKey::Sweep),
+            OwnedKind::Dataset | OwnedKind::Weights => None,
+        };
+        let Some(cached_kind) = cached_kind else {
+            return self.inner.store.ownership(kind, key).await;
+        };
+        let cache_key = (cached_kind, key.to_string());
+        if let Some(found) = self.inner.owners.get(&cache_key) {
+            return Ok(Some(found));
+        }
+        let found = self.inner.store.ownership(kind, key).await?;
+        if let Some(found) = &found {
+            self.inner.owners.insert(cache_key, found.clone());
+        }
+        Ok(found)
+    }
+
+    /// Revokes a token now; false when there is none or it was revoked already.
+    pub async fn revoke_token(&self, id: &str) -> Result<bool> {
+        let revoked = self.inner.store.revoke_token(id).await?;
+        self.inner.token_rows.invalidate(id);
+        Ok(revoked)
     }
 
     /// The data folder's meter of what each owner holds.

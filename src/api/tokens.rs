@@ -88,7 +88,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if state.store.revoke_token(&id).await? {
+    if state.gate.revoke_token(&id).await? {
         return Ok(StatusCode::NO_CONTENT);
     }
     Err(match state.store.get_token(&id).await? {

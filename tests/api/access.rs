@@ -223,6 +223,8 @@ async fn malformed_unknown_and_revoked_tokens_are_401s_that_say_why() {
         .unwrap();
     assert!(store.revoke_token(id).await.unwrap());
     store.close().await;
+    // A revocation by another process (the tokens command) takes effect within a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, body) = good.get("/v1/jobs").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked token: {body}");
 }
