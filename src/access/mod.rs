@@ -88,9 +88,17 @@ struct Inner {
     open_until_ms: AtomicU64,
     /// Tokens read recently: a revocation by another process (the `tokens` command) takes
     /// effect within `TOKEN_ROWS_FOR`; one over HTTP at once.
-    token_rows: moka::sync::Cache<String, TokenRow>,
+    token_rows: moka::sync::Cache<String, KnownToken>,
     /// Owners of jobs and sweeps, which never change.
     owners: moka::sync::Cache<(OwnedKindKey, String), Ownership>,
+}
+
+/// What a token read from the database says, ready for the next request.
+#[derive(Clone)]
+struct KnownToken {
+    secret_sha256: String,
+    revoked: bool,
+    caller: Caller,
 }
 
 /// How long a token read from the database is trusted.
@@ -147,21 +155,25 @@ impl Gate {
             .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
         let invalid = || unauthorized("the token is not valid: unknown, revoked or mistyped");
         let (id, secret) = tokens::split(presented).ok_or_else(invalid)?;
-        let row = match self.inner.token_rows.get(id) {
-            Some(row) => row,
+        let known = match self.inner.token_rows.get(id) {
+            Some(known) => known,
             None => {
                 let row = self.inner.store.get_token(id).await?.ok_or_else(invalid)?;
-                self.inner.token_rows.insert(id.to_string(), row.clone());
-                row
+                let known = KnownToken {
+                    caller: self.caller_of(&row)?,
+                    revoked: row.revoked_at.is_some(),
+                    secret_sha256: row.secret_sha256,
+                };
+                self.inner.token_rows.insert(id.to_string(), known.clone());
+                known
             }
         };
-        if row.revoked_at.is_some() || !tokens::matches(secret, &row.secret_sha256) {
+        if known.revoked || !tokens::matches(secret, &known.secret_sha256) {
             return Err(invalid());
         }
-        self.note_use(&row.id);
-        let caller = self.caller_of(&row)?;
-        self.check_rate(&caller)?;
-        Ok(caller)
+        self.note_use(id);
+        self.check_rate(&known.caller)?;
+        Ok(known.caller)
     }
 
     /// Whether no token is in force. A "none" answer is trusted for a second, so an open
