@@ -56,7 +56,7 @@ fn sweep_datasets(dir: &Path, ids: &HashSet<DatasetId>) -> Result<Vec<Removed>> 
             false
         };
         if debris {
-            removed.extend(remove(&entry.path(), kind.is_dir()));
+            removed.extend(remove(&entry.path(), kind.is_dir(), "crash debris"));
         }
     }
     Ok(removed)
@@ -88,15 +88,16 @@ pub fn remove_temp_files(dir: &Path) -> Result<Vec<Removed>> {
             if kind.is_dir() {
                 folders.push(entry.path());
             } else if kind.is_file() && entry.file_name().to_string_lossy().ends_with(TEMP_SUFFIX) {
-                removed.extend(remove(&entry.path(), false));
+                removed.extend(remove(&entry.path(), false, "crash debris"));
             }
         }
     }
     Ok(removed)
 }
 
-/// Removes a file or folder and logs it; a failure is logged and skipped (start-up goes on).
-fn remove(path: &Path, folder: bool) -> Option<Removed> {
+/// Removes a file or folder and logs it as `what`; a failure is logged and skipped (start-up
+/// goes on).
+pub fn remove(path: &Path, folder: bool, what: &str) -> Option<Removed> {
     let bytes = size_of(path);
     let result = if folder {
         std::fs::remove_dir_all(path)
@@ -105,14 +106,14 @@ fn remove(path: &Path, folder: bool) -> Option<Removed> {
     };
     match result {
         Ok(()) => {
-            tracing::warn!(path = %path.display(), bytes, "removed crash debris");
+            tracing::warn!(path = %path.display(), bytes, "removed {what}");
             Some(Removed {
                 path: path.to_path_buf(),
                 bytes,
             })
         }
         Err(err) => {
-            tracing::error!(path = %path.display(), error = %err, "could not remove crash debris");
+            tracing::error!(path = %path.display(), error = %err, "could not remove {what}");
             None
         }
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 
-pub use debris::{Removed, remove_temp_files, size_of};
+pub use debris::{Removed, remove, remove_temp_files, size_of};
 pub use images::ImageUpload;
 pub use names::MAX_NAME_CHARS;
 pub use summary::{ClassCount, DatasetSummary, SplitCounts};

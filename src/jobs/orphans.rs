@@ -6,9 +6,12 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::Jobs;
-use crate::catalog::{Removed, size_of};
+use crate::catalog::{Removed, remove};
 use crate::domain::JobId;
 use crate::error::{Error, Result};
+
+/// How a removal is logged.
+const ORPHAN: &str = "a file no row records";
 
 impl Jobs {
     /// Removes, and logs, checkpoint folders of jobs that no longer exist, checkpoint files
@@ -40,14 +43,14 @@ fn orphans(
             continue;
         }
         if !jobs.contains(&job) {
-            removed.extend(remove(&folder, true));
+            removed.extend(remove(&folder, true, ORPHAN));
             continue;
         }
         for (file, is_dir) in entries(&folder)? {
             let file_name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let relative = format!("checkpoints/{name}/{file_name}");
             if !is_dir && file_name.ends_with(".safetensors") && !recorded.contains(&relative) {
-                removed.extend(remove(&file, false));
+                removed.extend(remove(&file, false, ORPHAN));
             }
         }
     }
@@ -55,7 +58,7 @@ fn orphans(
         let file_name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let relative = format!("weights/{file_name}");
         if !is_dir && file_name.ends_with(".safetensors") && !recorded.contains(&relative) {
-            removed.extend(remove(&file, false));
+            removed.extend(remove(&file, false, ORPHAN));
         }
     }
     Ok(removed)
@@ -82,29 +85,6 @@ fn entries(folder: &Path) -> Result<Vec<(std::path::PathBuf, bool)>> {
             Ok((entry.path(), is_dir))
         })
         .collect()
-}
-
-/// Removes a file or folder and logs it; a failure is logged and skipped (start-up goes on).
-fn remove(path: &Path, folder: bool) -> Option<Removed> {
-    let bytes = size_of(path);
-    let result = if folder {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    };
-    match result {
-        Ok(()) => {
-            tracing::warn!(path = %path.display(), bytes, "removed a file no row records");
-            Some(Removed {
-                path: path.to_path_buf(),
-                bytes,
-            })
-        }
-        Err(err) => {
-            tracing::error!(path = %path.display(), error = %err, "could not remove an orphaned file");
-            None
-        }
-    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ mod resnet;
 mod retention;
 mod schemathesis;
 mod sweeps;
+mod tokens;
 mod transfer;
 mod validation;
 mod walkthrough;
