@@ -60,17 +60,15 @@ pub struct Config {
     #[arg(long, env = "TRAINSERVE_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
 
-    /// Prediction requests computed at the same time; more get 429.
-    #[arg(
-        long,
-        env = "TRAINSERVE_MAX_CONCURRENT_PREDICTIONS",
-        default_value_t = 64
-    )]
-    pub max_concurrent_predictions: usize,
+    /// Threads that run predictions (each model's batched forward passes), apart from
+    /// training's, so that a running job cannot starve predictions; 0: half the cores.
+    #[arg(long, env = "TRAINSERVE_INFERENCE_THREADS", default_value_t = 0)]
+    pub inference_threads: usize,
 
-    /// Models kept loaded for prediction.
-    #[arg(long, env = "TRAINSERVE_MODEL_CACHE_SIZE", default_value_t = 16)]
-    pub model_cache_size: usize,
+    /// Memory the loaded models' weights may take, in bytes or with a binary suffix (`512M`,
+    /// `2G`); beyond it the least recently used model is unloaded.
+    #[arg(long, env = "TRAINSERVE_MODEL_CACHE_BYTES", default_value = "1G", value_parser = parse_bytes)]
+    pub model_cache_bytes: u64,
 
     /// Most memory one job may need, in bytes or with a binary suffix (`512M`, `4G`, `1.5GiB`).
     /// Every job's peak (data as prepared, parameters, gradients, optimizer state, checkpoint
@@ -187,8 +185,16 @@ pub enum DeviceChoice {
 }
 
 impl Config {
+    /// Inference threads: `inference_threads`, or half the cores (at least one).
+    pub fn prediction_threads(&self) -> usize {
+        if self.inference_threads > 0 {
+            return self.inference_threads;
+        }
+        (candle_core::utils::get_num_threads() / 2).max(1)
+    }
+
     /// Cores for one training job: `threads_per_job`, or the machine's cores (as candle
-    /// counts them, honouring `RAYON_NUM_THREADS`) divided between the worker slots.
+    /// sees them) divided by the worker slots.
     pub fn job_threads(&self) -> usize {
         if self.threads_per_job > 0 {
             return self.threads_per_job;

@@ -24,8 +24,16 @@ pub const TRAINING_THREADS_BUSY: &str = "trainserve_training_threads_busy";
 pub const PREDICTION_ROWS: &str = "trainserve_prediction_rows_total";
 /// Seconds a prediction's forward pass took, off the async executor.
 pub const PREDICTION_SECONDS: &str = "trainserve_prediction_compute_seconds";
-/// Predictions being computed now.
-pub const PREDICTIONS_IN_FLIGHT: &str = "trainserve_predictions_in_flight";
+/// Predictions refused because the model's queue was full.
+pub const PREDICTION_REFUSED: &str = "trainserve_prediction_queue_full_total";
+/// Rows waiting in models' batching queues.
+pub const PREDICTION_QUEUE_ROWS: &str = "trainserve_prediction_queue_rows";
+/// Seconds a request waited in its model's queue before its batch ran.
+pub const PREDICTION_QUEUE_SECONDS: &str = "trainserve_prediction_queue_wait_seconds";
+/// Rows per forward pass of the dynamic batcher.
+pub const PREDICTION_BATCH_ROWS: &str = "trainserve_prediction_batch_rows";
+/// Inference threads running a batch now.
+pub const INFERENCE_THREADS_BUSY: &str = "trainserve_inference_threads_busy";
 /// Model cache lookups that found a loaded model.
 pub const MODEL_CACHE_HITS: &str = "trainserve_model_cache_hits_total";
 /// Models loaded from checkpoint files.
@@ -39,6 +47,11 @@ pub const MODELS_CACHED: &str = "trainserve_model_cache_entries";
 const LATENCY_BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
     15.0, 60.0,
+];
+
+/// Bucket bounds for rows per batch.
+const BATCH_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 10000.0,
 ];
 
 /// Bucket bounds for epoch durations, in seconds: 10 ms to an hour.
@@ -57,6 +70,8 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                 .set_buckets_for_metric(Matcher::Full(EPOCH_SECONDS.into()), &EPOCH_BUCKETS)
                 .ok()?
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(PREDICTION_BATCH_ROWS.into()), &BATCH_BUCKETS)
                 .ok()?
                 .build_recorder();
             let handle = recorder.handle();

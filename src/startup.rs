@@ -72,9 +72,15 @@ impl Application {
         let predictor = Predictor::new(
             store.clone(),
             config.data_dir.clone(),
-            config.model_cache_size,
-            config.max_concurrent_predictions,
+            config.model_cache_bytes,
+            config.prediction_threads(),
         );
+        // What aliases point at is loaded in the background, so that it is warm before its
+        // first request without holding up start-up.
+        tokio::spawn({
+            let predictor = predictor.clone();
+            async move { predictor.warm_aliased().await }
+        });
         check_bind_policy(&config, store.any_active_token().await?)?;
         let gate = Gate::new(
             store.clone(),

@@ -89,7 +89,7 @@ struct Inner {
     /// Tokens read recently: a revocation by another process (the `tokens` command) takes
     /// effect within `TOKEN_ROWS_FOR`; one over HTTP at once.
     token_rows: moka::sync::Cache<String, KnownToken>,
-    /// Owners of jobs and sweeps, which never change.
+    /// Owners of jobs, sweeps and model names, which never change.
     owners: moka::sync::Cache<(OwnedKindKey, String), Ownership>,
 }
 
@@ -109,6 +109,7 @@ const TOKEN_ROWS_FOR: Duration = Duration::from_secs(1);
 enum OwnedKindKey {
     Job,
     Sweep,
+    Model,
 }
 
 /// How long "no token is in force" is trusted.
@@ -252,7 +253,13 @@ impl Gate {
         let cached_kind = match kind {
             OwnedKind::Job => Some(OwnedKindKey::Job),
             OwnedKind::Sweep => Some(OwnedKindKey::Sweep),
+            OwnedKind::Model => Some(OwnedKindKey::Model),
             OwnedKind::Dataset | OwnedKind::Weights => None,
+        };
+        // `name@alias` belongs to `name`'s owner.
+        let key = match kind {
+            OwnedKind::Model => key.split_once('@').map_or(key, |(name, _)| name),
+            _ => key,
         };
         let Some(cached_kind) = cached_kind else {
             return self.inner.store.ownership(kind, key).await;

@@ -59,13 +59,16 @@ pub(super) fn names_jobs_in_query(path: &str) -> bool {
 
 /// The resource a route's first path parameter names.
 pub(super) fn resource_of(path: &str) -> Option<(OwnedKind, &'static str)> {
-    let rest = path.strip_prefix("/v1/")?;
+    let rest = path
+        .strip_prefix("/v1/")
+        .or_else(|| path.strip_prefix("/v2/"))?;
     let (collection, tail) = rest.split_once('/')?;
     if !tail.starts_with('{') {
         return None;
     }
     match collection {
-        "jobs" | "models" => Some((OwnedKind::Job, "job")),
+        "jobs" => Some((OwnedKind::Job, "job")),
+        "models" => Some((OwnedKind::Model, "model")),
         "sweeps" => Some((OwnedKind::Sweep, "sweep")),
         "datasets" => Some((OwnedKind::Dataset, "data set")),
         "weights" => Some((OwnedKind::Weights, "weights")),

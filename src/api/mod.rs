@@ -10,12 +10,14 @@ mod extract;
 mod health;
 mod jobs;
 mod measurements;
+mod models;
 mod plots;
 mod predict;
 mod prometheus;
 mod sweeps;
 mod tokens;
 mod usage;
+mod v2;
 mod views;
 mod weights;
 
@@ -98,7 +100,27 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/v1/weights", Access::Read),
     ("GET", "/v1/weights/{id}", Access::Read),
     ("DELETE", "/v1/weights/{id}", Access::Train),
+    ("POST", "/v1/models", Access::Train),
+    ("GET", "/v1/models", Access::Read),
+    ("GET", "/v1/models/{model}", Access::Read),
+    ("GET", "/v1/models/{model}/versions/{version}", Access::Read),
+    (
+        "DELETE",
+        "/v1/models/{model}/versions/{version}",
+        Access::Train,
+    ),
+    ("PUT", "/v1/models/{model}/aliases/{alias}", Access::Train),
+    (
+        "DELETE",
+        "/v1/models/{model}/aliases/{alias}",
+        Access::Train,
+    ),
     ("POST", "/v1/models/{model}/predict", Access::Predict),
+    (
+        "POST",
+        "/v1/models/{model}/versions/{version}/predict",
+        Access::Predict,
+    ),
     ("POST", "/v1/sweeps", Access::Train),
     ("GET", "/v1/sweeps", Access::Read),
     ("GET", "/v1/sweeps/{id}", Access::Read),
@@ -119,6 +141,27 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/tokens", Access::Admin),
     ("GET", "/v1/tokens", Access::Admin),
     ("DELETE", "/v1/tokens/{id}", Access::Admin),
+    ("GET", "/v2", Access::Open),
+    ("GET", "/v2/health/live", Access::Open),
+    ("GET", "/v2/health/ready", Access::Open),
+    ("GET", "/v2/models/{model}", Access::Predict),
+    ("GET", "/v2/models/{model}/ready", Access::Predict),
+    ("POST", "/v2/models/{model}/infer", Access::Predict),
+    (
+        "GET",
+        "/v2/models/{model}/versions/{version}",
+        Access::Predict,
+    ),
+    (
+        "GET",
+        "/v2/models/{model}/versions/{version}/ready",
+        Access::Predict,
+    ),
+    (
+        "POST",
+        "/v2/models/{model}/versions/{version}/infer",
+        Access::Predict,
+    ),
 ];
 
 fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppState> {
@@ -158,7 +201,15 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("GET", "/v1/weights") => get(weights::list),
         ("GET", "/v1/weights/{id}") => get(weights::get),
         ("DELETE", "/v1/weights/{id}") => delete(weights::delete),
+        ("POST", "/v1/models") => post(models::register),
+        ("GET", "/v1/models") => get(models::list),
+        ("GET", "/v1/models/{model}") => get(models::get),
+        ("GET", "/v1/models/{model}/versions/{version}") => get(models::get_version),
+        ("DELETE", "/v1/models/{model}/versions/{version}") => delete(models::delete_version),
+        ("PUT", "/v1/models/{model}/aliases/{alias}") => put(models::set_alias),
+        ("DELETE", "/v1/models/{model}/aliases/{alias}") => delete(models::delete_alias),
         ("POST", "/v1/models/{model}/predict") => post(predict::predict),
+        ("POST", "/v1/models/{model}/versions/{version}/predict") => post(models::predict_version),
         ("POST", "/v1/sweeps") => post(sweeps::create),
         ("GET", "/v1/sweeps") => get(sweeps::list),
         ("GET", "/v1/sweeps/{id}") => get(sweeps::get),
@@ -179,6 +230,15 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("POST", "/v1/tokens") => post(tokens::create),
         ("GET", "/v1/tokens") => get(tokens::list),
         ("DELETE", "/v1/tokens/{id}") => delete(tokens::revoke),
+        ("GET", "/v2") => get(v2::server),
+        ("GET", "/v2/health/live") => get(v2::live),
+        ("GET", "/v2/health/ready") => get(v2::ready),
+        ("GET", "/v2/models/{model}") => get(v2::metadata),
+        ("GET", "/v2/models/{model}/ready") => get(v2::model_ready),
+        ("POST", "/v2/models/{model}/infer") => post(v2::infer),
+        ("GET", "/v2/models/{model}/versions/{version}") => get(v2::version_metadata),
+        ("GET", "/v2/models/{model}/versions/{version}/ready") => get(v2::version_ready),
+        ("POST", "/v2/models/{model}/versions/{version}/infer") => post(v2::version_infer),
         _ => unreachable!("ROUTES lists {method} {path} without a handler; this is a bug"),
     }
 }

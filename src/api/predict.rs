@@ -10,7 +10,8 @@ use super::extract::JsonBody;
 use crate::error::Error;
 use crate::predict::{CheckpointChoice, PredictRequest, PredictResponse};
 
-/// `POST /v1/models/{model}/predict`, where `{model}` is a job id: a JSON body (`inputs` rows
+/// `POST /v1/models/{model}/predict`, where `{model}` is a job id, a registry name or
+/// `name@alias`: a JSON body (`inputs` rows
 /// or base64 `images`), or `multipart/form-data` with `image` parts and an optional
 /// `checkpoint` part.
 pub async fn predict(
@@ -18,13 +19,22 @@ pub async fn predict(
     Path(model): Path<String>,
     request: Request,
 ) -> ApiResult<Json<PredictResponse>> {
+    let request = read_request(&state, request).await?;
+    Ok(Json(state.predictor.predict(&model, request).await?))
+}
+
+/// A prediction request from a JSON body or a multipart form.
+pub(super) async fn read_request(
+    state: &AppState,
+    request: Request,
+) -> Result<PredictRequest, ApiError> {
     let multipart = request
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
     let request = if multipart {
-        let form = Multipart::from_request(request, &state)
+        let form = Multipart::from_request(request, state)
             .await
             .map_err(|err| {
                 ApiError(Error::bad_request(format!(
@@ -33,11 +43,11 @@ pub async fn predict(
             })?;
         from_form(form).await?
     } else {
-        JsonBody::<PredictRequest>::from_request(request, &state)
+        JsonBody::<PredictRequest>::from_request(request, state)
             .await?
             .0
     };
-    Ok(Json(state.predictor.predict(&model, request).await?))
+    Ok(request)
 }
 
 /// A request from a form's `image` parts and optional `checkpoint` part.
@@ -46,6 +56,8 @@ async fn from_form(mut form: Multipart) -> Result<PredictRequest, ApiError> {
         inputs: Vec::new(),
         images: Vec::new(),
         checkpoint: None,
+        logits: false,
+        top_k: None,
         image_parts: Vec::new(),
     };
     let unreadable = |err: axum::extract::multipart::MultipartError| ApiError(multipart_error(err));

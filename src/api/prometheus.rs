@@ -12,9 +12,7 @@ use super::AppState;
 use super::error::ApiResult;
 use crate::domain::JobStatus;
 use crate::error::Error;
-use crate::prometheus::{
-    HTTP_REQUESTS, HTTP_SECONDS, JOBS, MODELS_CACHED, PREDICTIONS_IN_FLIGHT, TRAINING_THREADS_BUSY,
-};
+use crate::prometheus::{HTTP_REQUESTS, HTTP_SECONDS, JOBS, MODELS_CACHED, TRAINING_THREADS_BUSY};
 
 /// Counts and times a routed request by its route's pattern (never its concrete path, which
 /// would make a series per id).
@@ -47,7 +45,6 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<Response> {
     }
     metrics::gauge!(TRAINING_THREADS_BUSY)
         .set((running.max(0) as usize * state.jobs.threads_per_job()) as f64);
-    metrics::gauge!(PREDICTIONS_IN_FLIGHT).set(state.predictor.in_flight() as f64);
     metrics::gauge!(MODELS_CACHED).set(state.predictor.cached_models() as f64);
     let text = crate::prometheus::render().ok_or_else(|| Error::Unavailable {
         message: "metrics are recorded elsewhere in this process".into(),

@@ -15,7 +15,7 @@ const ORPHAN: &str = "a file no row records";
 
 impl Jobs {
     /// Removes, and logs, checkpoint folders of jobs that no longer exist, checkpoint files
-    /// of existing jobs that no row records, and weights files without a row. Names the
+    /// of existing jobs that no row records, and weights and model-version files without a row. Names the
     /// service never writes are left alone. Call it before the scheduler starts: a job in
     /// training writes its file before its row.
     pub async fn collect_orphans(&self) -> Result<Vec<Removed>> {
@@ -54,11 +54,15 @@ fn orphans(
             }
         }
     }
-    for (file, is_dir) in entries(&data_dir.join("weights"))? {
-        let file_name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let relative = format!("weights/{file_name}");
-        if !is_dir && file_name.ends_with(".safetensors") && !recorded.contains(&relative) {
-            removed.extend(remove(&file, false, ORPHAN));
+    // Uploaded weights, and the registry's copies (a crash between writing one and
+    // recording its version leaves the file).
+    for folder in ["weights", "models"] {
+        for (file, is_dir) in entries(&data_dir.join(folder))? {
+            let file_name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let relative = format!("{folder}/{file_name}");
+            if !is_dir && file_name.ends_with(".safetensors") && !recorded.contains(&relative) {
+                removed.extend(remove(&file, false, ORPHAN));
+            }
         }
     }
     Ok(removed)

@@ -1,24 +1,33 @@
 //! Serving predictions from frozen copies of checkpoints: a cache of loaded models and the
 //! decoding of request rows through each job's own preprocessing.
 
+mod batcher;
 mod cache;
 mod images;
+mod input;
+mod model;
+mod registry;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 
 use cache::ModelCache;
 use images::{ImageInput, decode_base64, image_rows};
 
+pub use batcher::{BatchConfig, InferencePool, Rows};
+pub use cache::Selector;
+pub use input::InputSpec;
+pub use model::{LoadedModel, ModelKey, OutputOptions, Prediction};
+pub use registry::{RegisterRequest, check_name};
+
 use crate::domain::{JobId, JobSpec};
 use crate::error::{Error, Result};
 use crate::store::{CheckpointRow, JobRow, Store};
+use engine::Preprocessing;
 use engine::checkpoint::{self, FileStamp};
-use engine::{InferenceNetwork, Preprocessing};
 
 /// Most rows one request may send.
 pub const MAX_ROWS: usize = 10_000;
@@ -46,40 +55,50 @@ pub struct PredictRequest {
     /// scale, then preprocessed like `inputs`.
     #[serde(default)]
     pub images: Vec<String>,
-    /// Which checkpoint; the best by default.
+    /// Which checkpoint, when the model is a job id; the best by default.
     #[serde(default)]
     pub checkpoint: Option<CheckpointChoice>,
+    /// Include each row's raw scores (`logits`, in label order).
+    #[serde(default)]
+    pub logits: bool,
+    /// Include the `k` most probable labels of each row (`top_k`).
+    #[serde(default)]
+    pub top_k: Option<usize>,
     /// Encoded images from a multipart request's `image` parts (never read from JSON).
     #[serde(skip)]
     pub image_parts: Vec<Vec<u8>>,
 }
 
-/// The prediction for one row.
-#[derive(Clone, Debug, Serialize)]
-pub struct Prediction {
-    /// The most probable label, as the data set writes it.
-    pub label: serde_json::Value,
-    /// Probability of that label.
-    pub confidence: f32,
-    /// Probability of every label, keyed by label.
-    pub probabilities: serde_json::Map<String, serde_json::Value>,
-}
-
 /// The answer to a prediction request.
 #[derive(Clone, Debug, Serialize)]
 pub struct PredictResponse {
-    /// The job whose model answered.
-    pub model: JobId,
-    /// The epoch of the checkpoint used.
-    pub checkpoint_epoch: i64,
+    /// The model that answered: the job id, or the registry name.
+    pub model: String,
+    /// The registry version that answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// The job the weights were trained by, for a registry version made from a job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// The epoch of the checkpoint used (absent for imported models).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_epoch: Option<i64>,
     /// One prediction per input row.
     pub predictions: Vec<Prediction>,
 }
 
-/// A checkpoint loaded for serving: never the weights being trained.
-pub struct LoadedModel {
-    network: InferenceNetwork,
-    preprocessing: Preprocessing,
+/// A resolved model and what to call it in answers.
+pub struct Resolved {
+    /// The loaded model.
+    pub model: Arc<LoadedModel>,
+    /// The registry name, or the job id.
+    pub name: String,
+    /// The registry version.
+    pub version: Option<i64>,
+    /// The job it was trained by.
+    pub job: Option<String>,
+    /// The checkpoint's epoch.
+    pub checkpoint_epoch: Option<i64>,
 }
 
 /// Handle to the prediction service; cheap to clone.
@@ -88,26 +107,19 @@ pub struct Predictor {
     store: Store,
     data_dir: PathBuf,
     cache: Arc<ModelCache>,
-    permits: Arc<Semaphore>,
-    max_concurrent: usize,
+    pool: InferencePool,
 }
 
 impl Predictor {
-    /// A predictor reading checkpoints under `data_dir`.
-    pub fn new(store: Store, data_dir: PathBuf, cache_size: usize, max_concurrent: usize) -> Self {
+    /// A predictor reading weights under `data_dir`, keeping at most `cache_bytes` of loaded
+    /// weights, predicting on `threads` inference threads.
+    pub fn new(store: Store, data_dir: PathBuf, cache_bytes: u64, threads: usize) -> Self {
         Predictor {
             store,
             data_dir,
-            cache: Arc::new(ModelCache::new(cache_size)),
-            permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
-            max_concurrent: max_concurrent.max(1),
+            cache: Arc::new(ModelCache::new(cache_bytes)),
+            pool: InferencePool::start(threads),
         }
-    }
-
-    /// Predictions being computed now.
-    pub fn in_flight(&self) -> usize {
-        self.max_concurrent
-            .saturating_sub(self.permits.available_permits())
     }
 
     /// Models loaded in memory.
@@ -115,21 +127,112 @@ impl Predictor {
         self.cache.len()
     }
 
+    /// Inference threads.
+    pub fn inference_threads(&self) -> usize {
+        self.pool.threads()
+    }
+
     /// Lets go of the loaded models of a deleted job.
     pub fn forget(&self, job: JobId) {
         self.cache.remove_job(job);
     }
 
-    /// Predicts labels for the request's rows with the chosen checkpoint of job `model`.
-    pub async fn predict(&self, model: &str, request: PredictRequest) -> Result<PredictResponse> {
-        let job_id: JobId = model
-            .parse()
-            .map_err(|_| Error::not_found("model", model))?;
+    /// What `/v1/models/{model}/predict` names: a job id, `name` or `name@alias`.
+    pub fn selector(model: &str, checkpoint: Option<&CheckpointChoice>) -> Result<Selector> {
+        if let Ok(job) = model.parse::<JobId>() {
+            let choice = match checkpoint {
+                None => "best".to_string(),
+                Some(CheckpointChoice::Named(name)) => name.clone(),
+                Some(CheckpointChoice::Epoch(epoch)) => epoch.to_string(),
+            };
+            return Ok(Selector::Job(job, choice));
+        }
+        if checkpoint.is_some() {
+            return Err(Error::invalid(
+                "checkpoint",
+                "checkpoint chooses among a job's checkpoints; a registry model is chosen by name@alias or /versions/N",
+            ));
+        }
+        Ok(match model.split_once('@') {
+            Some((name, alias)) => Selector::Alias(name.to_string(), alias.to_string()),
+            None => Selector::Name(model.to_string()),
+        })
+    }
+
+    /// The loaded model a selector names: from memory once warm (no database), else resolved
+    /// and loaded.
+    pub async fn resolve(
+        &self,
+        selector: &Selector,
+        checkpoint: Option<&CheckpointChoice>,
+    ) -> Result<Resolved> {
+        if let Selector::Job(job, _) = selector {
+            return self.resolve_job(selector, *job, checkpoint).await;
+        }
+        let (name, version) = self.resolve_version(selector).await?;
+        let key = ModelKey::Version(name.clone(), version);
+        let model = match self.cache.get(&key) {
+            Some(model) => model,
+            None => {
+                let row = self.version_row(&name, version).await?;
+                self.load_version(&row).await?
+            }
+        };
+        Ok(Resolved {
+            job: model.lineage.as_ref().map(|(job, _)| job.clone()),
+            checkpoint_epoch: model.lineage.as_ref().map(|(_, epoch)| *epoch),
+            model,
+            name,
+            version: Some(version),
+        })
+    }
+
+    async fn resolve_job(
+        &self,
+        selector: &Selector,
+        job_id: JobId,
+        checkpoint: Option<&CheckpointChoice>,
+    ) -> Result<Resolved> {
+        let resolved = |model, epoch| Resolved {
+            model,
+            name: job_id.to_string(),
+            version: None,
+            job: None,
+            checkpoint_epoch: Some(epoch),
+        };
+        if let Some(key @ ModelKey::Checkpoint(_, epoch)) = self.cache.resolved(selector)
+            && let Some(model) = self.cache.get(&key)
+            && model.unchanged_on_disk()
+        {
+            return Ok(resolved(model, epoch));
+        }
         let job = self
             .store
             .get_job(job_id)
             .await?
-            .ok_or_else(|| Error::not_found("model", model))?;
+            .ok_or_else(|| Error::not_found("model", job_id.to_string()))?;
+        let (checkpoint, model) = self.choose_and_load(&job, checkpoint).await?;
+        if job.status.is_terminal() {
+            self.cache.remember(
+                selector.clone(),
+                ModelKey::Checkpoint(job_id, checkpoint.epoch),
+            );
+        }
+        Ok(resolved(model, checkpoint.epoch))
+    }
+
+    /// Predicts labels for the request's rows with the model `model` names.
+    pub async fn predict(&self, model: &str, request: PredictRequest) -> Result<PredictResponse> {
+        let selector = Self::selector(model, request.checkpoint.as_ref())?;
+        self.predict_with(&selector, request).await
+    }
+
+    /// Predicts labels for the request's rows with the model `selector` names.
+    pub async fn predict_with(
+        &self,
+        selector: &Selector,
+        request: PredictRequest,
+    ) -> Result<PredictResponse> {
         let images = request_images(&request)?;
         if request.inputs.is_empty() && images.is_empty() {
             return Err(Error::invalid(
@@ -155,35 +258,40 @@ impl Predictor {
                 format!("{count} rows; valid: at most {MAX_ROWS} per request"),
             ));
         }
-        let _permit =
-            Arc::clone(&self.permits)
-                .try_acquire_owned()
-                .map_err(|_| Error::Overloaded {
-                    message: "too many predictions in flight; retry shortly".into(),
-                })?;
-        let (checkpoint, loaded) = self
-            .choose_and_load(&job, request.checkpoint.as_ref())
-            .await?;
-        let inputs = request.inputs;
-        let predictions = tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let predictions = if images.is_empty() {
-                run(&loaded, &inputs)
-            } else {
-                run(&loaded, &image_rows(&images, &loaded.preprocessing)?)
-            };
-            metrics::histogram!(crate::prometheus::PREDICTION_SECONDS)
-                .record(started.elapsed().as_secs_f64());
-            predictions
-        })
-        .await
-        .map_err(|err| Error::internal("predicting", err))??;
-        metrics::counter!(crate::prometheus::PREDICTION_ROWS).increment(count as u64);
+        let resolved = self.resolve(selector, request.checkpoint.as_ref()).await?;
+        let options = OutputOptions {
+            logits: request.logits,
+            top_k: request.top_k,
+        };
+        model::check_options(&options, resolved.model.classes())?;
+        let rows = if images.is_empty() {
+            Rows::Raw(request.inputs)
+        } else {
+            let model = Arc::clone(&resolved.model);
+            Rows::Raw(
+                tokio::task::spawn_blocking(move || image_rows(&images, model.preprocessing()))
+                    .await
+                    .map_err(|err| Error::internal("decoding images", err))??,
+            )
+        };
+        let predictions = self.pool.predict(&resolved.model, rows, options).await?;
         Ok(PredictResponse {
-            model: job_id,
-            checkpoint_epoch: checkpoint.epoch,
+            model: resolved.name,
+            version: resolved.version,
+            job: resolved.job,
+            checkpoint_epoch: resolved.checkpoint_epoch,
             predictions,
         })
+    }
+
+    /// Predictions for rows already flattened (the Open Inference Protocol's tensors).
+    pub async fn predict_rows(
+        &self,
+        model: &Arc<LoadedModel>,
+        rows: Rows,
+        options: OutputOptions,
+    ) -> Result<Vec<Prediction>> {
+        self.pool.predict(model, rows, options).await
     }
 
     /// The best checkpoint's class index and confidence for each raw row of a job's data set
@@ -295,7 +403,7 @@ impl Predictor {
     /// A checkpoint loaded for serving: from the cache when its file is the one loaded before
     /// (one `stat` per request tells), else read, verified against its SHA-256 and loaded.
     async fn load(&self, job: &JobRow, checkpoint: &CheckpointRow) -> Result<Arc<LoadedModel>> {
-        let key = (job.id, checkpoint.epoch);
+        let key = ModelKey::Checkpoint(job.id, checkpoint.epoch);
         let corrupt = |detail: String| Error::CorruptCheckpoint {
             job: job.id.to_string(),
             epoch: checkpoint.epoch,
@@ -304,7 +412,9 @@ impl Predictor {
         let path = self.data_dir.join(&checkpoint.path);
         match FileStamp::of(&path) {
             Ok(stamp) => {
-                if let Some(model) = self.cache.get(&key, &stamp) {
+                if let Some(model) = self.cache.get(&key)
+                    && model.stamp.as_ref().is_some_and(|(_, s)| *s == stamp)
+                {
                     return Ok(model);
                 }
             }
@@ -323,35 +433,37 @@ impl Predictor {
         )
         .map_err(|err| Error::internal("reading preprocessing", err))?;
         let sha256 = checkpoint.sha256.clone();
-        type Loaded = std::result::Result<(LoadedModel, FileStamp), String>;
-        let loaded = tokio::task::spawn_blocking(move || -> Result<Loaded> {
-            let (bytes, stamp) = match checkpoint::integrity().read(&path, &sha256)? {
-                Ok(read) => read,
-                Err(why) => return Ok(Err(why)),
-            };
-            let saved = checkpoint::decode(&bytes, &Device::Cpu)?;
-            drop(bytes);
-            let network =
-                InferenceNetwork::from_checkpoint(&spec.model, &preprocessing, &saved.model)?;
-            Ok(Ok((
-                LoadedModel {
-                    network,
+        let loaded = tokio::task::spawn_blocking(
+            move || -> Result<std::result::Result<LoadedModel, String>> {
+                let (bytes, stamp) = match checkpoint::integrity().read(&path, &sha256)? {
+                    Ok(read) => read,
+                    Err(why) => return Ok(Err(why)),
+                };
+                let saved = checkpoint::decode(&bytes, &Device::Cpu)?;
+                drop(bytes);
+                let model = LoadedModel::new(
+                    &spec.model,
                     preprocessing,
-                },
-                stamp,
-            )))
-        })
+                    &saved.model,
+                    BatchConfig::default(),
+                    Some((path, stamp)),
+                )
+                .map_err(|err| {
+                    Error::Internal(format!("checkpoint does not fit its job: {err}"))
+                })?;
+                Ok(Ok(model))
+            },
+        )
         .await
         .map_err(|err| Error::internal("loading a model", err))??;
-        let (loaded, stamp) = match loaded {
-            Ok(loaded) => loaded,
+        let loaded = match loaded {
+            Ok(loaded) => Arc::new(loaded),
             Err(why) => {
                 self.cache.remove(&key);
                 return Err(corrupt(why));
             }
         };
-        let loaded = Arc::new(loaded);
-        self.cache.insert(key, Arc::clone(&loaded), stamp);
+        self.cache.insert(key, Arc::clone(&loaded));
         Ok(loaded)
     }
 
@@ -389,68 +501,6 @@ fn request_images(request: &PredictRequest) -> Result<Vec<ImageInput>> {
         });
     }
     Ok(images)
-}
-
-/// Preprocesses rows, runs the model and decodes probabilities into labels.
-fn run(loaded: &LoadedModel, inputs: &[Vec<f64>]) -> Result<Vec<Prediction>> {
-    let raw_width = loaded.preprocessing.n_features();
-    let width = loaded.preprocessing.input_width();
-    let mut x = Vec::with_capacity(inputs.len() * width);
-    let mut row_f32 = Vec::with_capacity(raw_width);
-    for (i, row) in inputs.iter().enumerate() {
-        if row.len() != raw_width {
-            return Err(Error::invalid(
-                format!("inputs[{i}]"),
-                format!(
-                    "row {i} has {} values; this model expects {raw_width} ({})",
-                    row.len(),
-                    feature_hint(&loaded.preprocessing)
-                ),
-            ));
-        }
-        let start = x.len();
-        row_f32.clear();
-        row_f32.extend(row.iter().map(|v| *v as f32));
-        loaded.preprocessing.transform_into(&row_f32, &mut x);
-        let bad = row_f32.iter().position(|v| !v.is_finite());
-        if let Some(j) = bad.or_else(|| x[start..].iter().position(|v| !v.is_finite())) {
-            return Err(Error::invalid(
-                format!("inputs[{i}][{j}]"),
-                format!(
-                    "row {i} column {j} is not a finite number after preprocessing; valid: finite numbers within f32 range"
-                ),
-            ));
-        }
-    }
-    let probabilities = loaded.network.probabilities(x, inputs.len(), width)?;
-    let labels = &loaded.preprocessing.labels;
-    Ok(probabilities
-        .into_iter()
-        .map(|p| {
-            let (best, confidence) =
-                p.iter().enumerate().fold(
-                    (0, f32::MIN),
-                    |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
-                );
-            let probabilities = labels
-                .iter()
-                .zip(&p)
-                .map(|(label, v)| (label_key(label), serde_json::json!(v)))
-                .collect();
-            Prediction {
-                label: labels[best].clone(),
-                confidence,
-                probabilities,
-            }
-        })
-        .collect())
-}
-
-fn label_key(label: &serde_json::Value) -> String {
-    match label {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 fn feature_hint(preprocessing: &Preprocessing) -> String {

@@ -19,6 +19,7 @@ mod epochs;
 mod job_lifecycle;
 mod jobs;
 mod layers;
+mod models;
 mod owners;
 mod retention;
 mod steps;
@@ -41,6 +42,7 @@ pub use jobs::{
     CancelOutcome, Claim, JobFilter, JobRow, JobSort, NewJob, OptionalSweepId, RecoveryReport,
 };
 pub use layers::LayerGradRow;
+pub use models::{ModelAliasRow, ModelNameRow, ModelVersionRow, NewModelVersion};
 pub use owners::{OwnedKind, Ownership};
 pub use steps::StepBatch;
 pub use sweeps::{NewTrial, SweepRow, TrialReplacement, TrialRow};

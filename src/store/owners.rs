@@ -14,6 +14,8 @@ pub enum OwnedKind {
     Dataset,
     /// Uploaded weights, by id or name.
     Weights,
+    /// A registry model by name, or a job by id (what `/v1/models/{model}` names).
+    Model,
 }
 
 /// Who a resource belongs to.
@@ -35,6 +37,10 @@ impl Store {
                 "SELECT owner, public FROM datasets WHERE id = ?1 OR name = ?1 LIMIT 1"
             }
             OwnedKind::Weights => "SELECT owner, 0 FROM weights WHERE id = ?1 OR name = ?1 LIMIT 1",
+            OwnedKind::Model => {
+                "SELECT owner, 0 FROM model_names WHERE name = ?1 \
+                 UNION ALL SELECT owner, 0 FROM jobs WHERE id = ?1 LIMIT 1"
+            }
         };
         let row: Option<(Option<String>, i64)> = sqlx::query_as(sql)
             .bind(key)
@@ -74,13 +80,15 @@ impl Store {
         .map_err(db_error("counting uploads"))
     }
 
-    /// Bytes of checkpoints and uploaded weights an owner holds, and the ids of its data sets
+    /// Bytes of checkpoints, uploaded weights and model versions an owner holds, and the ids of its data sets
     /// (whose folders the caller measures).
     pub async fn holdings_of(&self, owner: &str) -> Result<(i64, Vec<String>)> {
         let bytes: i64 = sqlx::query_scalar(
             "SELECT COALESCE((SELECT SUM(c.bytes) FROM checkpoints c JOIN jobs j ON j.id = c.job_id \
                               WHERE j.owner = ?1), 0) \
-                  + COALESCE((SELECT SUM(bytes) FROM weights WHERE owner = ?1), 0)",
+                  + COALESCE((SELECT SUM(bytes) FROM weights WHERE owner = ?1), 0) \
+                  + COALESCE((SELECT SUM(v.bytes) FROM model_versions v \
+                              JOIN model_names n ON n.name = v.name WHERE n.owner = ?1), 0)",
         )
         .bind(owner)
         .fetch_one(&self.reader)

@@ -90,11 +90,13 @@ impl Store {
 
     /// Every checkpoint and weights file a row records, relative to the data folder.
     pub async fn recorded_files(&self) -> Result<HashSet<String>> {
-        let paths: Vec<String> =
-            sqlx::query_scalar("SELECT path FROM checkpoints UNION ALL SELECT path FROM weights")
-                .fetch_all(&self.reader)
-                .await
-                .map_err(db_error("listing recorded files"))?;
+        let paths: Vec<String> = sqlx::query_scalar(
+            "SELECT path FROM checkpoints UNION ALL SELECT path FROM weights \
+                 UNION ALL SELECT path FROM model_versions",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_error("listing recorded files"))?;
         Ok(paths.into_iter().collect())
     }
 }

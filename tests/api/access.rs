@@ -42,7 +42,19 @@ const DECISIONS: &[(&str, &str, &str)] = &[
     ("GET", "/v1/weights", "read"),
     ("GET", "/v1/weights/{id}", "read"),
     ("DELETE", "/v1/weights/{id}", "train"),
+    ("POST", "/v1/models", "train"),
+    ("GET", "/v1/models", "read"),
+    ("GET", "/v1/models/{model}", "read"),
+    ("GET", "/v1/models/{model}/versions/{version}", "read"),
+    ("DELETE", "/v1/models/{model}/versions/{version}", "train"),
+    ("PUT", "/v1/models/{model}/aliases/{alias}", "train"),
+    ("DELETE", "/v1/models/{model}/aliases/{alias}", "train"),
     ("POST", "/v1/models/{model}/predict", "predict"),
+    (
+        "POST",
+        "/v1/models/{model}/versions/{version}/predict",
+        "predict",
+    ),
     ("POST", "/v1/sweeps", "train"),
     ("GET", "/v1/sweeps", "read"),
     ("GET", "/v1/sweeps/{id}", "read"),
@@ -63,6 +75,23 @@ const DECISIONS: &[(&str, &str, &str)] = &[
     ("POST", "/v1/tokens", "admin"),
     ("GET", "/v1/tokens", "admin"),
     ("DELETE", "/v1/tokens/{id}", "admin"),
+    ("GET", "/v2", "open"),
+    ("GET", "/v2/health/live", "open"),
+    ("GET", "/v2/health/ready", "open"),
+    ("GET", "/v2/models/{model}", "predict"),
+    ("GET", "/v2/models/{model}/ready", "predict"),
+    ("POST", "/v2/models/{model}/infer", "predict"),
+    ("GET", "/v2/models/{model}/versions/{version}", "predict"),
+    (
+        "GET",
+        "/v2/models/{model}/versions/{version}/ready",
+        "predict",
+    ),
+    (
+        "POST",
+        "/v2/models/{model}/versions/{version}/infer",
+        "predict",
+    ),
 ];
 
 #[test]

@@ -3,7 +3,7 @@
 //! that are not safetensors, and bad ResNet specs refused with the field at fault.
 
 #[path = "../common/resnet_formula.rs"]
-mod resnet_formula;
+pub(crate) mod resnet_formula;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};

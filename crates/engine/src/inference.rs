@@ -27,10 +27,18 @@ impl InferenceNetwork {
         preprocessing: &Preprocessing,
         tensors: &HashMap<String, Tensor>,
     ) -> Result<Self> {
-        let model =
-            Network::from_tensors(spec, preprocessing, tensors, &Device::Cpu).map_err(|err| {
-                EngineError::Internal(format!("checkpoint does not fit its job: {err}"))
-            })?;
+        Self::from_tensors(spec, preprocessing, tensors)
+            .map_err(|err| EngineError::Internal(format!("checkpoint does not fit its job: {err}")))
+    }
+
+    /// The network `spec` describes with the given tensors (named as a checkpoint or a
+    /// torchvision `state_dict` names them); the error lists missing tensors and wrong shapes.
+    pub fn from_tensors(
+        spec: &ModelSpec,
+        preprocessing: &Preprocessing,
+        tensors: &HashMap<String, Tensor>,
+    ) -> Result<Self> {
+        let model = Network::from_tensors(spec, preprocessing, tensors, &Device::Cpu)?;
         Ok(match spec {
             ModelSpec::Mlp(mlp) if FusedMlp::supports(mlp) => {
                 let (inputs, classes) = (preprocessing.input_width(), preprocessing.labels.len());
@@ -44,6 +52,48 @@ impl InferenceNetwork {
             }
             _ => InferenceNetwork::Candle(model),
         })
+    }
+
+    /// Raw scores (logits) of `rows` rows of `width` values (row-major): `rows x classes`
+    /// values, row-major. Softmax of a row gives [`InferenceNetwork::probabilities`].
+    pub fn logits(&self, x: Vec<f32>, rows: usize, width: usize) -> Result<Vec<f32>> {
+        match self {
+            InferenceNetwork::Candle(model) => {
+                let x = Tensor::from_vec(x, (rows, width), &Device::Cpu)?;
+                Ok(model
+                    .forward(&x, &mut crate::Mode::Eval)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?)
+            }
+            InferenceNetwork::Fused(net) => Ok(net.logits(&x, rows)),
+        }
+    }
+
+    /// Number of parameters, as PyTorch counts them (batch norm's running statistics are
+    /// buffers, not parameters).
+    pub fn parameters(&self) -> Result<usize> {
+        Ok(self
+            .state()?
+            .iter()
+            .filter(|(name, _)| !is_buffer(name))
+            .map(|(_, t)| t.elem_count())
+            .sum())
+    }
+
+    /// Bytes its tensors take (parameters and buffers, f32).
+    pub fn bytes(&self) -> Result<usize> {
+        Ok(4 * self
+            .state()?
+            .iter()
+            .map(|(_, t)| t.elem_count())
+            .sum::<usize>())
+    }
+
+    fn state(&self) -> Result<Vec<(String, Tensor)>> {
+        match self {
+            InferenceNetwork::Candle(model) => model.state(),
+            InferenceNetwork::Fused(net) => net.state(&Device::Cpu),
+        }
     }
 
     /// Class probabilities of `rows` rows of `width` values (row-major), one list per row.
@@ -63,4 +113,11 @@ impl InferenceNetwork {
             }
         }
     }
+}
+
+/// Batch norm's running statistics and step counter: state, not parameters.
+fn is_buffer(name: &str) -> bool {
+    name.ends_with("running_mean")
+        || name.ends_with("running_var")
+        || name.ends_with("num_batches_tracked")
 }
