@@ -3,6 +3,7 @@
 mod helpers;
 
 mod access;
+mod backbones;
 mod bad_input;
 mod cnn;
 mod connections;

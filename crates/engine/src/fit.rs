@@ -134,7 +134,9 @@ pub fn fit(
     on_step: &mut dyn FnMut(Progress),
     on_epoch: &mut dyn FnMut(EpochReport) -> crate::error::Result<()>,
 ) -> Result<FitOutcome, TrainError> {
-    let (mut trainer, start_epoch) = Trainer::start(spec, data, start, device)?;
+    let (mut trainer, start_epoch, features) = Trainer::start(spec, data, start, device)?;
+    // A pretrained backbone's probe trains on features cached once for the run.
+    let data = features.as_ref().unwrap_or(data);
     let mut global_step = trainer.steps_per_epoch * u64::from(start_epoch - 1);
     for epoch in start_epoch..=spec.training.epochs {
         let started = Instant::now();
@@ -202,13 +204,14 @@ pub fn fit(
 }
 
 impl<'a> Trainer<'a> {
-    /// A fresh trainer, or one restored from a checkpoint; also returns the first epoch to run.
+    /// A fresh trainer, or one restored from a checkpoint; also returns the first epoch to run
+    /// and, for a pretrained backbone, the splits as its features (what the loop then uses).
     fn start(
         spec: &'a JobSpec,
         data: &PreparedData,
         start: Start,
         device: &Device,
-    ) -> Result<(Self, u32), TrainError> {
+    ) -> Result<(Self, u32, Option<PreparedData>), TrainError> {
         let seed = spec.training.seed.unwrap_or(0);
         let (mut model, start_epoch, saved) = match start {
             Start::Resume(epoch, saved) => {
@@ -218,10 +221,20 @@ impl<'a> Trainer<'a> {
             }
             Start::Fresh | Start::Backbone(..) => {
                 let mut init = rng(seed, Purpose::Init, 0);
-                let model = Network::seeded(&spec.model, &data.preprocessing, &mut init, device)?;
-                if let Start::Backbone(backbone, field) = start {
-                    model.load_backbone(backbone, device, field)?;
-                }
+                let model = match start {
+                    Start::Backbone(backbone, field) if spec.model.is_pretrained_backbone() => {
+                        let p = &data.preprocessing;
+                        Network::probe(&spec.model, p, backbone, &mut init, device, field)?
+                    }
+                    _ => {
+                        let model =
+                            Network::seeded(&spec.model, &data.preprocessing, &mut init, device)?;
+                        if let Start::Backbone(backbone, field) = start {
+                            model.load_backbone(backbone, device, field)?;
+                        }
+                        model
+                    }
+                };
                 (model, 1, None)
             }
         };
@@ -232,6 +245,8 @@ impl<'a> Trainer<'a> {
         {
             model.freeze_backbone();
         }
+        let features = model.cache_features(data)?;
+        let data = features.as_ref().unwrap_or(data);
         let batch_size = spec.training.batch_size.min(data.train.len).max(1);
         let steps_per_epoch = data.train.len.div_ceil(batch_size) as u64;
         let threads = kernels::thread_budget();
@@ -255,7 +270,7 @@ impl<'a> Trainer<'a> {
                 early.load_state(&saved.trainer)?;
             }
         }
-        Ok((trainer, start_epoch))
+        Ok((trainer, start_epoch, features))
     }
 
     /// One pass over the training split in a seeded order.

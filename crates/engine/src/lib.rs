@@ -6,7 +6,8 @@
 //! - [`spec`]: the job spec (data, model, training, initialization) with its validation and
 //!   memory estimate.
 //! - [`prepare`] (`prepare`, `image_prep`, `pixels`): a data set's table turned into tensors.
-//! - Models: [`Mlp`], [`Cnn`], [`ResNet`], behind [`Network`]; `init` and `seed` make them
+//! - Models: [`Mlp`], [`Cnn`], [`ResNet`], and the pretrained ViT and ConvNeXt of
+//!   candle-transformers as a frozen [`Backbone`] with a linear head, behind [`Network`]; `init` and `seed` make them
 //!   reproducible; [`fused`] is the fast CPU path for MLPs without batch normalization.
 //! - Optimizers (`optim`): [`Optimizer`] over candle variables and `FlatOptimizer` over the
 //!   fused MLP's buffers, both stepping with the update rules of `optim/rules.rs`.
@@ -22,6 +23,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod backbone;
 pub mod checkpoint;
 mod cnn;
 
@@ -48,6 +50,7 @@ mod seed;
 pub mod spec;
 pub mod weights;
 
+pub use backbone::{Backbone, random_weights};
 pub use cnn::Cnn;
 pub use error::{EngineError, Result};
 pub use fit::{EpochReport, FitOutcome, Progress, Start, TrainError, fit};

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use candle_core::{D, Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 
+use super::backbone::Backbone;
 use super::cnn::Cnn;
 use super::resnet::{self, ResNet};
-use super::{Mlp, Mode, ParamInfo, Preprocessing};
+use super::{Mlp, Mode, ParamInfo, PreparedData, Preprocessing};
 use crate::error::{EngineError, Result};
 use crate::spec::ModelSpec;
 
-/// An MLP, a small CNN or a ResNet.
+/// An MLP, a small CNN, a ResNet or a pretrained candle-transformers backbone.
 pub enum Network {
     /// A multi-layer perceptron on rows of features.
     Mlp(Mlp),
@@ -19,6 +20,8 @@ pub enum Network {
     Cnn(Cnn),
     /// A ResNet-18 or -34 on flattened `C x H x W` images.
     ResNet(ResNet),
+    /// A frozen ViT or ConvNeXt and a linear head, on flattened `C x H x W` images.
+    Backbone(Backbone),
 }
 
 /// The image shape a CNN needs, or the 422 saying the data set has none.
@@ -63,7 +66,43 @@ impl Network {
                 rng,
                 device,
             )?),
+            ModelSpec::Vit(_) | ModelSpec::Convnext(_) => {
+                return Err(EngineError::spec(
+                    "init.mode",
+                    "a pretrained backbone is not trained from scratch: use init: {\"mode\": \"linear_probe\", \"from_weights\": ...}",
+                ));
+            }
         })
+    }
+
+    /// A linear probe of a pretrained backbone (`spec` a ViT or ConvNeXt): the backbone from
+    /// `tensors` (a 422 on `field` listing missing and misshapen ones), a new seeded head.
+    pub(crate) fn probe(
+        spec: &ModelSpec,
+        preprocessing: &Preprocessing,
+        tensors: &HashMap<String, Tensor>,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+        field: &str,
+    ) -> Result<Self> {
+        Ok(Network::Backbone(Backbone::probe(
+            spec,
+            image_shape(preprocessing)?,
+            preprocessing.labels.len(),
+            tensors,
+            rng,
+            device,
+            field,
+        )?))
+    }
+
+    /// For a pretrained backbone: every split of `data` as features, computed once, which the
+    /// network takes as rows from then on. `None` for the other networks.
+    pub(crate) fn cache_features(&mut self, data: &PreparedData) -> Result<Option<PreparedData>> {
+        match self {
+            Network::Backbone(m) => m.cache_features(data).map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// A network with the given weights; missing tensors or wrong shapes are listed.
@@ -99,6 +138,15 @@ impl Network {
                     device,
                 )?)
             }
+            ModelSpec::Vit(_) | ModelSpec::Convnext(_) => {
+                Network::Backbone(Backbone::from_tensors(
+                    spec,
+                    image_shape(preprocessing)?,
+                    classes,
+                    tensors,
+                    device,
+                )?)
+            }
         })
     }
 
@@ -119,6 +167,11 @@ impl Network {
             }
             Network::Cnn(m) => m.load_backbone(tensors, device),
             Network::ResNet(m) => m.load_backbone(tensors, device),
+            Network::Backbone(_) => {
+                return Err(EngineError::Internal(
+                    "a pretrained backbone is built with its weights (Network::probe)".into(),
+                ));
+            }
         };
         loaded.map_err(|err| match err {
             EngineError::Spec { message, .. } => EngineError::spec(
@@ -132,7 +185,8 @@ impl Network {
     /// Freezes a convolutional network's backbone (linear probing).
     pub(crate) fn freeze_backbone(&mut self) {
         match self {
-            Network::Mlp(_) => {}
+            // A pretrained backbone is frozen from the start.
+            Network::Mlp(_) | Network::Backbone(_) => {}
             Network::Cnn(m) => m.freeze_backbone(),
             Network::ResNet(m) => m.freeze_backbone(),
         }
@@ -142,7 +196,7 @@ impl Network {
     /// a CNN's `blocks.*`, everything of a ResNet but `fc.*`, nothing of an MLP.
     pub(crate) fn is_backbone(&self, name: &str) -> bool {
         match self {
-            Network::Mlp(_) => false,
+            Network::Mlp(_) | Network::Backbone(_) => false,
             Network::Cnn(_) => name.starts_with("blocks."),
             Network::ResNet(_) => !resnet::is_head(name),
         }
@@ -154,6 +208,7 @@ impl Network {
             Network::Mlp(m) => m.forward(x, mode),
             Network::Cnn(m) => m.forward(x, mode),
             Network::ResNet(m) => m.forward(x, mode),
+            Network::Backbone(m) => m.forward(x),
         }
     }
 
@@ -171,6 +226,7 @@ impl Network {
             Network::Mlp(m) => m.trainable(),
             Network::Cnn(m) => m.trainable(),
             Network::ResNet(m) => m.trainable(),
+            Network::Backbone(m) => m.trainable(),
         }
     }
 
@@ -180,6 +236,7 @@ impl Network {
             Network::Mlp(m) => m.describe(name),
             Network::Cnn(m) => m.describe(name),
             Network::ResNet(m) => m.describe(name),
+            Network::Backbone(m) => m.describe(name),
         }
     }
 
@@ -189,6 +246,7 @@ impl Network {
             Network::Mlp(m) => m.widest(),
             Network::Cnn(m) => m.widest(),
             Network::ResNet(m) => m.widest(),
+            Network::Backbone(m) => m.widest(),
         }
     }
 
@@ -196,6 +254,7 @@ impl Network {
     pub fn state(&self) -> Result<Vec<(String, Tensor)>> {
         let vars = match self {
             Network::Mlp(m) => return m.state(),
+            Network::Backbone(m) => return m.state(),
             Network::Cnn(m) => m.state_vars(),
             Network::ResNet(m) => m.state_vars(),
         };
@@ -212,7 +271,8 @@ fn resnet_depth(spec: &ModelSpec) -> crate::spec::ResNetDepth {
 }
 
 /// Names and shapes of the tensors a transfer must provide for `spec` on images of `input`:
-/// a CNN's `blocks.*`, a ResNet's everything but `fc.*`.
+/// a CNN's `blocks.*`, a ResNet's everything but `fc.*`, a pretrained backbone's everything but
+/// its head (`classifier.*`, `head.fc.*`).
 pub fn backbone_shapes(spec: &ModelSpec, input: [usize; 3]) -> Result<Vec<(String, Vec<usize>)>> {
     Ok(match spec {
         ModelSpec::Mlp(_) => Vec::new(),
@@ -231,5 +291,10 @@ pub fn backbone_shapes(spec: &ModelSpec, input: [usize; 3]) -> Result<Vec<(Strin
                 .filter(|(name, _)| !resnet::is_head(name))
                 .collect()
         }
+        ModelSpec::Vit(_) | ModelSpec::Convnext(_) => spec
+            .backbone_state_shapes(1)
+            .into_iter()
+            .filter(|(name, _)| !crate::spec::is_probe_head(name))
+            .collect(),
     })
 }

@@ -44,6 +44,7 @@ impl Footprint {
             ModelSpec::Cnn(cnn) => cnn_footprint(cnn, input?, classes),
             ModelSpec::Resnet18(spec) => resnet_footprint(ResNetDepth::R18, spec, input?, classes),
             ModelSpec::Resnet34(spec) => resnet_footprint(ResNetDepth::R34, spec, input?, classes),
+            ModelSpec::Vit(_) | ModelSpec::Convnext(_) => probe_footprint(model, classes),
         })
     }
 }
@@ -233,6 +234,24 @@ fn resnet_footprint(
     // Global average pooling, then the classifier.
     f.forward += c_in;
     classifier(&mut f, c_in, classes);
+    f
+}
+
+/// A linear probe of a pretrained backbone: the frozen backbone is kept as buffers, and the
+/// loop trains and evaluates only the head on features computed once per image.
+fn probe_footprint(model: &ModelSpec, classes: u64) -> Footprint {
+    let shapes = model.backbone_state_shapes(classes as usize);
+    let size = |shape: &Vec<usize>| shape.iter().product::<usize>() as u64;
+    let (head, backbone): (Vec<_>, Vec<_>) = shapes
+        .iter()
+        .partition(|(name, _)| super::backbone::is_probe_head(name));
+    let features = head.first().map_or(0, |(_, shape)| shape[1] as u64);
+    let mut f = Footprint {
+        buffers: backbone.iter().map(|(_, shape)| size(shape)).sum(),
+        widest: features.max(classes),
+        ..Footprint::default()
+    };
+    classifier(&mut f, features, classes);
     f
 }
 

@@ -296,6 +296,9 @@ impl JobSpec {
                 ModelSpec::Resnet18(_) | ModelSpec::Resnet34(_) => {
                     ("model.width", "this ResNet".to_string())
                 }
+                ModelSpec::Vit(_) | ModelSpec::Convnext(_) => {
+                    ("model", "this backbone's head".to_string())
+                }
             };
             let smaller_input = if self.data.preprocessing.is_some() {
                 ", or a smaller data.preprocessing.resize"

@@ -1,6 +1,7 @@
 //! The job spec: what a user POSTs, parsed with serde (unknown fields rejected) and checked by
 //! [`JobSpec::validate`], which names the field at fault and what would be valid.
 
+mod backbone;
 mod check;
 mod cnn;
 mod footprint;
@@ -13,6 +14,10 @@ mod training;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use backbone::is_probe_head;
+pub use backbone::{
+    ConvNextSize, ConvNextSpec, ConvNextVariant, VitActivation, VitConfig, VitSpec, VitVariant,
+};
 pub use cnn::{CnnSpec, ConvBlockSpec, HeadSpec, TransferMode, TransferSpec};
 pub use memory::{DataShape, MemoryEstimate, format_bytes};
 pub use model::{Activation, InitSpec, MlpSpec, ModelSpec};
@@ -125,10 +130,15 @@ impl JobSpec {
             ModelSpec::Mlp(mlp) => mlp.validate(MAX_PARAMETERS)?,
             ModelSpec::Cnn(cnn) => cnn.validate()?,
             ModelSpec::Resnet18(resnet) | ModelSpec::Resnet34(resnet) => resnet.validate()?,
+            ModelSpec::Vit(vit) => vit.validate()?,
+            ModelSpec::Convnext(_) => {}
         }
         self.training.validate()?;
         if let Some(init) = &self.init {
             init.validate(self.model.is_convolutional())?;
+        }
+        if self.model.is_pretrained_backbone() {
+            self.validate_probe()?;
         }
         check(self.checkpoints.every >= 1, "checkpoints.every", || {
             "must be at least 1".into()
@@ -143,7 +153,8 @@ impl JobSpec {
         match &mut self.model {
             ModelSpec::Mlp(mlp) => mlp.init = Some(mlp.resolved_init()),
             ModelSpec::Cnn(cnn) => cnn.init = Some(cnn.resolved_init()),
-            ModelSpec::Resnet18(_) | ModelSpec::Resnet34(_) => {}
+            ModelSpec::Vit(vit) => vit.fill_defaults(),
+            ModelSpec::Resnet18(_) | ModelSpec::Resnet34(_) | ModelSpec::Convnext(_) => {}
         }
         self.training.fill_defaults();
     }
@@ -163,6 +174,16 @@ impl JobSpec {
                     64 => format!("{}-{}", self.dataset, depth.name()),
                     w => format!("{}-{}-w{w}", self.dataset, depth.name()),
                 }
+            }
+            ModelSpec::Vit(vit) => {
+                let c = vit.config();
+                format!(
+                    "{}-vit-h{}-l{}-p{}",
+                    self.dataset, c.hidden_size, c.layers, c.patch_size
+                )
+            }
+            ModelSpec::Convnext(convnext) => {
+                format!("{}-{}", self.dataset, convnext.variant.name())
             }
         })
     }
@@ -188,7 +209,41 @@ impl JobSpec {
                 let (depth, _) = self.model.resnet().expect("a ResNet spec; this is a bug");
                 resnet.validate_for(depth, input, MAX_PARAMETERS)
             }
+            ModelSpec::Vit(vit) => vit.validate_for(input),
+            ModelSpec::Convnext(convnext) => convnext.validate_for(input),
         }
+    }
+
+    /// A pretrained backbone trains only as a linear probe of uploaded weights (or of another
+    /// probe's checkpoint), on features computed once per image: no random crops or flips.
+    fn validate_probe(&self) -> Result<()> {
+        let kind = match &self.model {
+            ModelSpec::Vit(_) => "vit",
+            _ => "convnext",
+        };
+        let probe = self
+            .init
+            .as_ref()
+            .is_some_and(|init| init.mode == TransferMode::LinearProbe);
+        check(probe, "init.mode", || {
+            format!(
+                "a {kind} is a pretrained backbone: it trains only as a linear probe of uploaded \
+                 weights, init: {{\"mode\": \"linear_probe\", \"from_weights\": \"<weights id or name>\"}} \
+                 (training it from scratch or fine-tuning it is not supported); to serve its \
+                 weights as they are, import it as a model"
+            )
+        })?;
+        let augments = self
+            .data
+            .preprocessing
+            .as_ref()
+            .is_some_and(ImagePreprocessingSpec::augments);
+        check(!augments, "data.preprocessing", || {
+            format!(
+                "a {kind} linear probe computes each image's features once, so random crops and \
+                 flips cannot apply; valid: a center crop and no flip"
+            )
+        })
     }
 }
 

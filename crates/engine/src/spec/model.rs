@@ -18,6 +18,11 @@ pub enum ModelSpec {
     Resnet18(super::resnet::ResNetSpec),
     /// torchvision's ResNet-34 (image data sets only).
     Resnet34(super::resnet::ResNetSpec),
+    /// candle-transformers' Vision Transformer, pretrained weights only (imported, or frozen
+    /// under a linear probe).
+    Vit(super::backbone::VitSpec),
+    /// candle-transformers' ConvNeXt or ConvNeXt-V2, pretrained weights only.
+    Convnext(super::backbone::ConvNextSpec),
 }
 
 impl ModelSpec {
@@ -27,7 +32,23 @@ impl ModelSpec {
         match self {
             ModelSpec::Resnet18(spec) => Some((ResNetDepth::R18, spec)),
             ModelSpec::Resnet34(spec) => Some((ResNetDepth::R34, spec)),
-            ModelSpec::Mlp(_) | ModelSpec::Cnn(_) => None,
+            _ => None,
+        }
+    }
+
+    /// True for the pretrained backbones of candle-transformers, which are never trained from
+    /// scratch: they load uploaded weights and train only a new head.
+    pub fn is_pretrained_backbone(&self) -> bool {
+        matches!(self, ModelSpec::Vit(_) | ModelSpec::Convnext(_))
+    }
+
+    /// Every tensor's name and shape for a pretrained backbone with `classes` outputs (the
+    /// names its public checkpoints use); empty for the other kinds.
+    pub fn backbone_state_shapes(&self, classes: usize) -> Vec<(String, Vec<usize>)> {
+        match self {
+            ModelSpec::Vit(vit) => vit.state_shapes(classes),
+            ModelSpec::Convnext(convnext) => convnext.state_shapes(classes),
+            _ => Vec::new(),
         }
     }
 

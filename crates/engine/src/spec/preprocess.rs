@@ -125,6 +125,15 @@ impl ImagePreprocessingSpec {
         )
     }
 
+    /// Whether training batches are randomly cropped or flipped.
+    pub fn augments(&self) -> bool {
+        self.horizontal_flip > 0.0
+            || self
+                .crop
+                .as_ref()
+                .is_some_and(|crop| crop.kind == CropKind::Random)
+    }
+
     /// The shape `[channels, height, width]` the network sees for images of `input` (`None`:
     /// the data set has no images); a 422 naming the field that does not fit.
     pub fn output_shape(&self, input: Option<[usize; 3]>) -> Result<[usize; 3]> {
