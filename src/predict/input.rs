@@ -87,11 +87,6 @@ pub enum NamedNormalization {
 }
 
 impl InputSpec {
-    /// The network's image shape, for image inputs.
-    pub fn image_shape(&self) -> Option<[usize; 3]> {
-        self.image.as_ref().map(|image| image.shape)
-    }
-
     /// The engine's preprocessing for this input and these labels; a 422 naming the field.
     pub fn preprocessing(&self, labels: Vec<serde_json::Value>) -> Result<Preprocessing> {
         if labels.len() < 2 {

@@ -303,8 +303,8 @@ impl Predictor {
             )
         })?;
         let weights_key = request.weights.as_deref().unwrap_or_default();
-        let spec = parse_model(model, input.image_shape())?;
         let preprocessing = input.preprocessing(labels)?;
+        let spec = parse_model(model, preprocessing.image_shape)?;
         let row = self
             .store
             .find_weights(weights_key)
@@ -534,13 +534,15 @@ impl Predictor {
     }
 }
 
-/// An imported model's spec, checked as a job's would be (errors name `model.*`).
-fn parse_model(model: &serde_json::Value, image_shape: Option<[usize; 3]>) -> Result<ModelSpec> {
+/// An imported model's spec, read by a job spec's rules and checked against the network's
+/// input (`[c, h, w]` after the input's resize and crop); errors name `model.*`.
+fn parse_model(model: &serde_json::Value, input: Option<[usize; 3]>) -> Result<ModelSpec> {
     let body = serde_json::json!({"dataset": "imported", "model": model});
     let bytes = serde_json::to_vec(&body).map_err(|err| Error::internal("encoding a spec", err))?;
-    let spec = crate::domain::parse_job_spec(&bytes)?;
-    spec.validate()?;
-    spec.validate_for_dataset(image_shape)?;
+    let mut spec = crate::domain::parse_job_spec(&bytes)?;
+    spec.fill_defaults();
+    spec.model.validate()?;
+    spec.model.validate_for(input)?;
     Ok(spec.model)
 }
 

@@ -113,3 +113,55 @@ async fn uploaded_vit_and_convnext_weights_are_linearly_probed_and_then_predict(
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["field"], "model.image_size");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vit_and_convnext_weights_serve_as_imported_models_with_their_own_heads() {
+    let app = TestApp::spawn().await;
+    let labels: Vec<String> = (0..10).map(|i| format!("class-{i}")).collect();
+    let image: Vec<f64> = (0..3 * 32 * 32).map(|i| f64::from(i % 7) / 7.0).collect();
+    for (model, weights) in [(TINY_VIT, "tiny-vit"), (CONVNEXT, "convnext-atto")] {
+        let model: Value = serde_json::from_str(model).unwrap();
+        upload(&app, weights, &model).await;
+        let (status, version) = app
+            .post(
+                "/v1/models",
+                json!({"name": weights, "model": model, "weights": weights, "labels": labels,
+                       "input": {"image": {"shape": [3, 32, 32], "normalize": "imagenet"}}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{version}");
+        assert_eq!(version["ready"], true);
+        let (status, answer) = app
+            .post(
+                &format!("/v1/models/{weights}/predict"),
+                json!({"inputs": [image.clone()], "logits": true}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let prediction = &answer["predictions"][0];
+        assert_eq!(prediction["probabilities"].as_object().unwrap().len(), 10);
+        assert!(
+            prediction["logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v.as_f64().unwrap().is_finite()),
+            "{prediction}"
+        );
+    }
+    // Weights of one backbone do not make another: a 422 listing what is missing.
+    let (status, body) = app
+        .post(
+            "/v1/models",
+            json!({"name": "mixed", "model": serde_json::from_str::<Value>(TINY_VIT).unwrap(),
+                   "weights": "convnext-atto", "labels": labels,
+                   "input": {"image": {"shape": [3, 32, 32]}}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "weights");
+    assert!(
+        body["error"].as_str().unwrap().contains("vit.embeddings"),
+        "{body}"
+    );
+}

@@ -126,13 +126,7 @@ impl JobSpec {
             "must name a data set, e.g. 'digits' or 'regions'".into()
         })?;
         self.data.validate()?;
-        match &self.model {
-            ModelSpec::Mlp(mlp) => mlp.validate(MAX_PARAMETERS)?,
-            ModelSpec::Cnn(cnn) => cnn.validate()?,
-            ModelSpec::Resnet18(resnet) | ModelSpec::Resnet34(resnet) => resnet.validate()?,
-            ModelSpec::Vit(vit) => vit.validate()?,
-            ModelSpec::Convnext(_) => {}
-        }
+        self.model.validate()?;
         self.training.validate()?;
         if let Some(init) = &self.init {
             init.validate(self.model.is_convolutional())?;
@@ -202,16 +196,7 @@ impl JobSpec {
     /// images, and its blocks must leave at least one pixel of the preprocessed image.
     pub fn validate_for_dataset(&self, image_shape: Option<[usize; 3]>) -> Result<()> {
         let input = self.input_shape(image_shape)?;
-        match &self.model {
-            ModelSpec::Mlp(_) => Ok(()),
-            ModelSpec::Cnn(cnn) => cnn.validate_for(input, MAX_PARAMETERS),
-            ModelSpec::Resnet18(resnet) | ModelSpec::Resnet34(resnet) => {
-                let (depth, _) = self.model.resnet().expect("a ResNet spec; this is a bug");
-                resnet.validate_for(depth, input, MAX_PARAMETERS)
-            }
-            ModelSpec::Vit(vit) => vit.validate_for(input),
-            ModelSpec::Convnext(convnext) => convnext.validate_for(input),
-        }
+        self.model.validate_for(input)
     }
 
     /// A pretrained backbone trains only as a linear probe of uploaded weights (or of another
@@ -244,6 +229,34 @@ impl JobSpec {
                  flips cannot apply; valid: a center crop and no flip"
             )
         })
+    }
+}
+
+impl ModelSpec {
+    /// Rejects impossible values of the network on its own, naming the field.
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            ModelSpec::Mlp(mlp) => mlp.validate(MAX_PARAMETERS),
+            ModelSpec::Cnn(cnn) => cnn.validate(),
+            ModelSpec::Resnet18(resnet) | ModelSpec::Resnet34(resnet) => resnet.validate(),
+            ModelSpec::Vit(vit) => vit.validate(),
+            ModelSpec::Convnext(_) => Ok(()),
+        }
+    }
+
+    /// Checks the network against its input: images of `input` (`[c, h, w]`, as the network
+    /// sees them) or feature rows (`None`).
+    pub fn validate_for(&self, input: Option<[usize; 3]>) -> Result<()> {
+        match self {
+            ModelSpec::Mlp(_) => Ok(()),
+            ModelSpec::Cnn(cnn) => cnn.validate_for(input, MAX_PARAMETERS),
+            ModelSpec::Resnet18(resnet) | ModelSpec::Resnet34(resnet) => {
+                let (depth, _) = self.resnet().expect("a ResNet spec; this is a bug");
+                resnet.validate_for(depth, input, MAX_PARAMETERS)
+            }
+            ModelSpec::Vit(vit) => vit.validate_for(input),
+            ModelSpec::Convnext(convnext) => convnext.validate_for(input),
+        }
     }
 }
 
