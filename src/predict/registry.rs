@@ -69,8 +69,20 @@ struct Made {
     bytes: Vec<u8>,
 }
 
-/// A 422 unless `name` is a usable model or alias name.
+/// A 422 unless `name` is a usable model name: an alias's characters, and not a job id.
 pub fn check_name(name: &str, field: &str) -> Result<()> {
+    check_alias(name, field)?;
+    if name.parse::<JobId>().is_ok() {
+        return Err(Error::invalid(
+            field,
+            format!("'{name}' reads as a job id; choose a name that does not"),
+        ));
+    }
+    Ok(())
+}
+
+/// A 422 unless `name` is a usable alias name.
+pub fn check_alias(name: &str, field: &str) -> Result<()> {
     let valid = !name.is_empty()
         && name.chars().count() <= MAX_NAME_CHARS
         && name
@@ -88,12 +100,6 @@ pub fn check_name(name: &str, field: &str) -> Result<()> {
             ),
         ));
     }
-    if name.parse::<JobId>().is_ok() {
-        return Err(Error::invalid(
-            field,
-            format!("'{name}' reads as a job id; choose a name that does not"),
-        ));
-    }
     Ok(())
 }
 
@@ -106,7 +112,7 @@ impl Predictor {
     ) -> Result<ModelVersionRow> {
         check_name(&request.name, "name")?;
         for (i, alias) in request.aliases.iter().enumerate() {
-            check_name(alias, &format!("aliases[{i}]"))?;
+            check_alias(alias, &format!("aliases[{i}]"))?;
         }
         request.batching.validate("batching")?;
         if let Some(existing) = self.store.model_name(&request.name).await?
@@ -346,7 +352,7 @@ impl Predictor {
 
     /// Points `alias` of `name` at `version`, and warms that version.
     pub async fn set_alias(&self, name: &str, alias: &str, version: i64) -> Result<ModelAliasRow> {
-        check_name(alias, "alias")?;
+        check_alias(alias, "alias")?;
         self.store
             .model_name(name)
             .await?
