@@ -5,6 +5,7 @@ mod compare;
 mod datasets;
 mod diagnosis;
 mod disagreements;
+mod echo;
 pub mod error;
 mod extract;
 mod health;
@@ -99,6 +100,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/v1/weights/{id}", Access::Read),
     ("DELETE", "/v1/weights/{id}", Access::Train),
     ("POST", "/v1/models/{model}/predict", Access::Predict),
+    ("POST", "/v1/echo", Access::Predict),
     ("POST", "/v1/sweeps", Access::Train),
     ("GET", "/v1/sweeps", Access::Read),
     ("GET", "/v1/sweeps/{id}", Access::Read),
@@ -159,6 +161,7 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("GET", "/v1/weights/{id}") => get(weights::get),
         ("DELETE", "/v1/weights/{id}") => delete(weights::delete),
         ("POST", "/v1/models/{model}/predict") => post(predict::predict),
+        ("POST", "/v1/echo") => post(echo::echo),
         ("POST", "/v1/sweeps") => post(sweeps::create),
         ("GET", "/v1/sweeps") => get(sweeps::list),
         ("GET", "/v1/sweeps/{id}") => get(sweeps::get),

@@ -43,6 +43,7 @@ const DECISIONS: &[(&str, &str, &str)] = &[
     ("GET", "/v1/weights/{id}", "read"),
     ("DELETE", "/v1/weights/{id}", "train"),
     ("POST", "/v1/models/{model}/predict", "predict"),
+    ("POST", "/v1/echo", "predict"),
     ("POST", "/v1/sweeps", "train"),
     ("GET", "/v1/sweeps", "read"),
     ("GET", "/v1/sweeps/{id}", "read"),
