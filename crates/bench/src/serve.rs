@@ -146,12 +146,14 @@ async fn scenario(
     )
     .await?;
     let rss_before_mib = service.rss_mib()?;
+    let cpu_before = service.cpu_seconds()?;
     let (tally, elapsed) = load::run(target, connections, seconds).await?;
     Ok(Measured {
         name,
         connections,
         rows,
         summary: tally.summary(elapsed, rows),
+        service_cores: (service.cpu_seconds()? - cpu_before) / elapsed.as_secs_f64(),
         rss_before_mib,
         rss_after_mib: service.rss_mib()?,
         trained_throughout: None,
@@ -161,9 +163,11 @@ async fn scenario(
 /// Single rows at 16 connections for `duration`, memory read before and after.
 async fn soak(service: &ServiceProcess, target: &Target, duration: Duration) -> Result<Soak> {
     let rss_before_mib = service.rss_mib()?;
+    let cpu_before = service.cpu_seconds()?;
     let (tally, elapsed) = load::run(target, 16, duration).await?;
     Ok(Soak {
         summary: tally.summary(elapsed, 1),
+        service_cores: (service.cpu_seconds()? - cpu_before) / elapsed.as_secs_f64(),
         rss_before_mib,
         rss_after_mib: service.rss_mib()?,
     })

@@ -25,6 +25,9 @@ pub struct Measured {
     pub rows: usize,
     /// What the load generator measured.
     pub summary: Summary,
+    /// The service's CPU time over the run's wall time: how many of the machine's cores it
+    /// kept busy (the load generator and, in one scenario, a training job share them).
+    pub service_cores: f64,
     /// The service's resident memory before the measured run, in MiB.
     pub rss_before_mib: f64,
     /// The same after it.
@@ -42,6 +45,7 @@ impl Measured {
         line["scenario"] = json!(self.name);
         line["connections"] = json!(self.connections);
         line["rows_per_request"] = json!(self.rows);
+        line["service_cores"] = json!(round(self.service_cores, 2));
         line["rss_before_mib"] = json!(round(self.rss_before_mib, 1));
         line["rss_after_mib"] = json!(round(self.rss_after_mib, 1));
         if let Some(trained) = self.trained_throughout {
@@ -56,6 +60,8 @@ impl Measured {
 pub struct Soak {
     /// What the load generator measured.
     pub summary: Summary,
+    /// The service's CPU time over the soak's wall time.
+    pub service_cores: f64,
     /// The service's resident memory before the soak, in MiB.
     pub rss_before_mib: f64,
     /// The same after it.
@@ -70,6 +76,7 @@ impl Soak {
         line["scenario"] = json!("soak");
         line["connections"] = json!(COMPARED_AT);
         line["rows_per_request"] = json!(1);
+        line["service_cores"] = json!(round(self.service_cores, 2));
         line["rss_before_mib"] = json!(round(self.rss_before_mib, 1));
         line["rss_after_mib"] = json!(round(self.rss_after_mib, 1));
         line
@@ -189,43 +196,47 @@ pub fn targets_json(goals: &[Goal], options: &ServeOptions) -> Value {
 /// The figures as a Markdown table, then the targets as another.
 pub fn table(scenarios: &[Measured], soak: &Soak, goals: &[Goal]) -> String {
     let mut out = String::from(
-        "| scenario | connections | rows/request | requests/s | rows/s | p50 ms | p99 ms | p99.9 ms | errors | RSS MiB before -> after |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "| scenario | connections | rows/request | requests/s | rows/s | p50 ms | p99 ms | p99.9 ms | errors | service cores | RSS MiB before -> after |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     let mut row = |name: &str,
                    connections: usize,
                    rows: usize,
                    s: &Summary,
-                   before: f64,
-                   after: f64| {
+                   cores: f64,
+                   rss: (f64, f64)| {
         out.push_str(&format!(
-            "| {name} | {connections} | {rows} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {before:.1} -> {after:.1} |\n",
+            "| {name} | {connections} | {rows} | {} | {} | {:.2} | {:.2} | {:.2} | {} | {cores:.2} | {:.1} -> {:.1} |\n",
             thousands(s.requests_per_s),
             thousands(s.rows_per_s),
             s.p50_ms,
             s.p99_ms,
             s.p999_ms,
-            s.errors
+            s.errors,
+            rss.0,
+            rss.1,
         ));
     };
     for m in scenarios {
+        let rss = (m.rss_before_mib, m.rss_after_mib);
         row(
             m.name,
             m.connections,
             m.rows,
             &m.summary,
-            m.rss_before_mib,
-            m.rss_after_mib,
+            m.service_cores,
+            rss,
         );
     }
     let soak_name = format!("soak ({:.0} s)", soak.summary.seconds);
+    let rss = (soak.rss_before_mib, soak.rss_after_mib);
     row(
         &soak_name,
         COMPARED_AT,
         1,
         &soak.summary,
-        soak.rss_before_mib,
-        soak.rss_after_mib,
+        soak.service_cores,
+        rss,
     );
     out.push_str("\n| target | measured | met |\n|---|---|---|\n");
     for goal in goals {
@@ -293,6 +304,7 @@ mod tests {
             connections: 16,
             rows,
             summary: s,
+            service_cores: 1.0,
             rss_before_mib: 50.0,
             rss_after_mib: 50.0,
             trained_throughout: (name == "predict_while_training").then_some(true),
@@ -309,6 +321,7 @@ mod tests {
         ];
         let soak = Soak {
             summary: summary(16_000.0, 1, 1.5),
+            service_cores: 1.0,
             rss_before_mib: 100.0,
             rss_after_mib: 109.0,
         };

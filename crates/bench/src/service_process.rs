@@ -151,6 +151,16 @@ impl ServiceProcess {
             .ok_or_else(|| Error::Internal(format!("{path} has no VmRSS line")))
     }
 
+    /// CPU time it has used so far, user and system, all threads, in seconds.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let path = format!("/proc/{}/stat", self.pid);
+        let stat = std::fs::read_to_string(&path)
+            .map_err(|err| Error::internal(&format!("reading {path}"), err))?;
+        cpu_ticks(&stat)
+            .map(|ticks| ticks as f64 / USER_HZ)
+            .ok_or_else(|| Error::Internal(format!("{path} is not as expected")))
+    }
+
     /// Kills the service and removes its folder.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
@@ -163,6 +173,20 @@ fn free_port() -> Result<SocketAddr> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map_err(|err| Error::internal("finding a free port", err))
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`: 100 on every Linux
+/// architecture the service builds for).
+const USER_HZ: f64 = 100.0;
+
+/// `utime + stime` of a `/proc/<pid>/stat` text, in clock ticks. The command name, in
+/// parentheses, may hold spaces: fields are counted after its closing parenthesis.
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // Fields 14 and 15 of proc(5), counted from the state (field 3) at index 0.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }
 
 /// The `VmRSS` of a `/proc/<pid>/status` text, in KiB.
@@ -182,5 +206,13 @@ mod tests {
         let status = "Name:\ttrainserve\nVmPeak:\t  900000 kB\nVmRSS:\t   51234 kB\nThreads:\t9\n";
         assert_eq!(vm_rss_kib(status), Some(51234));
         assert_eq!(vm_rss_kib("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn cpu_time_is_user_plus_system_ticks_after_the_command_name() {
+        let stat =
+            "4242 (trainserve (x) y) S 1 4242 4242 0 -1 4194560 900 0 0 0 350 25 0 0 20 0 9 0";
+        assert_eq!(cpu_ticks(stat), Some(375));
+        assert_eq!(cpu_ticks("4242 (trainserve) S 1"), None);
     }
 }
