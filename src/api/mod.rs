@@ -5,6 +5,7 @@ mod compare;
 mod datasets;
 mod diagnosis;
 mod disagreements;
+mod echo;
 pub mod error;
 mod extract;
 mod health;
@@ -121,6 +122,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/v1/models/{model}/versions/{version}/predict",
         Access::Predict,
     ),
+    ("POST", "/v1/echo", Access::Predict),
     ("POST", "/v1/sweeps", Access::Train),
     ("GET", "/v1/sweeps", Access::Read),
     ("GET", "/v1/sweeps/{id}", Access::Read),
@@ -210,6 +212,7 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("DELETE", "/v1/models/{model}/aliases/{alias}") => delete(models::delete_alias),
         ("POST", "/v1/models/{model}/predict") => post(predict::predict),
         ("POST", "/v1/models/{model}/versions/{version}/predict") => post(models::predict_version),
+        ("POST", "/v1/echo") => post(echo::echo),
         ("POST", "/v1/sweeps") => post(sweeps::create),
         ("GET", "/v1/sweeps") => get(sweeps::list),
         ("GET", "/v1/sweeps/{id}") => get(sweeps::get),

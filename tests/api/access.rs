@@ -55,6 +55,7 @@ const DECISIONS: &[(&str, &str, &str)] = &[
         "/v1/models/{model}/versions/{version}/predict",
         "predict",
     ),
+    ("POST", "/v1/echo", "predict"),
     ("POST", "/v1/sweeps", "train"),
     ("GET", "/v1/sweeps", "read"),
     ("GET", "/v1/sweeps/{id}", "read"),

@@ -12,6 +12,7 @@ mod data_limits;
 mod datasets;
 mod deletion;
 mod diagnostic_plots;
+mod echo;
 mod full_disk;
 mod images;
 mod jobs;

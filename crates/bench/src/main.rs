@@ -7,16 +7,24 @@
 //! A binary of its own, so that the production binary carries none of it. Map: `workloads`
 //! (MLP training and predict), `convnets` and `resnet` (CNN and ResNet-18 training),
 //! `conv_micro` (single ops and ResNet-18's convolutions), `overhead`, `service_concurrency`
-//! and `scratch_service` (the service around the loop), `peer` (the PyTorch side).
+//! and `scratch_service` (the service around the loop), `peer` (the PyTorch side); `serve`
+//! (predictions under load: `service_process` starts the release binary, `load` is the load
+//! generator, `serve_report` the figures and targets).
 
 mod conv_micro;
 mod convnets;
+mod load;
 mod overhead;
 mod peer;
 mod resnet;
 mod scratch_service;
+mod serve;
+mod serve_report;
 mod service_concurrency;
+mod service_process;
 mod workloads;
+
+use std::path::PathBuf;
 
 use serde_json::json;
 
@@ -32,7 +40,8 @@ use trainserve::startup::configure_process;
 )]
 pub struct BenchArgs {
     /// Comma-separated workloads: mlp, mlp_bs1, cnn, resnet18, predict, overhead,
-    /// conv2d_micro, ops_micro, resnet18_convs, cnn_concurrency, service_concurrency, or all (= mlp,mlp_bs1,cnn,resnet18,predict).
+    /// conv2d_micro, ops_micro, resnet18_convs, cnn_concurrency, service_concurrency, serve,
+    /// or all (= mlp,mlp_bs1,cnn,resnet18,predict).
     #[arg(long, default_value = "all")]
     pub workload: String,
     /// Timed repeats per side (medians are reported).
@@ -64,6 +73,18 @@ pub struct BenchArgs {
     /// 0 keeps each side's default (the physical cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// `serve`: measured seconds of each scenario (each after a warm-up of a quarter of it,
+    /// at most a second).
+    #[arg(long, default_value_t = 8.0)]
+    pub serve_seconds: f64,
+    /// `serve`: seconds of the soak (single rows, 16 connections) whose resident memory is
+    /// compared before and after.
+    #[arg(long, default_value_t = 60.0)]
+    pub soak_seconds: f64,
+    /// `serve`: the `trainserve` binary to start; by default the one beside this binary,
+    /// built first when run through `cargo run`.
+    #[arg(long)]
+    pub service_bin: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -114,6 +135,14 @@ async fn run(args: BenchArgs) -> Result<()> {
     for name in names {
         match name.as_str() {
             "overhead" => overhead::run(args.repeats, args.epochs).await?,
+            "serve" => {
+                serve::run(&serve::ServeOptions {
+                    seconds: args.serve_seconds,
+                    soak_seconds: args.soak_seconds,
+                    service_bin: args.service_bin.clone(),
+                })
+                .await?
+            }
             "service_concurrency" => {
                 service_concurrency::run(args.repeats, args.epochs.min(3), args.batch_size).await?
             }
@@ -149,7 +178,7 @@ async fn run(args: BenchArgs) -> Result<()> {
                 return Err(Error::invalid(
                     "workload",
                     format!(
-                        "'{other}'; valid: mlp, mlp_bs1, cnn, resnet18, predict, overhead, conv2d_micro, ops_micro, resnet18_convs, cnn_concurrency, service_concurrency, all"
+                        "'{other}'; valid: mlp, mlp_bs1, cnn, resnet18, predict, overhead, conv2d_micro, ops_micro, resnet18_convs, cnn_concurrency, service_concurrency, serve, all"
                     ),
                 ));
             }
