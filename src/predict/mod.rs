@@ -7,6 +7,7 @@ mod images;
 mod input;
 mod model;
 mod registry;
+mod resolve;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -375,3 +375,19 @@ pub fn client_with_token(token: &str) -> reqwest::Client {
         .build()
         .expect("a client")
 }
+
+/// The first `n` rows of the built-in digits data set: 64 raw pixel values (0 to 16) each.
+pub fn digit_rows(n: usize) -> Vec<Vec<f64>> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .take(n)
+        .map(|line| {
+            line.split(',')
+                .take(64)
+                .map(|v| v.parse().unwrap())
+                .collect()
+        })
+        .collect()
+}

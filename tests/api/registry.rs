@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use trainserve::domain::{ResNetDepth, ResNetSpec};
 
-use crate::helpers::{Api, TestApp, decode, digits_spec};
+use crate::helpers::{Api, TestApp, decode, digit_rows, digits_spec};
 use crate::resnet::resnet_formula;
 
 async fn put(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
@@ -22,21 +22,6 @@ async fn put(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
 
 async fn delete(app: &TestApp, path: &str) -> (StatusCode, Value) {
     decode(app.http().delete(app.url(path)).send().await.unwrap()).await
-}
-
-fn digit_rows(n: usize) -> Vec<Vec<f64>> {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .take(n)
-        .map(|line| {
-            line.split(',')
-                .take(64)
-                .map(|v| v.parse().unwrap())
-                .collect()
-        })
-        .collect()
 }
 
 fn labels(answer: &Value) -> Vec<Value> {

@@ -11,22 +11,7 @@ use std::path::PathBuf;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Api, TestApp, decode, digits_spec};
-
-fn digit_rows(n: usize) -> Vec<Vec<f64>> {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/data/digits.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .take(n)
-        .map(|line| {
-            line.split(',')
-                .take(64)
-                .map(|v| v.parse().unwrap())
-                .collect()
-        })
-        .collect()
-}
+use crate::helpers::{Api, TestApp, decode, digit_rows, digits_spec};
 
 /// A service with a digits MLP registered as `digits`.
 async fn digits_model() -> TestApp {
