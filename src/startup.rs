@@ -4,6 +4,7 @@
 mod connections;
 mod file_limit;
 
+use crate::studies::Studies;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -90,6 +91,7 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|err| Error::internal(&format!("binding {}", config.bind), err))?;
+        let studies = Studies::new(store.clone(), jobs.clone(), catalog.clone(), predictor.clone());
         Ok(Application {
             listener,
             state: AppState {
@@ -98,6 +100,7 @@ impl Application {
                 catalog,
                 predictor,
                 gate,
+                studies,
             },
             limits: BodyLimits {
                 json_bytes: config.max_body_bytes,
@@ -132,6 +135,9 @@ impl Application {
         } = self;
         tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "trainserve listening");
         let scheduler = tokio::spawn(state.jobs.clone().run_scheduler());
+        // Study parts that wait for another part (a transfer's source model) are created as
+        // those finish, and at start for any a crash left waiting.
+        tokio::spawn(state.studies.clone().run_advancer());
         tokio::spawn(forget_deleted_models(
             state.jobs.subscribe(),
             state.predictor.clone(),

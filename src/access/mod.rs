@@ -109,6 +109,8 @@ const TOKEN_ROWS_FOR: Duration = Duration::from_secs(1);
 enum OwnedKindKey {
     Job,
     Sweep,
+    Study,
+    LrFind,
     Model,
 }
 
@@ -253,6 +255,8 @@ impl Gate {
         let cached_kind = match kind {
             OwnedKind::Job => Some(OwnedKindKey::Job),
             OwnedKind::Sweep => Some(OwnedKindKey::Sweep),
+            OwnedKind::Study => Some(OwnedKindKey::Study),
+            OwnedKind::LrFind => Some(OwnedKindKey::LrFind),
             OwnedKind::Model => Some(OwnedKindKey::Model),
             OwnedKind::Dataset | OwnedKind::Weights => None,
         };

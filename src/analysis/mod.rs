@@ -13,7 +13,7 @@ mod sweep;
 pub use compare::{
     Comparison, CurvePoint, GapSummary, JobSummary, SpeedSummary, compare_job, overfitting_onset,
 };
-pub use diagnosis::{Finding, RunFacts, diagnose};
+pub use diagnosis::{CHANCE_MULTIPLE, Finding, RunFacts, diagnose};
 pub use disagreements::{Answer, Disagreement, DisagreementSets, disagreements};
 pub use downsample::{StepPoint, downsample};
 pub use pruning::prune_verdict;

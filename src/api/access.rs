@@ -70,6 +70,8 @@ pub(super) fn resource_of(path: &str) -> Option<(OwnedKind, &'static str)> {
         "jobs" => Some((OwnedKind::Job, "job")),
         "models" => Some((OwnedKind::Model, "model")),
         "sweeps" => Some((OwnedKind::Sweep, "sweep")),
+        "studies" => Some((OwnedKind::Study, "study")),
+        "lr-finder" => Some((OwnedKind::LrFind, "learning-rate test")),
         "datasets" => Some((OwnedKind::Dataset, "data set")),
         "weights" => Some((OwnedKind::Weights, "weights")),
         _ => None,

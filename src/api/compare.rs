@@ -7,7 +7,7 @@ use super::AppState;
 use super::error::ApiResult;
 use super::extract::QueryParams;
 use super::jobs::job_id;
-use crate::analysis::{self, Comparison};
+use crate::analysis::Comparison;
 use crate::domain::{Goal, JobId, RankMetric};
 use crate::error::{Error, Result};
 
@@ -79,32 +79,5 @@ pub(super) async fn load(state: &AppState, query: &CompareQuery) -> Result<Compa
     };
     let ids = parse_ids(&query.jobs)?;
     let max_points = query.max_points.unwrap_or(200).clamp(3, 10_000);
-    let mut jobs = Vec::with_capacity(ids.len());
-    for id in ids {
-        let row = state.jobs.get(id).await?;
-        let epochs = state.store.list_epochs(id).await?;
-        let mut summary = analysis::compare_job(
-            id,
-            &row.name,
-            row.status.as_str(),
-            &epochs,
-            metric,
-            goal,
-            max_points,
-        );
-        let layers = state.store.list_layer_grads(id, None).await?;
-        summary.findings = super::diagnosis::findings_for(&row, &epochs, &layers)?;
-        jobs.push(summary);
-    }
-    jobs.sort_by(|a, b| match (a.best_value, b.best_value) {
-        (Some(x), Some(y)) if analysis::better(x, y, goal) => std::cmp::Ordering::Less,
-        (Some(x), Some(y)) if analysis::better(y, x, goal) => std::cmp::Ordering::Greater,
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        _ => std::cmp::Ordering::Equal,
-    });
-    for (i, job) in jobs.iter_mut().enumerate() {
-        job.rank = job.best_value.map(|_| i + 1);
-    }
-    Ok(Comparison { metric, goal, jobs })
+    crate::evidence::comparison(&state.jobs, &state.store, &ids, metric, goal, max_points).await
 }

@@ -43,6 +43,10 @@ async fn view(state: &AppState, row: JobRow) -> Result<JobView> {
         None => None,
     };
     let live = state.jobs.live_progress(row.id);
+    let lr_find = match row.lr_find_id.as_deref().map(str::parse) {
+        Some(Ok(id)) => store.get_lr_find(id).await?,
+        _ => None,
+    };
     JobView::new(
         row,
         JobExtras {
@@ -50,6 +54,7 @@ async fn view(state: &AppState, row: JobRow) -> Result<JobView> {
             live,
             latest,
             best,
+            lr_find,
         },
     )
 }
@@ -60,9 +65,9 @@ pub async fn submit(
     Extension(caller): Extension<Caller>,
     JsonBytes(body): JsonBytes,
 ) -> ApiResult<impl IntoResponse> {
-    let spec = crate::domain::parse_job_spec(&body)?;
+    let submission = crate::domain::parse_job_submission(&body)?;
     state.gate.check_new_jobs(&caller, 1).await?;
-    let row = state.jobs.submit(spec, &caller).await?;
+    let row = state.jobs.submit(submission, &caller).await?;
     let location = format!("/v1/jobs/{}", row.id);
     let body = view(&state, row).await?;
     Ok((

@@ -15,6 +15,8 @@ mod models;
 mod plots;
 mod predict;
 mod prometheus;
+mod lr_finder;
+mod studies;
 mod sweeps;
 mod tokens;
 mod usage;
@@ -22,6 +24,7 @@ mod v2;
 mod views;
 mod weights;
 
+use crate::studies::Studies;
 use std::time::Duration;
 
 use axum::Router;
@@ -55,6 +58,8 @@ pub struct AppState {
     pub predictor: Predictor,
     /// Tokens, scopes, ownership and quotas.
     pub gate: Gate,
+    /// Studies and their reports.
+    pub studies: Studies,
 }
 
 /// Request body limits.
@@ -131,6 +136,21 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/v1/sweeps/{id}/resume", Access::Train),
     ("GET", "/v1/sweeps/{id}/plot.svg", Access::Read),
     ("GET", "/v1/sweeps/{id}/plot.png", Access::Read),
+    ("POST", "/v1/studies", Access::Train),
+    ("GET", "/v1/studies", Access::Read),
+    ("GET", "/v1/studies/{id}", Access::Read),
+    ("DELETE", "/v1/studies/{id}", Access::Train),
+    ("POST", "/v1/studies/{id}/cancel", Access::Train),
+    ("POST", "/v1/studies/{id}/resume", Access::Train),
+    ("GET", "/v1/studies/{id}/report.html", Access::Read),
+    ("GET", "/v1/studies/{id}/report.md", Access::Read),
+    ("GET", "/v1/studies/{id}/report.zip", Access::Read),
+    ("POST", "/v1/lr-finder", Access::Train),
+    ("GET", "/v1/lr-finder", Access::Read),
+    ("GET", "/v1/lr-finder/{id}", Access::Read),
+    ("DELETE", "/v1/lr-finder/{id}", Access::Train),
+    ("GET", "/v1/lr-finder/{id}/plot.svg", Access::Read),
+    ("GET", "/v1/lr-finder/{id}/plot.png", Access::Read),
     ("GET", "/v1/usage", Access::Read),
     ("GET", "/v1/compare", Access::Read),
     ("GET", "/v1/compare/disagreements", Access::Read),
@@ -213,6 +233,21 @@ fn handler(method: &str, path: &str, limits: BodyLimits) -> MethodRouter<AppStat
         ("POST", "/v1/models/{model}/predict") => post(predict::predict),
         ("POST", "/v1/models/{model}/versions/{version}/predict") => post(models::predict_version),
         ("POST", "/v1/echo") => post(echo::echo),
+        ("POST", "/v1/studies") => post(studies::create),
+        ("GET", "/v1/studies") => get(studies::list),
+        ("GET", "/v1/studies/{id}") => get(studies::get),
+        ("DELETE", "/v1/studies/{id}") => delete(studies::delete),
+        ("POST", "/v1/studies/{id}/cancel") => post(studies::cancel),
+        ("POST", "/v1/studies/{id}/resume") => post(studies::resume),
+        ("GET", "/v1/studies/{id}/report.html") => get(studies::report_html),
+        ("GET", "/v1/studies/{id}/report.md") => get(studies::report_md),
+        ("GET", "/v1/studies/{id}/report.zip") => get(studies::report_zip),
+        ("POST", "/v1/lr-finder") => post(lr_finder::create),
+        ("GET", "/v1/lr-finder") => get(lr_finder::list),
+        ("GET", "/v1/lr-finder/{id}") => get(lr_finder::get),
+        ("DELETE", "/v1/lr-finder/{id}") => delete(lr_finder::delete),
+        ("GET", "/v1/lr-finder/{id}/plot.svg") => get(lr_finder::plot_svg),
+        ("GET", "/v1/lr-finder/{id}/plot.png") => get(lr_finder::plot_png),
         ("POST", "/v1/sweeps") => post(sweeps::create),
         ("GET", "/v1/sweeps") => get(sweeps::list),
         ("GET", "/v1/sweeps/{id}") => get(sweeps::get),

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::AppState;
 use super::error::ApiResult;
 use super::extract::{JsonBody, QueryParams};
-use crate::analysis::{self, SweepSummary, TrialResult};
+use crate::analysis::SweepSummary;
 use crate::domain::{Caller, RankMetric, SweepId, SweepSpec};
 use crate::error::{Error, Result};
 use crate::store::SweepRow;
@@ -113,34 +113,7 @@ pub(super) async fn summarize(
     spec: &SweepSpec,
     metric: Option<RankMetric>,
 ) -> Result<SweepSummary> {
-    let metric = metric.unwrap_or(spec.metric);
-    let goal = if metric == spec.metric {
-        spec.goal()
-    } else {
-        metric.natural_goal()
-    };
-    let mut trials = Vec::new();
-    for trial in state.store.list_trials(row.id).await? {
-        let job = state.jobs.get(trial.job_id).await?;
-        let epochs = state.store.list_epochs(job.id).await?;
-        let best = analysis::best_epoch(&epochs, metric, goal);
-        trials.push(TrialResult {
-            index: trial.trial_index,
-            params: serde_json::from_str(&trial.params)
-                .map_err(|err| Error::internal("reading trial params", err))?,
-            repeat: trial.repeat,
-            job_id: job.id,
-            status: job.status.to_string(),
-            best_epoch: best.map(|e| e.epoch),
-            best_value: best.and_then(|e| analysis::metric_value(e, metric)),
-            epochs_done: job.epochs_done,
-            failure: job.failure,
-            pruned: job.pruned,
-            stop_reason: job.stop_reason,
-        });
-    }
-    let axes: Vec<String> = spec.axes.keys().cloned().collect();
-    Ok(analysis::summarize_sweep(metric, goal, &axes, trials))
+    crate::evidence::sweep_summary(&state.jobs, &state.store, row, spec, metric).await
 }
 
 /// The optional `metric` query parameter: a 422 naming it when unknown.

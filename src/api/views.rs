@@ -6,7 +6,7 @@ use crate::catalog::DatasetSummary;
 use crate::domain::{DatasetId, JobId, JobStatus};
 use crate::error::{Error, Result};
 use crate::jobs::LiveProgress;
-use crate::store::{DatasetRow, EpochRow, JobRow};
+use crate::store::{DatasetRow, EpochRow, JobRow, LrFindRow};
 
 /// A job as the API shows it.
 #[derive(Serialize)]
@@ -31,6 +31,9 @@ pub struct JobView {
     pub failure: Option<String>,
     /// The image preprocessing fitted when the job started (mean and std per channel, shapes).
     pub image_preprocessing: Option<serde_json::Value>,
+    /// For a job submitted with `"lr": "auto"`: the rate its range test chose, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr_choice: Option<LrChoiceView>,
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
@@ -73,6 +76,42 @@ pub struct JobExtras {
     pub live: Option<LiveProgress>,
     pub latest: Option<EpochRow>,
     pub best: Option<EpochRow>,
+    /// The range test that chose an `"lr": "auto"` job's rate, once it ran.
+    pub lr_find: Option<LrFindRow>,
+}
+
+/// How an `"lr": "auto"` job's rate is chosen: a range test before its first epoch.
+#[derive(Serialize)]
+pub struct LrChoiceView {
+    /// Whether the test has run and the spec holds the rate it chose.
+    pub chosen: bool,
+    /// The rate chosen.
+    pub lr: Option<f64>,
+    /// Why that rate, in words.
+    pub rule: Option<String>,
+    /// The test (`GET /v1/lr-finder/{id}`).
+    pub lr_find_id: Option<String>,
+    /// Its plot.
+    pub plot: Option<String>,
+}
+
+impl LrChoiceView {
+    fn of(row: &JobRow, test: Option<&LrFindRow>) -> Option<LrChoiceView> {
+        if !row.lr_auto {
+            return None;
+        }
+        let curve = test
+            .and_then(|t| t.curve.as_deref())
+            .and_then(|c| serde_json::from_str::<engine::LrCurve>(c).ok());
+        let spec: Option<engine::spec::JobSpec> = serde_json::from_str(&row.spec).ok();
+        Some(LrChoiceView {
+            chosen: row.lr_find_id.is_some(),
+            lr: row.lr_find_id.as_ref().and(spec.map(|s| s.training.optimizer.lr())),
+            rule: curve.map(|c| c.rule),
+            lr_find_id: row.lr_find_id.clone(),
+            plot: row.lr_find_id.as_ref().map(|id| format!("/v1/lr-finder/{id}/plot.svg")),
+        })
+    }
 }
 
 /// The fitted image pipeline of a job's stored preprocessing, with the network's input shape.
@@ -87,8 +126,16 @@ fn image_preprocessing(stored: Option<&str>) -> Option<serde_json::Value> {
 impl JobView {
     /// Builds the view of a job.
     pub fn new(row: JobRow, extras: JobExtras) -> Result<Self> {
-        let spec = serde_json::from_str(&row.spec)
+        let mut spec: serde_json::Value = serde_json::from_str(&row.spec)
             .map_err(|err| Error::internal("reading a spec", err))?;
+        let lr_choice = LrChoiceView::of(&row, extras.lr_find.as_ref());
+        // Until the test has run, the stored rate is only the optimizer's default.
+        if row.lr_auto
+            && row.lr_find_id.is_none()
+            && let Some(optimizer) = spec.pointer_mut("/training/optimizer")
+        {
+            optimizer["lr"] = serde_json::json!("auto");
+        }
         let live = extras.live.filter(|_| row.status == JobStatus::Running);
         let total = row.epochs_total.max(1) as f64;
         let fraction = match (row.status, live) {
@@ -128,6 +175,7 @@ impl JobView {
             pinned: row.pinned,
             failure: row.failure,
             image_preprocessing: image_preprocessing(row.preprocessing.as_deref()),
+            lr_choice,
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,

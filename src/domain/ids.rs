@@ -55,6 +55,14 @@ uuid_id!(
     /// Identifies uploaded weights.
     WeightsId
 );
+uuid_id!(
+    /// Identifies a study.
+    StudyId
+);
+uuid_id!(
+    /// Identifies a learning-rate range test.
+    LrFindId
+);
 
 impl TryFrom<String> for WeightsId {
     type Error = uuid::Error;
@@ -78,6 +86,20 @@ impl TryFrom<String> for DatasetId {
 }
 
 impl TryFrom<String> for SweepId {
+    type Error = uuid::Error;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl TryFrom<String> for StudyId {
+    type Error = uuid::Error;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl TryFrom<String> for LrFindId {
     type Error = uuid::Error;
     fn try_from(s: String) -> Result<Self, Self::Error> {
         s.parse()

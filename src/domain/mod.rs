@@ -3,10 +3,12 @@
 mod caller;
 mod ids;
 mod json;
+mod lr_find;
 mod pruning;
 mod query;
 mod spec_json;
 mod status;
+mod study;
 mod sweep;
 
 pub use caller::{Caller, QuotaOverrides, Quotas, Scope};
@@ -17,10 +19,12 @@ pub use engine::spec::{
     OptimizerSpec, ResNetDepth, ResNetSpec, ScheduleSpec, Stem, TrainingSpec, TransferMode,
     TransferSpec, Warmup, format_bytes,
 };
-pub use ids::{DatasetId, JobId, SweepId, WeightsId};
+pub use ids::{DatasetId, JobId, LrFindId, StudyId, SweepId, WeightsId};
 pub use json::parse_json;
+pub use lr_find::{LrFindRequest, parse_lr_find_request};
 pub use pruning::{PruningRule, PruningSpec};
 pub use query::{Clause, Field, Op, parse_field, parse_where};
-pub use spec_json::parse_job_spec;
+pub use spec_json::{JobSubmission, parse_job_submission, parse_job_spec};
 pub use status::JobStatus;
+pub use study::{Budget, DataFacts, PartRole, StudyKind, StudyPart, StudyRequest, plan_study, with_source};
 pub use sweep::{Axis, Distribution, Goal, RankMetric, Search, SweepSpec, Trial};

@@ -1,8 +1,57 @@
 //! A job spec from a request body: the JSON rules the engine's spec types cannot state
-//! themselves (every `kind` a string, objects never written as lists), then serde.
+//! themselves (every `kind` a string, objects never written as lists, `"lr": "auto"`), then
+//! serde.
 
 use super::{JobSpec, parse_json};
 use crate::error::{Error, Result};
+
+/// A submitted job spec, and whether its learning rate is left to a range test.
+#[derive(Clone, Debug)]
+pub struct JobSubmission {
+    /// The spec; with `lr_auto`, its rate is the optimizer's default until the test runs.
+    pub spec: JobSpec,
+    /// The spec said `"training": {"optimizer": {"lr": "auto"}}`.
+    pub lr_auto: bool,
+}
+
+impl From<JobSpec> for JobSubmission {
+    fn from(spec: JobSpec) -> Self {
+        JobSubmission {
+            spec,
+            lr_auto: false,
+        }
+    }
+}
+
+const LR_POINTER: &str = "/training/optimizer/lr";
+
+/// Parses a job spec whose `training.optimizer.lr` may be `"auto"`.
+pub fn parse_job_submission(bytes: &[u8]) -> Result<JobSubmission> {
+    let mut value: serde_json::Value = parse_json(bytes)?;
+    let lr_auto = match value.pointer(LR_POINTER) {
+        Some(serde_json::Value::String(text)) if text == "auto" => true,
+        Some(serde_json::Value::String(text)) => {
+            return Err(Error::invalid(
+                "training.optimizer.lr",
+                format!("'{text}' is not a rate; valid: a number with 0 < lr <= 10, or \"auto\" to let a learning-rate range test choose it"),
+            ));
+        }
+        _ => false,
+    };
+    if lr_auto
+        && let Some(optimizer) = value
+            .pointer_mut("/training/optimizer")
+            .and_then(|o| o.as_object_mut())
+    {
+        // The optimizer's default rate stands in until the test has chosen.
+        optimizer.remove("lr");
+    }
+    let bytes = serde_json::to_vec(&value).map_err(|err| Error::internal("encoding a spec", err))?;
+    Ok(JobSubmission {
+        spec: parse_job_spec(&bytes)?,
+        lr_auto,
+    })
+}
 
 /// Parses a job spec from a JSON body: a 400 for malformed JSON, a 422 naming the field
 /// for a wrong or unknown one (including a `kind` that is not a string).

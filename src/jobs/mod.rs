@@ -6,6 +6,7 @@ mod disk_reserve;
 mod epoch_writer;
 mod intact;
 mod live;
+mod lr_finder;
 mod orphans;
 mod pruning;
 mod readiness;
@@ -32,7 +33,7 @@ pub use sweeps::SweepPlan;
 pub use usage::Usage;
 
 use crate::catalog::Catalog;
-use crate::domain::{Caller, DataShape, DatasetId, JobId, JobSpec, SweepId};
+use crate::domain::{Caller, DataShape, DatasetId, JobId, JobSpec, JobSubmission, SweepId};
 use crate::error::{Error, Result};
 use crate::store::{CancelOutcome, JobRow, NewJob, OwnedKind, RecoveryReport, Store};
 use engine::InterruptReason;
@@ -93,6 +94,8 @@ struct Inner {
     reserve: disk_reserve::DiskReserve,
     events: broadcast::Sender<JobEvent>,
     stopping: watch::Sender<bool>,
+    /// Range tests asked for over HTTP run at most this many at once.
+    range_tests: tokio::sync::Semaphore,
 }
 
 fn now_ms() -> i64 {
@@ -111,6 +114,7 @@ impl Jobs {
         let (events, _) = broadcast::channel(1024);
         let (stopping, _) = watch::channel(false);
         let reserve = disk_reserve::DiskReserve::new(&config.data_dir);
+        let range_tests = config.worker_slots.max(1);
         Jobs {
             inner: Arc::new(Inner {
                 store,
@@ -122,15 +126,22 @@ impl Jobs {
                 reserve,
                 events,
                 stopping,
+                range_tests: tokio::sync::Semaphore::new(range_tests),
             }),
         }
     }
 
     /// Validates a spec, fills in what it leaves open (data set id, seed) and queues it as
-    /// `caller`'s job. The data set and any transfer source must be the caller's to see.
-    pub async fn submit(&self, spec: JobSpec, caller: &Caller) -> Result<JobRow> {
+    /// `caller`'s job; with `"lr": "auto"` its worker runs a range test first. The data set and any transfer source must be the caller's to see.
+    pub async fn submit(
+        &self,
+        submission: impl Into<JobSubmission>,
+        caller: &Caller,
+    ) -> Result<JobRow> {
         self.refuse_when_stopping()?;
-        let job = self.new_job(spec, None, caller).await?;
+        let submission = submission.into();
+        let mut job = self.new_job(submission.spec, None, caller).await?;
+        job.lr_auto = submission.lr_auto;
         let row = self.inner.store.insert_job(&job).await?;
         tracing::info!(job_id = %row.id, name = %row.name, "job queued");
         self.publish(JobEvent::status(&row));
@@ -219,6 +230,7 @@ impl Jobs {
             epochs_total: i64::from(spec.training.epochs),
             sweep_id,
             owner: caller.owner.clone(),
+            lr_auto: false,
         })
     }
 
@@ -354,6 +366,10 @@ impl Jobs {
             .store
             .recover_interrupted_jobs(i64::MAX, i64::from(self.inner.config.max_attempts))
             .await?;
+        let tests = self.inner.store.fail_interrupted_lr_finds().await?;
+        if tests > 0 {
+            tracing::warn!(count = tests, "learning-rate tests interrupted by a previous stop marked failed");
+        }
         if !report.requeued.is_empty() || !report.failed.is_empty() || !report.cancelled.is_empty()
         {
             tracing::warn!(

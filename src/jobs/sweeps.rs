@@ -1,7 +1,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::Jobs;
-use crate::domain::{Caller, JobStatus, SweepId, SweepSpec, Trial};
+use crate::domain::{Caller, JobStatus, StudyId, SweepId, SweepSpec, Trial};
 use crate::error::{Error, Result};
 use crate::store::{NewTrial, OwnedKind, SweepRow, TrialReplacement};
 
@@ -17,6 +17,17 @@ impl Jobs {
     /// Expands a sweep into trials and queues each as an ordinary job, all in one transaction.
     /// The sweep and its jobs belong to `caller`.
     pub async fn create_sweep(&self, spec: SweepSpec, caller: &Caller) -> Result<SweepPlan> {
+        self.create_sweep_for(spec, caller, None).await
+    }
+
+    /// [`Jobs::create_sweep`], recording the sweep as a study's part in the same transaction
+    /// when `study` names one (a part already created is a conflict).
+    pub async fn create_sweep_for(
+        &self,
+        spec: SweepSpec,
+        caller: &Caller,
+        study: Option<(StudyId, &str)>,
+    ) -> Result<SweepPlan> {
         self.refuse_when_stopping()?;
         let trials = spec.expand()?;
         self.check_sweep_quotas(&trials, caller, spec.dry_run)
@@ -64,6 +75,7 @@ impl Jobs {
                 i64::from(spec.max_concurrent),
                 &rows,
                 caller.owner.as_deref(),
+                study,
             )
             .await?;
         tracing::info!(sweep_id = %id, trials = rows.len(), "sweep queued");

@@ -88,6 +88,21 @@ impl Jobs {
         } else {
             None
         };
+        let data = Arc::new(data);
+        // A restart after the choice finds it in the stored spec and does not test again.
+        let spec = if job.lr_auto && job.lr_find_id.is_none() && resume.is_none() {
+            match self
+                .choose_lr(claim, spec, data.clone(), backbone.clone())
+                .await
+            {
+                Ok(Some(spec)) => spec,
+                Ok(None) => return Ok(Ending::LeaseLost),
+                Err(Error::Unavailable { .. }) if self.is_stopping() => return Ok(Ending::Requeue),
+                Err(err) => return Err(err),
+            }
+        } else {
+            spec
+        };
 
         let pruning = self.pruning_plan(job).await?;
         let live = self.inner.live.register(job.id);
@@ -302,7 +317,7 @@ impl Jobs {
 /// Runs a job's training within `threads` cores: its own rayon pool (where candle's matrix
 /// products and the kernels split their work) and the kernels' thread budget, so jobs in
 /// different worker slots do not compete for the same cores.
-fn within_budget<R>(threads: usize, train: impl FnOnce() -> R + Send) -> R
+pub(super) fn within_budget<R>(threads: usize, train: impl FnOnce() -> R + Send) -> R
 where
     R: Send,
 {

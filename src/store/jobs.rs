@@ -61,6 +61,10 @@ pub struct JobRow {
     pub sweep_id: OptionalSweepId,
     /// Kept by the age retention however old it is.
     pub pinned: bool,
+    /// Submitted with `"lr": "auto"`: a range test picks the rate before the first epoch.
+    pub lr_auto: bool,
+    /// The range test that chose the rate, once it has.
+    pub lr_find_id: Option<String>,
 }
 
 /// A sweep id that may be absent (a newtype so the row can convert it).
@@ -93,6 +97,8 @@ pub struct NewJob {
     pub sweep_id: Option<SweepId>,
     /// Who it belongs to; none when the service has no tokens.
     pub owner: Option<String>,
+    /// Its rate is left to a range test before the first epoch (`"lr": "auto"`).
+    pub lr_auto: bool,
 }
 
 /// A worker's claim on a job: the job plus the fencing token every later write must carry.
@@ -168,7 +174,7 @@ pub struct RecoveryReport {
 
 pub(super) const JOB_COLUMNS: &str = "id, name, dataset_id, spec, status, priority, attempt, lease_epoch, \
     cancel_requested, epochs_total, epochs_done, preprocessing, failure, best_epoch, best_val_acc, \
-    best_val_loss, stopped_early_epoch, stop_reason, pruned, created_at, started_at, finished_at, updated_at, sweep_id, pinned";
+    best_val_loss, stopped_early_epoch, stop_reason, pruned, created_at, started_at, finished_at, updated_at, sweep_id, pinned, lr_auto, lr_find_id";
 
 impl Store {
     /// Inserts a job as `queued`: from here on it is durable.
@@ -303,8 +309,8 @@ pub(super) async fn insert_job_with<'e, E: sqlx::SqliteExecutor<'e>>(
     job: &NewJob,
 ) -> Result<JobRow> {
     let sql = format!(
-        "INSERT INTO jobs (id, seq, name, dataset_id, spec, status, priority, epochs_total, sweep_id, owner, created_at, updated_at) \
-         VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, 'queued', ?, ?, ?, ?, {NOW}, {NOW}) \
+        "INSERT INTO jobs (id, seq, name, dataset_id, spec, status, priority, epochs_total, sweep_id, owner, lr_auto, created_at, updated_at) \
+         VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, ?, 'queued', ?, ?, ?, ?, ?, {NOW}, {NOW}) \
          RETURNING {JOB_COLUMNS}"
     );
     sqlx::query_as::<_, JobRow>(&sql)
@@ -316,6 +322,7 @@ pub(super) async fn insert_job_with<'e, E: sqlx::SqliteExecutor<'e>>(
         .bind(job.epochs_total)
         .bind(job.sweep_id.map(|s| s.to_string()))
         .bind(&job.owner)
+        .bind(job.lr_auto)
         // Read to the end, so a failed autocommit is reported (see the module's documentation).
         .fetch_all(executor)
         .await

@@ -19,10 +19,12 @@ mod epochs;
 mod job_lifecycle;
 mod jobs;
 mod layers;
+mod lr_finds;
 mod models;
 mod owners;
 mod retention;
 mod steps;
+mod studies;
 mod sweeps;
 mod tokens;
 mod usage;
@@ -42,9 +44,11 @@ pub use jobs::{
     CancelOutcome, Claim, JobFilter, JobRow, JobSort, NewJob, OptionalSweepId, RecoveryReport,
 };
 pub use layers::LayerGradRow;
+pub use lr_finds::{LrFindRow, NewLrFind};
 pub use models::{ModelAliasRow, ModelNameRow, ModelVersionRow, NewModelVersion};
 pub use owners::{OwnedKind, Ownership};
 pub use steps::StepBatch;
+pub use studies::{NewStudy, StudyRow};
 pub use sweeps::{NewTrial, SweepRow, TrialReplacement, TrialRow};
 pub use tokens::TokenRow;
 pub use usage::{JobUsageRow, UsageFilter, UsageTotals, WeightsUsageRow};

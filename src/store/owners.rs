@@ -10,6 +10,10 @@ pub enum OwnedKind {
     Job,
     /// A sweep.
     Sweep,
+    /// A study.
+    Study,
+    /// A learning-rate range test.
+    LrFind,
     /// A data set, by id or name.
     Dataset,
     /// Uploaded weights, by id or name.
@@ -33,6 +37,8 @@ impl Store {
         let sql = match kind {
             OwnedKind::Job => "SELECT owner, 0 FROM jobs WHERE id = ?1",
             OwnedKind::Sweep => "SELECT owner, 0 FROM sweeps WHERE id = ?1",
+            OwnedKind::Study => "SELECT owner, 0 FROM studies WHERE id = ?1",
+            OwnedKind::LrFind => "SELECT owner, 0 FROM lr_finds WHERE id = ?1",
             OwnedKind::Dataset => {
                 "SELECT owner, public FROM datasets WHERE id = ?1 OR name = ?1 LIMIT 1"
             }

@@ -3,8 +3,8 @@ use sqlx::FromRow;
 use super::epochs::EPOCH_COLUMNS;
 use super::jobs::insert_job_with;
 use super::{EpochRow, NOW, NewJob, Store, db_error};
-use crate::domain::{JobId, SweepId};
-use crate::error::Result;
+use crate::domain::{JobId, StudyId, SweepId};
+use crate::error::{Error, Result};
 
 /// A sweep as stored.
 #[derive(Clone, Debug, FromRow)]
@@ -60,7 +60,9 @@ pub struct TrialReplacement {
 }
 
 impl Store {
-    /// Records a sweep, its trials and their queued jobs in one transaction.
+    /// Records a sweep, its trials and their queued jobs in one transaction; with `study`, also
+    /// that the sweep is that study's part (a part already created makes the whole insert fail
+    /// with a conflict, so a part's sweep is created once).
     pub async fn insert_sweep(
         &self,
         id: SweepId,
@@ -69,6 +71,7 @@ impl Store {
         max_concurrent: i64,
         trials: &[NewTrial],
         owner: Option<&str>,
+        study: Option<(StudyId, &str)>,
     ) -> Result<SweepRow> {
         let mut tx = self
             .writer
@@ -88,6 +91,23 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .map_err(db_error("inserting a sweep"))?;
+        if let Some((study, part)) = study {
+            let inserted = sqlx::query(&format!(
+                "INSERT INTO study_parts (study_id, part, sweep_id, created_at) VALUES (?, ?, ?, {NOW}) \
+                 ON CONFLICT DO NOTHING"
+            ))
+            .bind(study.to_string())
+            .bind(part)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error("recording a study part"))?;
+            if inserted.rows_affected() == 0 {
+                return Err(Error::Conflict {
+                    message: format!("the study's part '{part}' was already created"),
+                });
+            }
+        }
         for trial in trials {
             insert_job_with(&mut *tx, &trial.job).await?;
             sqlx::query("INSERT INTO trials (sweep_id, trial_index, params, repeat, job_id) VALUES (?, ?, ?, ?, ?)")

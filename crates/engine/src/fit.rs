@@ -113,13 +113,13 @@ pub enum Start<'a> {
 }
 
 /// The model and the state around it that a checkpoint restores.
-struct Trainer<'a> {
+pub(crate) struct Trainer<'a> {
     spec: &'a JobSpec,
-    path: TrainingPath,
+    pub(crate) path: TrainingPath,
     device: Device,
     schedule: Schedule,
     early_stopping: Option<EarlyStopping>,
-    batch_size: usize,
+    pub(crate) batch_size: usize,
     steps_per_epoch: u64,
 }
 
@@ -206,7 +206,7 @@ pub fn fit(
 impl<'a> Trainer<'a> {
     /// A fresh trainer, or one restored from a checkpoint; also returns the first epoch to run
     /// and, for a pretrained backbone, the splits as its features (what the loop then uses).
-    fn start(
+    pub(crate) fn start(
         spec: &'a JobSpec,
         data: &PreparedData,
         start: Start,

@@ -14,6 +14,7 @@
 //! - [`InferenceNetwork`] (`inference`): a checkpoint loaded for serving, on the fastest path.
 //! - The loop: [`fit`] with `training_path` (candle or fused), `schedule`, `monitor` (early
 //!   stopping), `grads` and `metrics`; [`Interrupter`] stops it between batches.
+//! - [`find_lr`] (`lr_find`): the learning-rate range test on a throwaway copy of the model.
 //! - [`checkpoint`]: a run's state as safetensors, written atomically and verified on read;
 //!   [`weights`]: reading uploaded safetensors.
 //! - [`error`]: [`EngineError`], in the engine's terms (a spec path, never an HTTP status).
@@ -35,6 +36,7 @@ mod image_prep;
 mod inference;
 mod init;
 mod interrupt;
+mod lr_find;
 mod training_path;
 
 mod metrics;
@@ -57,6 +59,9 @@ pub use fit::{EpochReport, FitOutcome, Progress, Start, TrainError, fit};
 pub use image_prep::{Crop, ImagePipeline};
 pub use inference::InferenceNetwork;
 pub use interrupt::{InterruptReason, Interrupter};
+pub use lr_find::{
+    LrCurve, LrFindSettings, LrFindStop, LrPoint, MAX_LR_FIND_STEPS, MIN_LR_FIND_RATE, find_lr, suggest,
+};
 pub use metrics::{EpochMetrics, LayerStats};
 pub(crate) use mlp::ParamInfo;
 pub use mlp::{Mlp, Mode};

@@ -11,6 +11,7 @@ mod gallery;
 mod gradients;
 mod heatmap;
 mod layout;
+mod lr_finder;
 mod noise;
 mod overlay;
 #[cfg(test)]
@@ -24,6 +25,7 @@ mod text;
 pub use curves::learning_curves;
 pub use gallery::{SampleTile, TileSection, disagreement_grid};
 pub use gradients::gradient_norms;
+pub use lr_finder::lr_finder_chart;
 pub use noise::{NoiseSeries, step_noise};
 pub use overlay::overlay_curves;
 pub use sweep::sweep_chart;

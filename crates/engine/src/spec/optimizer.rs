@@ -134,6 +134,16 @@ impl OptimizerSpec {
         }
     }
 
+    /// Sets the learning rate, whatever the kind.
+    pub fn set_lr(&mut self, rate: f64) {
+        match self {
+            OptimizerSpec::Sgd { lr, .. }
+            | OptimizerSpec::Adam { lr, .. }
+            | OptimizerSpec::Adamw { lr, .. }
+            | OptimizerSpec::Rmsprop { lr, .. } => *lr = rate,
+        }
+    }
+
     /// Rejects impossible values, naming the field.
     pub(super) fn validate(&self) -> Result<()> {
         let lr = self.lr();
