@@ -201,6 +201,16 @@ impl Client {
         self.send(self.request(Method::POST, path)).await
     }
 
+    /// `POST path` with a multipart form.
+    pub(crate) async fn post_form(
+        &self,
+        path: &str,
+        form: reqwest::multipart::Form,
+    ) -> Result<Answer, CliError> {
+        self.send(self.request(Method::POST, path).multipart(form))
+            .await
+    }
+
     /// `GET path` whose body is read as it arrives (an event stream); an error status is read
     /// whole and returned as an error.
     pub(crate) async fn open_stream(&self, path: &str) -> Result<Response, CliError> {

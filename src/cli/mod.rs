@@ -6,25 +6,31 @@
 //! - `client.rs`: the HTTP client, the connection flags, and [`CliError`] with its exit code.
 //! - `events.rs`: the server-sent-events reader; `follow.rs`: a job followed to its end with
 //!   a progress bar.
-//! - `jobs.rs` (submit, watch, cancel), `list.rs` (jobs): one command group each; `table.rs`:
-//!   the text tables they print.
+//! - `jobs.rs` (submit, watch, cancel), `list.rs` (jobs), `compare.rs`, `predict.rs`,
+//!   `sweep.rs`: one command group each; `table.rs`: the text tables they print.
 //!
 //! Exit codes that scripts can rely on: 0 succeeded, 1 failed (a job or trial failed or was
 //! cancelled, or the server failed the request with a 5xx), 2 bad input (the server answered
 //! 4xx, or a local file or flag cannot be used), 3 the server cannot be reached.
 
 mod client;
+mod compare;
 mod events;
 mod follow;
 mod jobs;
 mod list;
+mod predict;
+mod sweep;
 mod table;
 
 use std::process::ExitCode;
 
 pub use client::Connection;
+pub use compare::CompareArgs;
 pub use jobs::{CancelArgs, SubmitArgs, WatchArgs};
 pub use list::JobsArgs;
+pub use predict::PredictArgs;
+pub use sweep::SweepArgs;
 
 use client::{CliError, Client};
 
@@ -39,6 +45,12 @@ pub enum ClientCommand {
     Watch(WatchArgs),
     /// Cancel a queued or running job.
     Cancel(CancelArgs),
+    /// Rank jobs by their best epoch, with generalization gaps, speed and findings.
+    Compare(CompareArgs),
+    /// Predict with a job's checkpoint or a registry model, from CSV rows or images.
+    Predict(PredictArgs),
+    /// Create a sweep from a JSON spec file; `--watch` follows its trials to their end.
+    Sweep(SweepArgs),
 }
 
 /// How a command that ran to completion turned out.
@@ -57,6 +69,9 @@ impl ClientCommand {
             ClientCommand::Jobs(_) => "jobs",
             ClientCommand::Watch(_) => "watch",
             ClientCommand::Cancel(_) => "cancel",
+            ClientCommand::Compare(_) => "compare",
+            ClientCommand::Predict(_) => "predict",
+            ClientCommand::Sweep(_) => "sweep",
         }
     }
 
@@ -66,6 +81,9 @@ impl ClientCommand {
             ClientCommand::Jobs(args) => &args.connection,
             ClientCommand::Watch(args) => &args.connection,
             ClientCommand::Cancel(args) => &args.connection,
+            ClientCommand::Compare(args) => &args.connection,
+            ClientCommand::Predict(args) => &args.connection,
+            ClientCommand::Sweep(args) => &args.connection,
         }
     }
 }
@@ -102,5 +120,8 @@ async fn dispatch(command: ClientCommand) -> Result<Outcome, CliError> {
         ClientCommand::Jobs(args) => list::jobs(&client, &args).await,
         ClientCommand::Watch(args) => jobs::watch(&client, &args).await,
         ClientCommand::Cancel(args) => jobs::cancel(&client, &args).await,
+        ClientCommand::Compare(args) => compare::compare(&client, &args).await,
+        ClientCommand::Predict(args) => predict::predict(&client, &args).await,
+        ClientCommand::Sweep(args) => sweep::sweep(&client, &args).await,
     }
 }

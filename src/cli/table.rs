@@ -65,6 +65,15 @@ pub(crate) fn seconds(value: &Value) -> String {
     }
 }
 
+/// Any JSON value as a cell: strings without quotes, `-` for null.
+pub(crate) fn cell(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_string(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// `text` cut to `max` characters, the cut marked with `…`.
 pub(crate) fn shorten(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
