@@ -12,6 +12,9 @@ use super::client::{CliError, Client};
 use super::events::EventStream;
 use super::table::{metric, seconds};
 
+/// The most epochs printed of those committed before the watch began.
+const MAX_MISSED_EPOCHS: usize = 20;
+
 /// Times in a row a stream may close or break before the job ended before giving up.
 const MAX_RECONNECTS: u32 = 5;
 
@@ -173,6 +176,26 @@ impl Watch {
         self.printed_epoch = self.printed_epoch.max(epoch);
     }
 
+    /// Prints the epochs committed while no stream was open (before the watch began, or
+    /// while it reconnected), the latest [`MAX_MISSED_EPOCHS`] of them at most.
+    fn print_missed_epochs(&mut self, id: &str, epochs: &Value) {
+        let missed: Vec<&Value> = epochs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|epoch| epoch["epoch"].as_i64().unwrap_or(0) > self.printed_epoch)
+            .collect();
+        let skipped = missed.len().saturating_sub(MAX_MISSED_EPOCHS);
+        if skipped > 0 && self.print_epochs {
+            self.print(&format!(
+                "... {skipped} earlier epochs (all of them: GET /v1/jobs/{id}/metrics)"
+            ));
+        }
+        for epoch in &missed[skipped..] {
+            self.print_epoch(epoch);
+        }
+    }
+
     fn show_status(&self, status: &str, queue_position: &Value) {
         let message = match (status, queue_position.as_i64()) {
             ("queued", Some(ahead)) => format!("queued, {}", jobs_ahead(ahead)),
@@ -200,11 +223,8 @@ async fn read_stream(client: &Client, id: &str, watch: &mut Watch) -> Result<(),
                 }
                 let done = data["progress"]["epochs_done"].as_i64().unwrap_or(0);
                 if done > watch.printed_epoch {
-                    // Epochs committed before this connection: read them all, in order.
                     let metrics = client.get(&format!("/v1/jobs/{id}/metrics"), &[]).await?;
-                    for epoch in metrics["epochs"].as_array().into_iter().flatten() {
-                        watch.print_epoch(epoch);
-                    }
+                    watch.print_missed_epochs(id, &metrics["epochs"]);
                 }
                 watch
                     .bar
