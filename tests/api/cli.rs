@@ -305,6 +305,63 @@ async fn predict_sends_csv_rows_and_prints_a_label_per_row() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predict_sends_images_as_a_form_and_names_each_row_by_its_file() {
+    let app = TestApp::spawn().await;
+    let id = finished_job(&app, 0.001).await;
+    let dir = tempfile::tempdir().unwrap();
+    // digits are 8x8 grayscale images in units of 0 to 16; a PNG holds them as 0 to 255.
+    let rows = digit_rows(2);
+    let mut files = Vec::new();
+    for (index, row) in rows.iter().enumerate() {
+        let image = image::GrayImage::from_fn(8, 8, |x, y| {
+            image::Luma([(row[(y * 8 + x) as usize] / 16.0 * 255.0).round() as u8])
+        });
+        let path = dir.path().join(format!("digit{index}.png"));
+        image.save(&path).unwrap();
+        files.push(path.to_str().unwrap().to_string());
+    }
+    let (_, direct) = app
+        .post(
+            &format!("/v1/models/{id}/predict"),
+            json!({ "inputs": rows }),
+        )
+        .await;
+
+    let output = trainserve(
+        &app.base,
+        &[
+            "predict", &id, "--image", &files[0], "--image", &files[1], "--json",
+        ],
+    )
+    .await;
+    let text = trainserve(&app.base, &["predict", &id, "--image", &files[1]]).await;
+    let not_an_image = trainserve(&app.base, &["predict", &id, "--image", file!()]).await;
+
+    let (exit, streams) = code(&output);
+    assert_eq!(exit, Some(0), "{streams}");
+    let answer: Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    for row in 0..2 {
+        assert_eq!(
+            answer["predictions"][row]["label"], direct["predictions"][row]["label"],
+            "the image of row {row} reads as its row: {answer}"
+        );
+    }
+    let (exit, streams) = code(&text);
+    assert_eq!(exit, Some(0), "{streams}");
+    let label = direct["predictions"][1]["label"].to_string();
+    assert!(
+        stdout(&text).contains(&format!("{}  {label}  ", files[1])),
+        "{streams}"
+    );
+    let (exit, streams) = code(&not_an_image);
+    assert_eq!(exit, Some(2), "{streams}");
+    assert!(
+        stderr(&not_an_image).contains("(field image[0])"),
+        "{streams}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compare_ranks_two_jobs_and_prints_their_findings() {
     let app = TestApp::spawn().await;
     let good = finished_job(&app, 0.001).await;
