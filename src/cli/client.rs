@@ -22,14 +22,14 @@ pub struct Connection {
         env = "TRAINSERVE_SERVER",
         default_value = "http://127.0.0.1:8080"
     )]
-    pub server: String,
+    pub(crate) server: String,
     /// An API token, sent as `Authorization: Bearer <token>`; needed once the service has
     /// tokens (`trainserve tokens create`).
     #[arg(long, env = "TRAINSERVE_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
     /// Print the server's JSON instead of text, for piping; errors too, on standard error.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 /// Why a command could not do what it was asked.

@@ -12,16 +12,16 @@ use super::table::{Table, cell, metric, seconds, shorten};
 pub struct CompareArgs {
     /// The jobs' ids (1 to 100).
     #[arg(required = true)]
-    pub ids: Vec<String>,
+    pub(crate) ids: Vec<String>,
     /// Rank by this metric at each job's best epoch of it: val_acc (the server's default),
     /// val_loss, test_acc, test_loss, train_acc, train_loss, ...
     #[arg(long)]
-    pub metric: Option<String>,
+    pub(crate) metric: Option<String>,
     /// max or min: whether higher or lower is better (default: the metric's natural goal).
     #[arg(long)]
-    pub goal: Option<String>,
+    pub(crate) goal: Option<String>,
     #[command(flatten)]
-    pub connection: Connection,
+    pub(crate) connection: Connection,
 }
 
 /// Prints the ranking, then what the diagnosis finds about each job.
@@ -35,9 +35,9 @@ pub(crate) async fn compare(client: &Client, args: &CompareArgs) -> Result<Outco
     }
     let comparison = client.get("/v1/compare", &query).await?;
     if args.connection.json {
-        println!("{comparison}");
+        outln!("{comparison}");
     } else {
-        print!("{}", render(&comparison));
+        out!("{}", render(&comparison));
     }
     Ok(Outcome::Succeeded)
 }

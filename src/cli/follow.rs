@@ -162,7 +162,7 @@ impl Watch {
 
     /// Prints a line on standard output without tearing the bar.
     fn print(&self, line: &str) {
-        self.bar.suspend(|| println!("{line}"));
+        self.bar.suspend(|| outln!("{line}"));
     }
 
     fn print_epoch(&mut self, metrics: &Value) {

@@ -12,31 +12,31 @@ use super::follow::{follow_job, jobs_ahead, outcome_of, summary};
 #[derive(Clone, Debug, clap::Args)]
 pub struct SubmitArgs {
     /// The job spec, a JSON file as `POST /v1/jobs` takes it (`-` reads standard input).
-    pub spec: PathBuf,
+    pub(crate) spec: PathBuf,
     /// Follow the job to its end; the exit code then says how it ended (0 succeeded, 1 failed
     /// or cancelled).
     #[arg(long)]
-    pub watch: bool,
+    pub(crate) watch: bool,
     #[command(flatten)]
-    pub connection: Connection,
+    pub(crate) connection: Connection,
 }
 
 /// `trainserve watch ID`
 #[derive(Clone, Debug, clap::Args)]
 pub struct WatchArgs {
     /// The job's id.
-    pub id: String,
+    pub(crate) id: String,
     #[command(flatten)]
-    pub connection: Connection,
+    pub(crate) connection: Connection,
 }
 
 /// `trainserve cancel ID`
 #[derive(Clone, Debug, clap::Args)]
 pub struct CancelArgs {
     /// The job's id.
-    pub id: String,
+    pub(crate) id: String,
     #[command(flatten)]
-    pub connection: Connection,
+    pub(crate) connection: Connection,
 }
 
 /// Submits the spec; with `--watch`, follows the job to its end.
@@ -53,13 +53,13 @@ pub(crate) async fn submit(client: &Client, args: &SubmitArgs) -> Result<Outcome
         return watch_to_end(client, id, json).await;
     }
     if json {
-        println!("{created}");
+        outln!("{created}");
     } else {
         let position = match created["queue_position"].as_i64() {
             Some(ahead) => format!(", {}", jobs_ahead(ahead)),
             None => String::new(),
         };
-        println!(
+        outln!(
             "job {id} ({}) {}{position}",
             created["name"].as_str().unwrap_or(""),
             created["status"].as_str().unwrap_or("queued")
@@ -79,12 +79,12 @@ pub(crate) async fn cancel(client: &Client, args: &CancelArgs) -> Result<Outcome
     let path = format!("/v1/jobs/{}/cancel", segment(&args.id));
     let answer = client.post_empty(&path).await?;
     if args.connection.json {
-        println!("{}", answer.body);
+        outln!("{}", answer.body);
     } else if answer.status == StatusCode::OK {
-        println!("job {} cancelled", args.id);
+        outln!("job {} cancelled", args.id);
     } else {
         // 202: the job is running and stops at its next batch.
-        println!(
+        outln!(
             "job {} is stopping: it ends within one batch, keeping the checkpoints of the epochs it finished",
             args.id
         );
@@ -95,9 +95,9 @@ pub(crate) async fn cancel(client: &Client, args: &CancelArgs) -> Result<Outcome
 async fn watch_to_end(client: &Client, id: &str, json: bool) -> Result<Outcome, CliError> {
     let job = follow_job(client, id, !json).await?;
     if json {
-        println!("{job}");
+        outln!("{job}");
     } else {
-        println!("{}", summary(&job));
+        outln!("{}", summary(&job));
     }
     Ok(outcome_of(&job))
 }

@@ -14,36 +14,36 @@ pub struct JobsArgs {
     /// Only jobs in these statuses, comma-separated: queued, running, succeeded, failed,
     /// cancelled.
     #[arg(long)]
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Only jobs on this data set, by name or id.
     #[arg(long)]
-    pub dataset: Option<String>,
+    pub(crate) dataset: Option<String>,
     /// Only jobs whose name contains this text.
     #[arg(long)]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Only the jobs of this sweep, by id.
     #[arg(long)]
-    pub sweep: Option<String>,
+    pub(crate) sweep: Option<String>,
     /// Run search, e.g. 'best.val_acc > 0.9 and params.training.optimizer.lr = 0.01'.
     #[arg(long = "where")]
-    pub conditions: Option<String>,
+    pub(crate) conditions: Option<String>,
     /// Order by a search field, optionally with a direction: 'best.val_acc desc'.
     #[arg(long)]
-    pub order_by: Option<String>,
+    pub(crate) order_by: Option<String>,
     /// Sort key: created_at (the server's default), best_val_acc, name or status.
     #[arg(long)]
-    pub sort: Option<String>,
+    pub(crate) sort: Option<String>,
     /// asc or desc (the server's default).
     #[arg(long)]
-    pub order: Option<String>,
+    pub(crate) order: Option<String>,
     /// Jobs per page, 1 to 500 (the server's default is 50).
     #[arg(long)]
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// Jobs to skip.
     #[arg(long)]
-    pub offset: Option<u64>,
+    pub(crate) offset: Option<u64>,
     #[command(flatten)]
-    pub connection: Connection,
+    pub(crate) connection: Connection,
 }
 
 impl JobsArgs {
@@ -77,7 +77,7 @@ impl JobsArgs {
 pub(crate) async fn jobs(client: &Client, args: &JobsArgs) -> Result<Outcome, CliError> {
     let page = client.get("/v1/jobs", &args.query()).await?;
     if args.connection.json {
-        println!("{page}");
+        outln!("{page}");
         return Ok(Outcome::Succeeded);
     }
     let jobs = page["jobs"]
@@ -101,7 +101,7 @@ pub(crate) async fn jobs(client: &Client, args: &JobsArgs) -> Result<Outcome, Cl
             job["created_at"].as_str().unwrap_or("").to_string(),
         ]);
     }
-    print!("{}", table.render());
+    out!("{}", table.render());
     let offset = page["offset"].as_i64().unwrap_or(0);
     let total = page["total"].as_i64().unwrap_or(0);
     let mut footer = if jobs.is_empty() {
@@ -116,7 +116,7 @@ pub(crate) async fn jobs(client: &Client, args: &JobsArgs) -> Result<Outcome, Cl
     if let Some(next) = page["next_offset"].as_i64() {
         footer.push_str(&format!("; --offset {next} for more"));
     }
-    println!("{footer}");
+    outln!("{footer}");
     Ok(Outcome::Succeeded)
 }
 

@@ -13,6 +13,16 @@
 //! cancelled, or the server failed the request with a 5xx), 2 bad input (the server answered
 //! 4xx, or a local file or flag cannot be used), 3 the server cannot be reached.
 
+/// `print!` for the commands: see [`write_out`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::cli::write_out(format_args!($($arg)*)) };
+}
+
+/// `println!` for the commands: see [`write_out`].
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::cli::write_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 mod client;
 mod compare;
 mod events;
@@ -85,6 +95,21 @@ impl ClientCommand {
             ClientCommand::Predict(args) => &args.connection,
             ClientCommand::Sweep(args) => &args.connection,
         }
+    }
+}
+
+/// Writes on standard output. When the reader has gone (`trainserve jobs | head -1`), the
+/// command ends there with exit code 0, since the reader took what it wanted; `print!` would
+/// panic instead.
+pub(crate) fn write_out(text: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_fmt(text)
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        std::process::exit(0);
     }
 }
 

@@ -15,22 +15,22 @@ use super::table::{Table, cell, metric};
 #[command(group(clap::ArgGroup::new("source").required(true).args(["input", "image"])))]
 pub struct PredictArgs {
     /// A job's id, or a registry model: `name`, `name@alias` or `name/versions/N`.
-    pub model: String,
+    pub(crate) model: String,
     /// A CSV of raw feature values, one row per line in the data set's column order; a header
     /// line is skipped (`-` reads standard input).
     #[arg(long)]
-    pub input: Option<PathBuf>,
+    pub(crate) input: Option<PathBuf>,
     /// A PNG or JPEG image, for models trained on images; repeat for more.
     #[arg(long)]
-    pub image: Vec<PathBuf>,
+    pub(crate) image: Vec<PathBuf>,
     /// A job's checkpoint: best (the server's default), latest, or an epoch number.
     #[arg(long)]
-    pub checkpoint: Option<String>,
+    pub(crate) checkpoint: Option<String>,
     /// Also show each row's k most probable labels.
     #[arg(long)]
-    pub top_k: Option<u32>,
+    pub(crate) top_k: Option<u32>,
     #[command(flatten)]
-    pub connection: Connection,
+    pub(crate) connection: Connection,
 }
 
 /// Sends the rows or images and prints one prediction per row.
@@ -71,9 +71,9 @@ pub(crate) async fn predict(client: &Client, args: &PredictArgs) -> Result<Outco
     };
     let response = answer.body;
     if args.connection.json {
-        println!("{response}");
+        outln!("{response}");
     } else {
-        print!("{}", render(&response, &row_names, args.top_k.is_some()));
+        out!("{}", render(&response, &row_names, args.top_k.is_some()));
     }
     Ok(Outcome::Succeeded)
 }

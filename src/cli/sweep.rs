@@ -24,13 +24,13 @@ const MAX_FAILED_POLLS: u32 = 5;
 pub struct SweepArgs {
     /// The sweep spec, a JSON file as `POST /v1/sweeps` takes it (`-` reads standard input);
     /// with `"dry_run": true` the trials are listed and nothing is queued.
-    pub spec: PathBuf,
+    pub(crate) spec: PathBuf,
     /// Follow the trials to their end; the exit code is then 1 when any failed or was
     /// cancelled.
     #[arg(long)]
-    pub watch: bool,
+    pub(crate) watch: bool,
     #[command(flatten)]
-    pub connection: Connection,
+    pub(crate) connection: Connection,
 }
 
 /// Creates the sweep; with `--watch`, follows it and prints its trials ranked.
@@ -42,9 +42,9 @@ pub(crate) async fn sweep(client: &Client, args: &SweepArgs) -> Result<Outcome, 
     // A dry run answers 200 with the trials it would create; a sweep created answers 201.
     if answer.status == StatusCode::OK {
         if json {
-            println!("{created}");
+            outln!("{created}");
         } else {
-            print!("{}", dry_run_table(&created));
+            out!("{}", dry_run_table(&created));
         }
         return Ok(Outcome::Succeeded);
     }
@@ -55,7 +55,7 @@ pub(crate) async fn sweep(client: &Client, args: &SweepArgs) -> Result<Outcome, 
     };
     let trials = created["summary"]["trials"].as_array().map_or(0, Vec::len);
     if !json {
-        println!(
+        outln!(
             "sweep {id} ({}): {trials} trials queued, {} at a time",
             cell(&created["name"]),
             cell(&created["max_concurrent"])
@@ -63,7 +63,7 @@ pub(crate) async fn sweep(client: &Client, args: &SweepArgs) -> Result<Outcome, 
     }
     if !args.watch {
         if json {
-            println!("{created}");
+            outln!("{created}");
         } else {
             eprintln!("its jobs: trainserve jobs --sweep {id}");
         }
@@ -71,9 +71,9 @@ pub(crate) async fn sweep(client: &Client, args: &SweepArgs) -> Result<Outcome, 
     }
     let ended = follow_sweep(client, &segment(id), trials as u64, !json).await?;
     if json {
-        println!("{ended}");
+        outln!("{ended}");
     } else {
-        print!("{}", ranking(&ended));
+        out!("{}", ranking(&ended));
     }
     let failed = ended["summary"]["trials"]
         .as_array()
@@ -134,7 +134,7 @@ async fn follow_sweep(
             let index = trial["index"].as_u64().unwrap_or(0) as usize;
             if print_trials && index < reported.len() && !reported[index] {
                 reported[index] = true;
-                bar.suspend(|| println!("{}", trial_line(trial, metric_name)));
+                bar.suspend(|| outln!("{}", trial_line(trial, metric_name)));
             }
         }
         bar.set_position(ended);
