@@ -11,6 +11,8 @@
 //!   query language, and job specs parsed from request bodies.
 //! - [`startup`], [`config`], [`telemetry`]: the process; [`error`]: the service's error, with
 //!   the `From` impls that give the engine's and data crate's errors their request field.
+//! - [`cli`]: `trainserve submit`, `jobs`, `watch`, ...: a client of a running service over
+//!   HTTP, using no other module of this crate.
 //!
 //! Rule: dependencies point one way, `api → {jobs, predict, catalog, analysis} → store →
 //! domain`, and everything may use the engine crates; none of them uses this one. See
@@ -20,6 +22,7 @@ pub mod access;
 pub mod analysis;
 pub mod api;
 pub mod catalog;
+pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod domain;

@@ -1,3 +1,5 @@
+use std::process::ExitCode;
+
 use clap::Parser;
 
 use trainserve::commands::TokensArgs;
@@ -20,39 +22,58 @@ enum Command {
     Serve(Config),
     /// Create, list and revoke API tokens, on the data folder directly (no server needed).
     Tokens(TokensArgs),
+    #[command(flatten)]
+    Client(trainserve::cli::ClientCommand),
 }
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.command {
+        // A client of a running service: none of the service's process settings apply.
+        Some(Command::Client(command)) => trainserve::cli::run(command),
+        Some(Command::Tokens(args)) => tokens(args),
+        Some(Command::Serve(config)) => run_service(config),
+        None => run_service(cli.config),
+    }
+}
+
+/// The process set up for training and its runtime; `None` after saying why there is none.
+fn start_runtime() -> Option<tokio::runtime::Runtime> {
     configure_process(None);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime,
+        Ok(runtime) => Some(runtime),
         Err(err) => {
             eprintln!("trainserve: cannot start the async runtime: {err}");
-            return std::process::ExitCode::FAILURE;
+            None
         }
+    }
+}
+
+fn tokens(args: TokensArgs) -> ExitCode {
+    let Some(runtime) = start_runtime() else {
+        return ExitCode::FAILURE;
     };
-    let config = match cli.command {
-        Some(Command::Serve(config)) => config,
-        Some(Command::Tokens(args)) => {
-            return match runtime.block_on(trainserve::commands::tokens(args)) {
-                Ok(()) => std::process::ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("trainserve tokens: {err}");
-                    std::process::ExitCode::FAILURE
-                }
-            };
+    match runtime.block_on(trainserve::commands::tokens(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("trainserve tokens: {err}");
+            ExitCode::FAILURE
         }
-        None => cli.config,
+    }
+}
+
+fn run_service(config: Config) -> ExitCode {
+    let Some(runtime) = start_runtime() else {
+        return ExitCode::FAILURE;
     };
     match runtime.block_on(serve(config)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("trainserve: {err}");
-            std::process::ExitCode::FAILURE
+            ExitCode::FAILURE
         }
     }
 }

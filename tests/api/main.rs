@@ -5,6 +5,7 @@ mod helpers;
 mod access;
 mod backbones;
 mod bad_input;
+mod cli;
 mod cnn;
 mod connections;
 mod corrupt_checkpoints;
