@@ -74,7 +74,7 @@ fn read_curve(json: &str) -> Result<LrCurve> {
 }
 
 /// How long `POST /v1/lr-finder` waits for its test before answering that it still runs.
-const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
 /// `POST /v1/lr-finder`: starts the test; 201 with its curve and suggestion when it ends
 /// within [`ANSWER_WITHIN`] (an MLP's takes well under a second), else 202 while it runs on.
