@@ -91,7 +91,12 @@ impl Application {
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|err| Error::internal(&format!("binding {}", config.bind), err))?;
-        let studies = Studies::new(store.clone(), jobs.clone(), catalog.clone(), predictor.clone());
+        let studies = Studies::new(
+            store.clone(),
+            jobs.clone(),
+            catalog.clone(),
+            predictor.clone(),
+        );
         Ok(Application {
             listener,
             state: AppState {

@@ -21,7 +21,8 @@ use crate::store::LrFindRow;
 use engine::{LrCurve, LrFindSettings};
 
 fn lr_find_id(raw: &str) -> Result<LrFindId> {
-    raw.parse().map_err(|_| Error::not_found("learning-rate test", raw))
+    raw.parse()
+        .map_err(|_| Error::not_found("learning-rate test", raw))
 }
 
 /// A range test as the API shows it.
@@ -113,9 +114,16 @@ pub async fn list(
 ) -> ApiResult<Json<Value>> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(Error::invalid("limit", format!("{limit} is out of range; valid: 1 to 1000")).into());
+        return Err(Error::invalid(
+            "limit",
+            format!("{limit} is out of range; valid: 1 to 1000"),
+        )
+        .into());
     }
-    let rows = state.store.list_lr_finds(caller.owner_filter(), limit).await?;
+    let rows = state
+        .store
+        .list_lr_finds(caller.owner_filter(), limit)
+        .await?;
     let mut tests = Vec::with_capacity(rows.len());
     for row in rows {
         let mut shown = serde_json::to_value(view(row)?)
@@ -130,13 +138,19 @@ pub async fn list(
 }
 
 /// `GET /v1/lr-finder/{id}`
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<LrFindView>> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<LrFindView>> {
     let row = state.jobs.lr_find(lr_find_id(&id)?).await?;
     Ok(Json(view(row)?))
 }
 
 /// `DELETE /v1/lr-finder/{id}`: 204; a 409 for the test of an `"lr": "auto"` job.
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     state.store.delete_lr_find(lr_find_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -147,20 +161,33 @@ async fn plot(state: AppState, id: String, format: ImageFormat) -> ApiResult<Res
     let Some(curve) = row.curve.as_deref().map(read_curve).transpose()? else {
         return Err(Error::conflict(format!(
             "the test has no curve to draw: it {}{}",
-            if row.status == "running" { "is still running" } else { "failed" },
+            if row.status == "running" {
+                "is still running"
+            } else {
+                "failed"
+            },
             row.failure.map(|f| format!(": {f}")).unwrap_or_default()
         ))
         .into());
     };
-    image(format, move |format| plot::lr_finder_chart(&title, &curve, format)).await
+    image(format, move |format| {
+        plot::lr_finder_chart(&title, &curve, format)
+    })
+    .await
 }
 
 /// `GET /v1/lr-finder/{id}/plot.svg`
-pub async fn plot_svg(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn plot_svg(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     plot(state, id, ImageFormat::Svg).await
 }
 
 /// `GET /v1/lr-finder/{id}/plot.png`
-pub async fn plot_png(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn plot_png(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     plot(state, id, ImageFormat::Png).await
 }

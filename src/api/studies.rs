@@ -88,7 +88,10 @@ pub async fn resume(
         .into_iter()
         .map(|(part, trials)| (part, json!(trials)))
         .collect();
-    Ok((StatusCode::ACCEPTED, Json(json!({"requeued_trials": parts}))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"requeued_trials": parts})),
+    ))
 }
 
 /// `DELETE /v1/studies/{id}`: its runs are cancelled, then its sweeps, jobs and it go. 204.
@@ -114,22 +117,33 @@ async fn report(state: AppState, id: String, format: ReportFormat) -> ApiResult<
     if format == ReportFormat::Zip
         && let Ok(value) = format!("attachment; filename=\"study-{}.zip\"", row.id).parse()
     {
-        response.headers_mut().insert(header::CONTENT_DISPOSITION, value);
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
     }
     Ok(response)
 }
 
 /// `GET /v1/studies/{id}/report.html`
-pub async fn report_html(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn report_html(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     report(state, id, ReportFormat::Html).await
 }
 
 /// `GET /v1/studies/{id}/report.md`
-pub async fn report_md(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn report_md(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     report(state, id, ReportFormat::Markdown).await
 }
 
 /// `GET /v1/studies/{id}/report.zip`
-pub async fn report_zip(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Response> {
+pub async fn report_zip(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
     report(state, id, ReportFormat::Zip).await
 }

@@ -106,10 +106,16 @@ impl LrChoiceView {
         let spec: Option<engine::spec::JobSpec> = serde_json::from_str(&row.spec).ok();
         Some(LrChoiceView {
             chosen: row.lr_find_id.is_some(),
-            lr: row.lr_find_id.as_ref().and(spec.map(|s| s.training.optimizer.lr())),
+            lr: row
+                .lr_find_id
+                .as_ref()
+                .and(spec.map(|s| s.training.optimizer.lr())),
             rule: curve.map(|c| c.rule),
             lr_find_id: row.lr_find_id.clone(),
-            plot: row.lr_find_id.as_ref().map(|id| format!("/v1/lr-finder/{id}/plot.svg")),
+            plot: row
+                .lr_find_id
+                .as_ref()
+                .map(|id| format!("/v1/lr-finder/{id}/plot.svg")),
         })
     }
 }

@@ -26,15 +26,23 @@ pub fn parse_lr_find_request(bytes: &[u8]) -> Result<LrFindRequest> {
             "not an object; valid: {\"spec\": a job spec, \"min_lr\", \"max_lr\", \"steps\", \"stop_factor\", \"smoothing\"}",
         ));
     };
-    let spec = fields
-        .remove("spec")
-        .ok_or_else(|| Error::invalid("spec", "missing; valid: a job spec as POST /v1/jobs takes it"))?;
-    let spec_bytes = serde_json::to_vec(&spec).map_err(|err| Error::internal("encoding a spec", err))?;
+    let spec = fields.remove("spec").ok_or_else(|| {
+        Error::invalid(
+            "spec",
+            "missing; valid: a job spec as POST /v1/jobs takes it",
+        )
+    })?;
+    let spec_bytes =
+        serde_json::to_vec(&spec).map_err(|err| Error::internal("encoding a spec", err))?;
     // The rate is what the test looks for, so "auto" (or any rate) is accepted and ignored.
     let spec = parse_job_submission(&spec_bytes)
         .map_err(|err| match err {
             Error::Invalid { field, message } => Error::Invalid {
-                field: if field == "body" { "spec".into() } else { format!("spec.{field}") },
+                field: if field == "body" {
+                    "spec".into()
+                } else {
+                    format!("spec.{field}")
+                },
                 message,
             },
             other => other,
@@ -58,22 +66,38 @@ mod tests {
         }
     }
 
-    const SPEC: &str = r#"{"dataset": "digits", "model": {"kind": "mlp", "depth": 1, "width": 32}}"#;
+    const SPEC: &str =
+        r#"{"dataset": "digits", "model": {"kind": "mlp", "depth": 1, "width": 32}}"#;
 
     #[test]
     fn defaults_are_those_of_fastai() {
         let request = parse_lr_find_request(format!(r#"{{"spec": {SPEC}}}"#).as_bytes()).unwrap();
         assert_eq!(request.settings, LrFindSettings::default());
-        assert_eq!((request.settings.min_lr, request.settings.max_lr), (1e-7, 10.0));
+        assert_eq!(
+            (request.settings.min_lr, request.settings.max_lr),
+            (1e-7, 10.0)
+        );
     }
 
     #[test]
     fn a_wrong_field_is_named_where_it_is() {
         assert_eq!(field_of("{}"), "spec");
         assert_eq!(field_of("[]"), "body");
-        assert_eq!(field_of(r#"{"spec": {"dataset": "digits", "model": {"kind": "mlp"}, "epochs": 3}}"#), "spec.epochs");
-        assert_eq!(field_of(&format!(r#"{{"spec": {SPEC}, "max_lr": 1e-9}}"#)), "max_lr");
-        assert_eq!(field_of(&format!(r#"{{"spec": {SPEC}, "steps": "many"}}"#)), "steps");
-        assert_eq!(field_of(&format!(r#"{{"spec": {SPEC}, "lr_max": 1}}"#)), "lr_max");
+        assert_eq!(
+            field_of(r#"{"spec": {"dataset": "digits", "model": {"kind": "mlp"}, "epochs": 3}}"#),
+            "spec.epochs"
+        );
+        assert_eq!(
+            field_of(&format!(r#"{{"spec": {SPEC}, "max_lr": 1e-9}}"#)),
+            "max_lr"
+        );
+        assert_eq!(
+            field_of(&format!(r#"{{"spec": {SPEC}, "steps": "many"}}"#)),
+            "steps"
+        );
+        assert_eq!(
+            field_of(&format!(r#"{{"spec": {SPEC}, "lr_max": 1}}"#)),
+            "lr_max"
+        );
     }
 }

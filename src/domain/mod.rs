@@ -24,7 +24,9 @@ pub use json::parse_json;
 pub use lr_find::{LrFindRequest, parse_lr_find_request};
 pub use pruning::{PruningRule, PruningSpec};
 pub use query::{Clause, Field, Op, parse_field, parse_where};
-pub use spec_json::{JobSubmission, parse_job_submission, parse_job_spec};
+pub use spec_json::{JobSubmission, parse_job_spec, parse_job_submission};
 pub use status::JobStatus;
-pub use study::{Budget, DataFacts, PartRole, StudyKind, StudyPart, StudyRequest, plan_study, with_source};
+pub use study::{
+    Budget, DataFacts, PartRole, StudyKind, StudyPart, StudyRequest, plan_study, with_source,
+};
 pub use sweep::{Axis, Distribution, Goal, RankMetric, Search, SweepSpec, Trial};

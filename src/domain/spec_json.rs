@@ -33,7 +33,9 @@ pub fn parse_job_submission(bytes: &[u8]) -> Result<JobSubmission> {
         Some(serde_json::Value::String(text)) => {
             return Err(Error::invalid(
                 "training.optimizer.lr",
-                format!("'{text}' is not a rate; valid: a number with 0 < lr <= 10, or \"auto\" to let a learning-rate range test choose it"),
+                format!(
+                    "'{text}' is not a rate; valid: a number with 0 < lr <= 10, or \"auto\" to let a learning-rate range test choose it"
+                ),
             ));
         }
         _ => false,
@@ -46,7 +48,8 @@ pub fn parse_job_submission(bytes: &[u8]) -> Result<JobSubmission> {
         // The optimizer's default rate stands in until the test has chosen.
         optimizer.remove("lr");
     }
-    let bytes = serde_json::to_vec(&value).map_err(|err| Error::internal("encoding a spec", err))?;
+    let bytes =
+        serde_json::to_vec(&value).map_err(|err| Error::internal("encoding a spec", err))?;
     Ok(JobSubmission {
         spec: parse_job_spec(&bytes)?,
         lr_auto,

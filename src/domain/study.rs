@@ -127,7 +127,8 @@ impl fmt::Display for StudyKind {
 impl FromStr for StudyKind {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        serde_json::from_value(Value::String(s.to_string())).map_err(|_| format!("unknown study kind '{s}'"))
+        serde_json::from_value(Value::String(s.to_string()))
+            .map_err(|_| format!("unknown study kind '{s}'"))
     }
 }
 
@@ -254,7 +255,10 @@ pub fn plan_study(request: &StudyRequest, facts: &DataFacts) -> Result<Vec<Study
     {
         return Err(Error::invalid(
             "name",
-            format!("{} characters; valid: 1 to {MAX_NAME_CHARS}, not only spaces", name.chars().count()),
+            format!(
+                "{} characters; valid: 1 to {MAX_NAME_CHARS}, not only spaces",
+                name.chars().count()
+            ),
         ));
     }
     if request.seed > MAX_SEED {
@@ -382,7 +386,11 @@ impl Planner<'_> {
 
     fn study_name(&self) -> String {
         self.request.name.clone().unwrap_or_else(|| {
-            format!("{} study on {}", self.request.kind.as_str(), self.request.dataset)
+            format!(
+                "{} study on {}",
+                self.request.kind.as_str(),
+                self.request.dataset
+            )
         })
     }
 
@@ -405,8 +413,16 @@ impl Planner<'_> {
                     vec![1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
                     vec![1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
                 );
-                let base = self.base(self.model(), Self::adam(1e-3), self.epochs(4, 3, 20, 40), small_batch);
-                let axes = vec![("training.optimizer.lr", rates.into_iter().map(Value::from).collect())];
+                let base = self.base(
+                    self.model(),
+                    Self::adam(1e-3),
+                    self.epochs(4, 3, 20, 40),
+                    small_batch,
+                );
+                let axes = vec![(
+                    "training.optimizer.lr",
+                    rates.into_iter().map(Value::from).collect(),
+                )];
                 vec![self.main(question, self.sweep(question, base, axes))]
             }
             StudyKind::Epochs => {
@@ -415,7 +431,12 @@ impl Planner<'_> {
                 } else {
                     (self.mlp(3, b.pick(128, 256, 256)), "model.dropout")
                 };
-                let mut base = self.base(model, Self::adam(3e-3), self.epochs(12, 6, 100, 200), small_batch);
+                let mut base = self.base(
+                    model,
+                    Self::adam(3e-3),
+                    self.epochs(12, 6, 100, 200),
+                    small_batch,
+                );
                 // More held-out data makes the validation curve's turn visible.
                 base["data"] = json!({"val_fraction": 0.3, "test_fraction": 0.3});
                 let axes = vec![(path, vec![json!(0.0), json!(0.5)])];
@@ -428,15 +449,44 @@ impl Planner<'_> {
                 if self.images() {
                     let channels = b.pick(8, 16, 16);
                     let (off, on) = (self.cnn(channels, false), self.cnn(channels, true));
-                    let base = self.base(off.clone(), json!({"kind": "sgd", "lr": 0.05, "momentum": 0.9}), epochs, small_batch);
-                    sweep = self.sweep(question, base, vec![("model.blocks", vec![off["blocks"].clone(), on["blocks"].clone()])]);
-                    value_labels.insert("model.blocks".to_string(), vec!["batch_norm=false".into(), "batch_norm=true".into()]);
+                    let base = self.base(
+                        off.clone(),
+                        json!({"kind": "sgd", "lr": 0.05, "momentum": 0.9}),
+                        epochs,
+                        small_batch,
+                    );
+                    sweep = self.sweep(
+                        question,
+                        base,
+                        vec![(
+                            "model.blocks",
+                            vec![off["blocks"].clone(), on["blocks"].clone()],
+                        )],
+                    );
+                    value_labels.insert(
+                        "model.blocks".to_string(),
+                        vec!["batch_norm=false".into(), "batch_norm=true".into()],
+                    );
                 } else {
-                    let base = self.base(self.mlp(4, 64), json!({"kind": "sgd", "lr": 0.05, "momentum": 0.9}), epochs, small_batch);
-                    sweep = self.sweep(question, base, vec![("model.batch_norm", vec![json!(false), json!(true)])]);
+                    let base = self.base(
+                        self.mlp(4, 64),
+                        json!({"kind": "sgd", "lr": 0.05, "momentum": 0.9}),
+                        epochs,
+                        small_batch,
+                    );
+                    sweep = self.sweep(
+                        question,
+                        base,
+                        vec![("model.batch_norm", vec![json!(false), json!(true)])],
+                    );
                 }
                 sweep.repeats = b.pick(2, 3, 5);
-                vec![StudyPart { question, role: PartRole::Main, sweep, value_labels }]
+                vec![StudyPart {
+                    question,
+                    role: PartRole::Main,
+                    sweep,
+                    value_labels,
+                }]
             }
             StudyKind::BatchSize => {
                 let sizes: Vec<usize> = match (self.images(), b) {
@@ -445,8 +495,16 @@ impl Planner<'_> {
                     (_, Budget::Standard) => vec![1, 16, 128, 1024],
                     (_, Budget::Thorough) => vec![1, 4, 16, 64, 256, 1024],
                 };
-                let base = self.base(self.model(), Self::adam(1e-3), self.epochs(3, 2, 20, 30), small_batch);
-                let axes = vec![("training.batch_size", sizes.into_iter().map(Value::from).collect())];
+                let base = self.base(
+                    self.model(),
+                    Self::adam(1e-3),
+                    self.epochs(3, 2, 20, 30),
+                    small_batch,
+                );
+                let axes = vec![(
+                    "training.batch_size",
+                    sizes.into_iter().map(Value::from).collect(),
+                )];
                 vec![self.main(question, self.sweep(question, base, axes))]
             }
             StudyKind::DepthWidth => {
@@ -456,7 +514,12 @@ impl Planner<'_> {
                     (vec![1, 2, 4, 8, 16], vec![8, 32, 64, 128, 512]),
                 );
                 // On images too an MLP, on the pixels: depth and width are one number each.
-                let base = self.base(self.mlp(2, 32), Self::adam(1e-3), self.epochs(5, 3, 20, 40), small_batch);
+                let base = self.base(
+                    self.mlp(2, 32),
+                    Self::adam(1e-3),
+                    self.epochs(5, 3, 20, 40),
+                    small_batch,
+                );
                 let axes = vec![
                     ("model.depth", depths.into_iter().map(Value::from).collect()),
                     ("model.width", widths.into_iter().map(Value::from).collect()),
@@ -467,11 +530,19 @@ impl Planner<'_> {
                 let depth = b.pick(20, 50, 100);
                 let mut model = self.mlp(depth, 32);
                 model["activation"] = json!("sigmoid");
-                let base = self.base(model, json!({"kind": "sgd", "lr": 0.05, "momentum": 0.9}), self.epochs(2, 2, 5, 10), 64);
+                let base = self.base(
+                    model,
+                    json!({"kind": "sgd", "lr": 0.05, "momentum": 0.9}),
+                    self.epochs(2, 2, 5, 10),
+                    64,
+                );
                 let axes = vec![
                     ("model.activation", vec![json!("sigmoid"), json!("relu")]),
                     ("model.batch_norm", vec![json!(false), json!(true)]),
-                    ("training.grad_clip", vec![Value::Null, json!({"max_norm": 1.0})]),
+                    (
+                        "training.grad_clip",
+                        vec![Value::Null, json!({"max_norm": 1.0})],
+                    ),
                 ];
                 vec![self.main(question, self.sweep(question, base, axes))]
             }
@@ -493,17 +564,37 @@ impl Planner<'_> {
         let mut source_base = self.base(model.clone(), Self::adam(3e-3), epochs, 32);
         source_base["dataset"] = json!(source_dataset);
         // A sweep of one trial: the source is an ordinary job the study can wait for.
-        let mut source = self.sweep(question, source_base, vec![("training.seed", vec![json!(self.request.seed)])]);
+        let mut source = self.sweep(
+            question,
+            source_base,
+            vec![("training.seed", vec![json!(self.request.seed)])],
+        );
         source.name = Some(format!("{} transfer source", self.study_name()));
         let mut base = self.base(model, Self::adam(3e-3), epochs, 16);
-        base["init"] = json!({"mode": "scratch", "from_job": SOURCE_PLACEHOLDER, "backbone_lr_scale": 0.1});
-        let rates: Vec<f64> = b.pick(vec![3e-4, 3e-3], vec![3e-4, 3e-3, 3e-2], vec![1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]);
+        base["init"] =
+            json!({"mode": "scratch", "from_job": SOURCE_PLACEHOLDER, "backbone_lr_scale": 0.1});
+        let rates: Vec<f64> = b.pick(
+            vec![3e-4, 3e-3],
+            vec![3e-4, 3e-3, 3e-2],
+            vec![1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
+        );
         let axes = vec![
-            ("init.mode", vec![json!("scratch"), json!("linear_probe"), json!("fine_tune")]),
-            ("training.optimizer.lr", rates.into_iter().map(Value::from).collect()),
+            (
+                "init.mode",
+                vec![json!("scratch"), json!("linear_probe"), json!("fine_tune")],
+            ),
+            (
+                "training.optimizer.lr",
+                rates.into_iter().map(Value::from).collect(),
+            ),
         ];
         vec![
-            StudyPart { question, role: PartRole::Source, sweep: source, value_labels: BTreeMap::new() },
+            StudyPart {
+                question,
+                role: PartRole::Source,
+                sweep: source,
+                value_labels: BTreeMap::new(),
+            },
             self.main(question, self.sweep(question, base, axes)),
         ]
     }
@@ -520,69 +611,4 @@ pub fn with_source(mut sweep: SweepSpec, source_job: &str) -> SweepSpec {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(kind: StudyKind) -> StudyRequest {
-        serde_json::from_value(json!({"kind": kind, "dataset": "digits", "budget": "quick"})).unwrap()
-    }
-
-    fn table() -> DataFacts {
-        DataFacts { name: "digits".into(), rows: 1797, features: 64, image_shape: None, classes: 10 }
-    }
-
-    fn images() -> DataFacts {
-        DataFacts { name: "shapes".into(), rows: 1500, features: 3072, image_shape: Some([3, 32, 32]), classes: 3 }
-    }
-
-    #[test]
-    fn all_on_a_table_plans_every_question_but_transfer() {
-        let parts = plan_study(&request(StudyKind::All), &table()).unwrap();
-        let questions: Vec<StudyKind> = parts.iter().map(|p| p.question).collect();
-        assert_eq!(questions, &StudyKind::QUESTIONS[..6]);
-    }
-
-    #[test]
-    fn all_on_images_plans_transfer_with_its_source_first() {
-        let parts = plan_study(&request(StudyKind::All), &images()).unwrap();
-        let keys: Vec<String> = parts.iter().map(StudyPart::key).collect();
-        assert_eq!(&keys[6..], ["transfer.source", "transfer"]);
-        assert_eq!(parts[7].sweep.base["init"]["from_job"], SOURCE_PLACEHOLDER);
-        let filled = with_source(parts[7].sweep.clone(), "abc");
-        assert_eq!(filled.base["init"]["from_job"], "abc");
-    }
-
-    #[test]
-    fn transfer_on_a_table_is_refused_naming_kind_and_what_fits() {
-        let err = plan_study(&request(StudyKind::Transfer), &table()).unwrap_err();
-        let Error::Invalid { field, message } = err else { panic!("{err:?}") };
-        assert_eq!(field, "kind");
-        assert!(message.contains("learning_rate") && message.contains("images"), "{message}");
-        let small = DataFacts { image_shape: Some([1, 8, 8]), ..table() };
-        let Error::Invalid { message, .. } = plan_study(&request(StudyKind::Transfer), &small).unwrap_err() else {
-            panic!()
-        };
-        assert!(message.contains("8×8 images"), "{message}");
-    }
-
-    #[test]
-    fn every_planned_sweep_expands_into_valid_trials() {
-        for facts in [table(), images()] {
-            for part in plan_study(&request(StudyKind::All), &facts).unwrap() {
-                let sweep = with_source(part.sweep, "0190a1b2-0000-7000-8000-000000000000");
-                let trials = sweep.expand().unwrap_or_else(|e| panic!("{}: {e:?}", part.question));
-                assert!(!trials.is_empty());
-            }
-        }
-    }
-
-    #[test]
-    fn the_budget_scales_epochs_and_grids() {
-        let mut quick = request(StudyKind::LearningRate);
-        let q = plan_study(&quick, &table()).unwrap();
-        quick.budget = Budget::Thorough;
-        let t = plan_study(&quick, &table()).unwrap();
-        assert!(t[0].sweep.expand().unwrap().len() > q[0].sweep.expand().unwrap().len());
-        assert!(t[0].sweep.base["training"]["epochs"].as_u64() > q[0].sweep.base["training"]["epochs"].as_u64());
-    }
-}
+mod tests;

@@ -138,7 +138,6 @@ pub async fn disagreements(
     Ok((view, table))
 }
 
-
 /// What a disagreement image grid shows: a title, a subtitle and one section per side.
 pub struct GridDrawing {
     /// "A: … vs B: …".

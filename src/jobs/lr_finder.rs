@@ -60,11 +60,19 @@ impl Jobs {
             let outcome = jobs.run_lr_find(&spec, dataset, &settings).await;
             let seconds = started.elapsed().as_secs_f64();
             let recorded = match &outcome {
-                Ok(curve) => jobs.inner.store.finish_lr_find(id, Ok(curve), seconds).await,
+                Ok(curve) => {
+                    jobs.inner
+                        .store
+                        .finish_lr_find(id, Ok(curve), seconds)
+                        .await
+                }
                 Err(err) => {
                     tracing::warn!(lr_find_id = %id, error = %err, "learning-rate test failed");
                     let reason = err.to_string();
-                    jobs.inner.store.finish_lr_find(id, Err(&reason), seconds).await
+                    jobs.inner
+                        .store
+                        .finish_lr_find(id, Err(&reason), seconds)
+                        .await
                 }
             };
             if let Err(err) = recorded {

@@ -368,7 +368,10 @@ impl Jobs {
             .await?;
         let tests = self.inner.store.fail_interrupted_lr_finds().await?;
         if tests > 0 {
-            tracing::warn!(count = tests, "learning-rate tests interrupted by a previous stop marked failed");
+            tracing::warn!(
+                count = tests,
+                "learning-rate tests interrupted by a previous stop marked failed"
+            );
         }
         if !report.requeued.is_empty() || !report.failed.is_empty() || !report.cancelled.is_empty()
         {

@@ -156,7 +156,9 @@ impl Store {
             )));
         }
         if row.status == "running" {
-            return Err(Error::conflict("the test is still running; delete it once it has ended"));
+            return Err(Error::conflict(
+                "the test is still running; delete it once it has ended",
+            ));
         }
         sqlx::query("DELETE FROM lr_finds WHERE id = ? AND job_id IS NULL AND status <> 'running'")
             .bind(id.to_string())

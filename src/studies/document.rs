@@ -74,8 +74,17 @@ fn opt_num(x: Option<f64>, digits: usize) -> String {
 
 /// The run table's header and cells.
 const COLUMNS: [&str; 11] = [
-    "run", "status", "epochs", "best epoch", "train acc", "val acc", "test acc", "train loss",
-    "val loss", "test loss", "s / epoch",
+    "run",
+    "status",
+    "epochs",
+    "best epoch",
+    "train acc",
+    "val acc",
+    "test acc",
+    "train loss",
+    "val loss",
+    "test loss",
+    "s / epoch",
 ];
 
 fn cells(run: &RunFigures) -> [String; 11] {
@@ -116,7 +125,12 @@ pub fn html(doc: &Document) -> String {
     }
     out.push_str("</dl>\n</header>\n<nav aria-label=\"Questions\"><ol>\n");
     for section in &doc.sections {
-        let _ = writeln!(out, "<li><a href=\"#{}\">{}</a></li>", section.id, escape(&section.question));
+        let _ = writeln!(
+            out,
+            "<li><a href=\"#{}\">{}</a></li>",
+            section.id,
+            escape(&section.question)
+        );
     }
     out.push_str("</ol></nav>\n<main>\n");
     for section in &doc.sections {
@@ -148,7 +162,11 @@ fn section_html(out: &mut String, section: &Section) {
     out.push_str("</tr></thead>\n<tbody>\n");
     let best = best_label(&section.runs);
     for run in &section.runs {
-        let class = if Some(&run.label) == best.as_ref() { " class=\"best\"" } else { "" };
+        let class = if Some(&run.label) == best.as_ref() {
+            " class=\"best\""
+        } else {
+            ""
+        };
         let _ = write!(out, "<tr{class} data-job=\"{}\">", run.job_id);
         for cell in cells(run) {
             let _ = write!(out, "<td>{}</td>", escape(&cell));
@@ -171,7 +189,11 @@ fn section_html(out: &mut String, section: &Section) {
         );
     }
     if let Some((heading, rows)) = &section.samples {
-        let _ = write!(out, "<h3>Samples</h3>\n<p>{}</p>\n<table>\n<thead><tr><th scope=\"col\">sample</th><th scope=\"col\">true label</th><th scope=\"col\">best run</th><th scope=\"col\">worst run</th></tr></thead>\n<tbody>\n", escape(heading));
+        let _ = write!(
+            out,
+            "<h3>Samples</h3>\n<p>{}</p>\n<table>\n<thead><tr><th scope=\"col\">sample</th><th scope=\"col\">true label</th><th scope=\"col\">best run</th><th scope=\"col\">worst run</th></tr></thead>\n<tbody>\n",
+            escape(heading)
+        );
         for row in rows {
             out.push_str("<tr>");
             for cell in row {
@@ -181,11 +203,20 @@ fn section_html(out: &mut String, section: &Section) {
         }
         out.push_str("</tbody>\n</table>\n");
     }
-    let noted: Vec<_> = section.findings.iter().filter(|(_, f)| !f.is_empty()).collect();
+    let noted: Vec<_> = section
+        .findings
+        .iter()
+        .filter(|(_, f)| !f.is_empty())
+        .collect();
     if !noted.is_empty() {
         out.push_str("<h3>Findings per run</h3>\n<ul>\n");
         for (label, findings) in noted {
-            let _ = writeln!(out, "<li><strong>{}</strong>: {}</li>", escape(label), escape(&findings.join(" ")));
+            let _ = writeln!(
+                out,
+                "<li><strong>{}</strong>: {}</li>",
+                escape(label),
+                escape(&findings.join(" "))
+            );
         }
         out.push_str("</ul>\n");
     }
@@ -210,11 +241,19 @@ pub fn markdown(doc: &Document) -> String {
         let _ = writeln!(out, "- **{}**: {}", md_cell(label), md_cell(value));
     }
     for section in &doc.sections {
-        let _ = write!(out, "\n## {}\n\n**Answer.** {}\n\n### Experiment\n\n", section.question, section.answer);
+        let _ = write!(
+            out,
+            "\n## {}\n\n**Answer.** {}\n\n### Experiment\n\n",
+            section.question, section.answer
+        );
         for line in &section.experiment {
             let _ = writeln!(out, "{line}\n");
         }
-        let _ = write!(out, "<details><summary>Base spec</summary>\n\n```json\n{}\n```\n\n</details>\n\n### Runs\n\n", section.base_spec);
+        let _ = write!(
+            out,
+            "<details><summary>Base spec</summary>\n\n```json\n{}\n```\n\n</details>\n\n### Runs\n\n",
+            section.base_spec
+        );
         let _ = writeln!(out, "| {} |", COLUMNS.join(" | "));
         let _ = writeln!(out, "|{}", "---|".repeat(COLUMNS.len()));
         for run in &section.runs {
@@ -225,16 +264,28 @@ pub fn markdown(doc: &Document) -> String {
             out.push_str("\n### Plots\n\n");
         }
         for figure in &section.figures {
-            let _ = writeln!(out, "![{}](plots/{}.png)\n", md_cell(&figure.caption), figure.file);
+            let _ = writeln!(
+                out,
+                "![{}](plots/{}.png)\n",
+                md_cell(&figure.caption),
+                figure.file
+            );
         }
         if let Some((heading, rows)) = &section.samples {
-            let _ = write!(out, "\n### Samples\n\n{heading}\n\n| sample | true label | best run | worst run |\n|---|---|---|---|\n");
+            let _ = write!(
+                out,
+                "\n### Samples\n\n{heading}\n\n| sample | true label | best run | worst run |\n|---|---|---|---|\n"
+            );
             for row in rows {
                 let row: Vec<String> = row.iter().map(|c| md_cell(c)).collect();
                 let _ = writeln!(out, "| {} |", row.join(" | "));
             }
         }
-        let noted: Vec<_> = section.findings.iter().filter(|(_, f)| !f.is_empty()).collect();
+        let noted: Vec<_> = section
+            .findings
+            .iter()
+            .filter(|(_, f)| !f.is_empty())
+            .collect();
         if !noted.is_empty() {
             out.push_str("\n### Findings per run\n\n");
             for (label, findings) in noted {

@@ -132,7 +132,13 @@ fn param(run: &Run, path: &str) -> String {
 fn fate(run: &Run, name: &str, chance: f64) -> String {
     let planned = run.spec.training.epochs as usize;
     let Some(best) = run.best() else {
-        return format!("{name} recorded no epoch ({})", run.job.failure.as_deref().unwrap_or(run.job.status.as_str()));
+        return format!(
+            "{name} recorded no epoch ({})",
+            run.job
+                .failure
+                .as_deref()
+                .unwrap_or(run.job.status.as_str())
+        );
     };
     let last = run.epochs.last().unwrap_or(best);
     if run.has("diverged") {
@@ -152,7 +158,11 @@ fn fate(run: &Run, name: &str, chance: f64) -> String {
             pct(best.val_acc)
         );
     }
-    format!("{name} peaked at {} in epoch {}", pct(best.val_acc), best.epoch)
+    format!(
+        "{name} peaked at {} in epoch {}",
+        pct(best.val_acc),
+        best.epoch
+    )
 }
 
 fn learning_rate(evidence: &QuestionEvidence, best: Option<&Run>) -> String {
@@ -196,7 +206,9 @@ fn sentence(text: &str) -> String {
 fn epochs(evidence: &QuestionEvidence) -> String {
     let mut parts = Vec::new();
     for run in &evidence.runs {
-        let Some(last) = run.epochs.last() else { continue };
+        let Some(last) = run.epochs.last() else {
+            continue;
+        };
         let lowest_loss = run
             .epochs
             .iter()
@@ -227,7 +239,11 @@ fn epochs(evidence: &QuestionEvidence) -> String {
             gap * 100.0
         ));
     }
-    let mut text = parts.iter().map(|p| sentence(p)).collect::<Vec<_>>().join(" ");
+    let mut text = parts
+        .iter()
+        .map(|p| sentence(p))
+        .collect::<Vec<_>>()
+        .join(" ");
     if let Some(best) = best_run(evidence).and_then(|r| r.best().map(|b| (r, b))) {
         text.push_str(&format!(
             " The best validation accuracy was {} with {} (epoch {}).",
@@ -243,7 +259,12 @@ fn epochs(evidence: &QuestionEvidence) -> String {
 fn by_setting(evidence: &QuestionEvidence) -> Vec<(String, Vec<&Run>)> {
     let mut groups: Vec<(String, Vec<&Run>)> = Vec::new();
     for run in &evidence.runs {
-        let key = run.label.split(" (seed").next().unwrap_or(&run.label).to_string();
+        let key = run
+            .label
+            .split(" (seed")
+            .next()
+            .unwrap_or(&run.label)
+            .to_string();
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, runs)) => runs.push(run),
             None => groups.push((key, vec![run])),
@@ -255,8 +276,14 @@ fn by_setting(evidence: &QuestionEvidence) -> Vec<(String, Vec<&Run>)> {
 fn batch_norm(evidence: &QuestionEvidence) -> String {
     let mut clauses = Vec::new();
     for (setting, runs) in by_setting(evidence) {
-        let best: Vec<f64> = runs.iter().filter_map(|r| r.best().map(|b| b.val_acc)).collect();
-        let first: Vec<f64> = runs.iter().filter_map(|r| r.epochs.first().map(|e| e.val_acc)).collect();
+        let best: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.best().map(|b| b.val_acc))
+            .collect();
+        let first: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.epochs.first().map(|e| e.val_acc))
+            .collect();
         if best.is_empty() {
             continue;
         }
@@ -284,14 +311,28 @@ fn batch_size(evidence: &QuestionEvidence, best: Option<&Run>) -> String {
             param(run, path),
             pct(val),
             figures.seconds_per_epoch.unwrap_or(0.0),
-            figures.step_loss_cv.map_or("not measured".into(), |cv| format!("{cv:.2}"))
+            figures
+                .step_loss_cv
+                .map_or("not measured".into(), |cv| format!("{cv:.2}"))
         ));
     }
     let mut text = sentence(&clauses.join("; "));
-    let timed: Vec<&Run> = evidence.runs.iter().filter(|r| r.seconds_per_epoch().is_some()).collect();
+    let timed: Vec<&Run> = evidence
+        .runs
+        .iter()
+        .filter(|r| r.seconds_per_epoch().is_some())
+        .collect();
     if let (Some(fast), Some(slow)) = (
-        timed.iter().min_by(|a, b| a.seconds_per_epoch().unwrap_or(0.0).total_cmp(&b.seconds_per_epoch().unwrap_or(0.0))),
-        timed.iter().max_by(|a, b| a.seconds_per_epoch().unwrap_or(0.0).total_cmp(&b.seconds_per_epoch().unwrap_or(0.0))),
+        timed.iter().min_by(|a, b| {
+            a.seconds_per_epoch()
+                .unwrap_or(0.0)
+                .total_cmp(&b.seconds_per_epoch().unwrap_or(0.0))
+        }),
+        timed.iter().max_by(|a, b| {
+            a.seconds_per_epoch()
+                .unwrap_or(0.0)
+                .total_cmp(&b.seconds_per_epoch().unwrap_or(0.0))
+        }),
     ) && let (Some(f), Some(s)) = (fast.seconds_per_epoch(), slow.seconds_per_epoch())
         && f > 0.0
     {
@@ -303,7 +344,10 @@ fn batch_size(evidence: &QuestionEvidence, best: Option<&Run>) -> String {
         ));
     }
     if let Some(run) = best {
-        text.push_str(&format!(" The most accurate was batch size {}.", param(run, path)));
+        text.push_str(&format!(
+            " The most accurate was batch size {}.",
+            param(run, path)
+        ));
     }
     text
 }
@@ -332,7 +376,10 @@ fn depth_width(evidence: &QuestionEvidence, best: Option<&Run>) -> String {
         let means: Vec<String> = axis
             .values
             .iter()
-            .filter_map(|v| v.mean.map(|m| format!("{} {}", value_text(&v.value), pct(m))))
+            .filter_map(|v| {
+                v.mean
+                    .map(|m| format!("{} {}", value_text(&v.value), pct(m)))
+            })
             .collect();
         if !means.is_empty() {
             text.push_str(&format!(" Mean by {name}: {}.", means.join(", ")));
@@ -354,8 +401,14 @@ fn first_to_last_ratio(run: &Run) -> Option<f64> {
         .iter()
         .filter(|l| l.epoch == epoch && l.role == "weight")
         .collect();
-    let first = weights.iter().min_by_key(|l| l.layer_index)?.grad_norm_mean?;
-    let last = weights.iter().max_by_key(|l| l.layer_index)?.grad_norm_mean?;
+    let first = weights
+        .iter()
+        .min_by_key(|l| l.layer_index)?
+        .grad_norm_mean?;
+    let last = weights
+        .iter()
+        .max_by_key(|l| l.layer_index)?
+        .grad_norm_mean?;
     (last > 0.0).then(|| first / last)
 }
 
@@ -364,10 +417,17 @@ fn gradients(evidence: &QuestionEvidence) -> String {
     let mut vanished = Vec::new();
     let mut exploded = Vec::new();
     for run in &evidence.runs {
-        let ratio = first_to_last_ratio(run)
-            .map_or("no gradient norms recorded".into(), |r| format!("the first layer's gradient norm was {} times the output layer's", ratio_text(r)));
+        let ratio = first_to_last_ratio(run).map_or("no gradient norms recorded".into(), |r| {
+            format!(
+                "the first layer's gradient norm was {} times the output layer's",
+                ratio_text(r)
+            )
+        });
         let acc = run.best().map_or("no epoch".into(), |b| pct(b.val_acc));
-        clauses.push(format!("{}: {ratio}, best validation accuracy {acc}", run.label));
+        clauses.push(format!(
+            "{}: {ratio}, best validation accuracy {acc}",
+            run.label
+        ));
         if run.has("vanishing_gradients") {
             vanished.push(run.label.clone());
         }
@@ -381,7 +441,10 @@ fn gradients(evidence: &QuestionEvidence) -> String {
         _ => format!(" Gradients vanished (some weights below 1/1000 of the largest) with {}.", vanished.join("; ")),
     });
     if !exploded.is_empty() {
-        text.push_str(&format!(" Gradients exploded or training diverged with {}.", exploded.join("; ")));
+        text.push_str(&format!(
+            " Gradients exploded or training diverged with {}.",
+            exploded.join("; ")
+        ));
     }
     text
 }
@@ -433,7 +496,10 @@ mod tests {
 
     #[test]
     fn sentences_start_with_a_capital_and_end_with_a_period() {
-        assert_eq!(sentence("the best rate was 1e-3"), "The best rate was 1e-3.");
+        assert_eq!(
+            sentence("the best rate was 1e-3"),
+            "The best rate was 1e-3."
+        );
         assert_eq!(pct(0.9712), "97.1%");
         assert_eq!(number(0.00001), "1e-5");
         assert_eq!(number(0.001), "0.001");

@@ -8,7 +8,9 @@ use serde_json::Value;
 use super::Studies;
 use crate::analysis::{Comparison, Finding, SweepSummary};
 use crate::catalog::DatasetSummary;
-use crate::domain::{Goal, JobSpec, PartRole, RankMetric, StudyKind, StudyPart, SweepId, SweepSpec};
+use crate::domain::{
+    Goal, JobSpec, PartRole, RankMetric, StudyKind, StudyPart, SweepId, SweepSpec,
+};
 use crate::error::{Error, Result};
 use crate::evidence;
 use crate::store::{EpochRow, JobRow, LayerGradRow, StudyRow, SweepRow};
@@ -122,8 +124,8 @@ pub async fn question(
     let Some(sweep) = studies.store.get_sweep(*sweep_id).await? else {
         return Ok(None);
     };
-    let spec: SweepSpec = serde_json::from_str(&sweep.spec)
-        .map_err(|err| Error::internal("reading a sweep", err))?;
+    let spec: SweepSpec =
+        serde_json::from_str(&sweep.spec).map_err(|err| Error::internal("reading a sweep", err))?;
     let runs = runs_of(studies, &sweep, &spec, part).await?;
     let source = match plan
         .iter()
@@ -134,16 +136,27 @@ pub async fn question(
             Some(row) => {
                 let source_spec: SweepSpec = serde_json::from_str(&row.spec)
                     .map_err(|err| Error::internal("reading a sweep", err))?;
-                runs_of(studies, &row, &source_spec, part).await?.into_iter().next().map(|mut run| {
-                    run.label = "source".into();
-                    run
-                })
+                runs_of(studies, &row, &source_spec, part)
+                    .await?
+                    .into_iter()
+                    .next()
+                    .map(|mut run| {
+                        run.label = "source".into();
+                        run
+                    })
             }
             None => None,
         },
         None => None,
     };
-    let summary = evidence::sweep_summary(&studies.jobs, &studies.store, &sweep, &spec, Some(RankMetric::ValAcc)).await?;
+    let summary = evidence::sweep_summary(
+        &studies.jobs,
+        &studies.store,
+        &sweep,
+        &spec,
+        Some(RankMetric::ValAcc),
+    )
+    .await?;
     let ids: Vec<_> = runs.iter().map(|r| r.job.id).collect();
     let mut comparison = evidence::comparison(
         &studies.jobs,
@@ -160,7 +173,12 @@ pub async fn question(
         }
     }
     let data = match runs.first() {
-        Some(run) => studies.catalog.find(&run.job.dataset_id.to_string()).await?,
+        Some(run) => {
+            studies
+                .catalog
+                .find(&run.job.dataset_id.to_string())
+                .await?
+        }
         None => None,
     };
     let data_summary: Option<DatasetSummary> = data
@@ -216,18 +234,30 @@ async fn runs_of(
 }
 
 /// "lr=0.001, batch_norm=true (seed +1)": each axis's last path segment and its value.
-pub fn label(spec: &SweepSpec, part: &StudyPart, params: &BTreeMap<String, Value>, repeat: i64) -> String {
+pub fn label(
+    spec: &SweepSpec,
+    part: &StudyPart,
+    params: &BTreeMap<String, Value>,
+    repeat: i64,
+) -> String {
     let mut pieces = Vec::new();
     for (path, axis) in &spec.axes {
-        let Some(value) = params.get(path) else { continue };
+        let Some(value) = params.get(path) else {
+            continue;
+        };
         let named = part.value_labels.get(path).and_then(|labels| match axis {
-            crate::domain::Axis::Values(values) => {
-                values.iter().position(|v| v == value).and_then(|i| labels.get(i).cloned())
-            }
+            crate::domain::Axis::Values(values) => values
+                .iter()
+                .position(|v| v == value)
+                .and_then(|i| labels.get(i).cloned()),
             crate::domain::Axis::Distribution(_) => None,
         });
         pieces.push(named.unwrap_or_else(|| {
-            format!("{}={}", path.rsplit('.').next().unwrap_or(path), value_text(value))
+            format!(
+                "{}={}",
+                path.rsplit('.').next().unwrap_or(path),
+                value_text(value)
+            )
         }));
     }
     let mut text = pieces.join(", ");
@@ -276,7 +306,8 @@ fn split_counts(summary: &DatasetSummary, spec: &JobSpec) -> SplitCounts {
     }
     let (mut val, mut test) = (0, 0);
     for class in &summary.classes {
-        let (v, t) = data::class_split(class.count, spec.data.val_fraction, spec.data.test_fraction);
+        let (v, t) =
+            data::class_split(class.count, spec.data.val_fraction, spec.data.test_fraction);
         val += v;
         test += t;
     }

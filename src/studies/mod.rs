@@ -120,7 +120,10 @@ impl Studies {
 
     async fn data_facts(&self, field: &str, name: &str) -> Result<DataFacts> {
         let row = self.catalog.find(name).await?.ok_or_else(|| {
-            Error::invalid(field, format!("no data set named '{name}'; GET /v1/datasets lists them"))
+            Error::invalid(
+                field,
+                format!("no data set named '{name}'; GET /v1/datasets lists them"),
+            )
         })?;
         let summary: DatasetSummary = serde_json::from_str(&row.summary)
             .map_err(|err| Error::internal("reading a data-set summary", err))?;
@@ -225,13 +228,20 @@ impl Studies {
             progress.trials_total += trials;
             let sweep_id = created.get(&key).copied();
             let status_counts: BTreeMap<String, i64> = match sweep_id {
-                Some(sweep) => self.store.sweep_status_counts(sweep).await?.into_iter().collect(),
+                Some(sweep) => self
+                    .store
+                    .sweep_status_counts(sweep)
+                    .await?
+                    .into_iter()
+                    .collect(),
                 None => BTreeMap::new(),
             };
             let ended: i64 = status_counts
                 .iter()
                 .filter(|(status, _)| {
-                    status.parse::<JobStatus>().is_ok_and(JobStatus::is_terminal)
+                    status
+                        .parse::<JobStatus>()
+                        .is_ok_and(JobStatus::is_terminal)
                 })
                 .map(|(_, n)| n)
                 .sum();
@@ -265,7 +275,10 @@ impl Studies {
                 .iter()
                 .filter(|p| p.question == question)
                 .all(|p| p.sweep_id.is_some() && progress_of(p) >= p.trials);
-            if done && let Some(evidence) = gather::question(self, row, &plan, &created, question).await? {
+            if done
+                && let Some(evidence) =
+                    gather::question(self, row, &plan, &created, question).await?
+            {
                 answers.push(findings::answer(&evidence));
             }
         }
@@ -301,7 +314,10 @@ impl Studies {
         })
     }
 
-    async fn source_job(&self, sweep: SweepId) -> Result<Option<(crate::domain::JobId, JobStatus)>> {
+    async fn source_job(
+        &self,
+        sweep: SweepId,
+    ) -> Result<Option<(crate::domain::JobId, JobStatus)>> {
         let Some(trial) = self.store.list_trials(sweep).await?.into_iter().next() else {
             return Ok(None);
         };
@@ -320,7 +336,8 @@ impl Studies {
                 let Some(source_sweep) = created.get(&source_key) else {
                     continue;
                 };
-                let Some((job, JobStatus::Succeeded)) = self.source_job(*source_sweep).await? else {
+                let Some((job, JobStatus::Succeeded)) = self.source_job(*source_sweep).await?
+                else {
                     continue;
                 };
                 let sweep = crate::domain::with_source(part.sweep.clone(), &job.to_string());
@@ -335,7 +352,9 @@ impl Studies {
                     .create_sweep_for(sweep, &on_behalf, Some((row.id, &part.key())))
                     .await
                 {
-                    Ok(_) => tracing::info!(study_id = %row.id, part = %part.key(), "study part queued"),
+                    Ok(_) => {
+                        tracing::info!(study_id = %row.id, part = %part.key(), "study part queued")
+                    }
                     Err(Error::Conflict { .. }) => {}
                     Err(Error::Unavailable { .. }) => {}
                     Err(err) => {
@@ -416,7 +435,11 @@ impl Studies {
     }
 
     /// The study's report in `format`: (content type, bytes).
-    pub async fn report(&self, row: &StudyRow, format: ReportFormat) -> Result<(&'static str, Vec<u8>)> {
+    pub async fn report(
+        &self,
+        row: &StudyRow,
+        format: ReportFormat,
+    ) -> Result<(&'static str, Vec<u8>)> {
         report::render(self, row, format).await
     }
 }
@@ -424,7 +447,11 @@ impl Studies {
 fn progress_of(part: &PartView) -> usize {
     part.status_counts
         .iter()
-        .filter(|(status, _)| status.parse::<JobStatus>().is_ok_and(JobStatus::is_terminal))
+        .filter(|(status, _)| {
+            status
+                .parse::<JobStatus>()
+                .is_ok_and(JobStatus::is_terminal)
+        })
         .map(|(_, n)| *n as usize)
         .sum()
 }
@@ -434,7 +461,11 @@ fn progress_of(part: &PartView) -> usize {
 fn part_error(part: &StudyPart, err: Error) -> Error {
     match err {
         Error::Invalid { field, message } if field.ends_with("dataset") => {
-            let field = if part.role == PartRole::Source { "source_dataset" } else { "dataset" };
+            let field = if part.role == PartRole::Source {
+                "source_dataset"
+            } else {
+                "dataset"
+            };
             Error::invalid(field, message)
         }
         Error::Invalid { field, message } => Error::invalid(

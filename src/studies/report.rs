@@ -57,7 +57,8 @@ pub(super) async fn render(
     let created = studies.created_parts(row.id).await?;
     let mut prepared = Vec::new();
     for question in gather::questions(&plan) {
-        let Some(evidence) = gather::question(studies, row, &plan, &created, question).await? else {
+        let Some(evidence) = gather::question(studies, row, &plan, &created, question).await?
+        else {
             continue;
         };
         let extras = extras(studies, &evidence).await?;
@@ -71,7 +72,10 @@ pub(super) async fn render(
         ("status".to_string(), view.status.to_string()),
         (
             "runs ended".to_string(),
-            format!("{} of {}", view.progress.trials_done, view.progress.trials_total),
+            format!(
+                "{} of {}",
+                view.progress.trials_done, view.progress.trials_total
+            ),
         ),
         ("created".to_string(), row.created_at.clone()),
     ];
@@ -86,7 +90,11 @@ pub(super) async fn render(
         for (evidence, extras) in &prepared {
             sections.push(section(evidence, extras, draw.then_some(image))?);
         }
-        let doc = Document { title, meta, sections };
+        let doc = Document {
+            title,
+            meta,
+            sections,
+        };
         match format {
             ReportFormat::Html => Ok(document::html(&doc).into_bytes()),
             ReportFormat::Markdown => Ok(document::markdown(&doc).into_bytes()),
@@ -103,13 +111,25 @@ async fn extras(studies: &Studies, evidence: &QuestionEvidence) -> Result<Extras
     if evidence.question == StudyKind::BatchSize {
         for run in &evidence.runs {
             let batches = studies.store.list_steps(run.job.id, 1, i64::MAX).await?;
-            noise.push(NoiseSeries::from_steps(&run.label, &batches, &run.epochs, 600));
+            noise.push(NoiseSeries::from_steps(
+                &run.label,
+                &batches,
+                &run.epochs,
+                600,
+            ));
         }
     }
     let ranked: Vec<&Run> = {
-        let mut runs: Vec<&Run> = evidence.runs.iter().filter(|r| r.best().is_some()).collect();
+        let mut runs: Vec<&Run> = evidence
+            .runs
+            .iter()
+            .filter(|r| r.best().is_some())
+            .collect();
         runs.sort_by(|a, b| {
-            let (x, y) = (a.best().map_or(0.0, |e| e.val_acc), b.best().map_or(0.0, |e| e.val_acc));
+            let (x, y) = (
+                a.best().map_or(0.0, |e| e.val_acc),
+                b.best().map_or(0.0, |e| e.val_acc),
+            );
             y.total_cmp(&x)
         });
         runs
@@ -130,7 +150,9 @@ async fn extras(studies: &Studies, evidence: &QuestionEvidence) -> Result<Extras
                 Ok((mut view, table)) => {
                     view.a.name.clone_from(&best.label);
                     view.b.name.clone_from(&worst.label);
-                    let grid = table.image_shape.map(|_| evidence::grid_drawing(&view, &table));
+                    let grid = table
+                        .image_shape
+                        .map(|_| evidence::grid_drawing(&view, &table));
                     Some((view, grid))
                 }
                 // A run without a checkpoint, or runs on different splits: no samples.
@@ -151,7 +173,11 @@ fn section(
     image: Option<ImageFormat>,
 ) -> Result<Section> {
     let answer = findings::answer(evidence);
-    let ended = evidence.runs.iter().filter(|r| r.job.status.is_terminal()).count();
+    let ended = evidence
+        .runs
+        .iter()
+        .filter(|r| r.job.status.is_terminal())
+        .count();
     let answer_text = if ended < evidence.runs.len() {
         format!(
             "(Still running: {ended} of {} runs have ended; the answer may change.) {}",
@@ -178,7 +204,12 @@ fn section(
             .runs
             .iter()
             .map(|r| {
-                let notes = r.findings.iter().filter(|f| f.kind != "healthy").map(|f| f.summary.clone()).collect();
+                let notes = r
+                    .findings
+                    .iter()
+                    .filter(|f| f.kind != "healthy")
+                    .map(|f| f.summary.clone())
+                    .collect();
                 (r.label.clone(), notes)
             })
             .collect(),
@@ -202,16 +233,27 @@ fn experiment(evidence: &QuestionEvidence) -> Vec<String> {
                 let shown: Vec<String> = values
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| names.and_then(|n| n.get(i).cloned()).unwrap_or_else(|| value_text(v)))
+                    .map(|(i, v)| {
+                        names
+                            .and_then(|n| n.get(i).cloned())
+                            .unwrap_or_else(|| value_text(v))
+                    })
                     .collect();
                 format!("{path} over {}", shown.join(", "))
             }
             crate::domain::Axis::Distribution(_) => format!("{path} (sampled)"),
         })
         .collect();
-    let mut sentence = format!("Varied: {}; {} runs", varied.join("; "), evidence.runs.len());
+    let mut sentence = format!(
+        "Varied: {}; {} runs",
+        varied.join("; "),
+        evidence.runs.len()
+    );
     if evidence.spec.repeats > 1 {
-        sentence.push_str(&format!(", each setting over {} seeds", evidence.spec.repeats));
+        sentence.push_str(&format!(
+            ", each setting over {} seeds",
+            evidence.spec.repeats
+        ));
     }
     lines.push(sentence + ".");
     if let (Some(split), Some(run)) = (evidence.split, evidence.runs.first()) {
@@ -241,7 +283,10 @@ fn experiment(evidence: &QuestionEvidence) -> Vec<String> {
             source.job.id,
             source.spec.dataset,
             source.epochs.len(),
-            source.best().map_or(String::new(), |b| format!(" ({} best validation accuracy)", pct(b.val_acc)))
+            source.best().map_or(String::new(), |b| format!(
+                " ({} best validation accuracy)",
+                pct(b.val_acc)
+            ))
         ));
     }
     lines
@@ -271,24 +316,40 @@ fn model_text(model: &Value) -> String {
 fn plot_names(id: &str, evidence: &QuestionEvidence, extras: &Extras) -> Vec<Figure> {
     plans(id, evidence, extras)
         .into_iter()
-        .map(|(file, caption, _)| Figure { file, caption, bytes: Vec::new() })
+        .map(|(file, caption, _)| Figure {
+            file,
+            caption,
+            bytes: Vec::new(),
+        })
         .collect()
 }
 
 type Draw<'a> = Box<dyn Fn(ImageFormat) -> Result<Vec<u8>> + 'a>;
 
-fn plans<'a>(id: &str, evidence: &'a QuestionEvidence, extras: &'a Extras) -> Vec<(String, String, Draw<'a>)> {
+fn plans<'a>(
+    id: &str,
+    evidence: &'a QuestionEvidence,
+    extras: &'a Extras,
+) -> Vec<(String, String, Draw<'a>)> {
     let mut plans: Vec<(String, String, Draw<'a>)> = Vec::new();
     plans.push((
         format!("{id}-curves"),
         "Validation accuracy by epoch, one line per run (the legend lists the best first).".into(),
         Box::new(|f| plot::overlay_curves(&evidence.comparison, f)),
     ));
-    let axes: Vec<&str> = evidence.spec.axes.keys().map(|p| p.rsplit('.').next().unwrap_or(p)).collect();
+    let axes: Vec<&str> = evidence
+        .spec
+        .axes
+        .keys()
+        .map(|p| p.rsplit('.').next().unwrap_or(p))
+        .collect();
     plans.push((
         format!("{id}-sweep"),
         if axes.len() == 2 {
-            format!("Mean best validation accuracy for each {} × {}.", axes[0], axes[1])
+            format!(
+                "Mean best validation accuracy for each {} × {}.",
+                axes[0], axes[1]
+            )
         } else {
             format!("Best validation accuracy against {}.", axes.join(", "))
         },
@@ -333,10 +394,21 @@ fn plans<'a>(id: &str, evidence: &'a QuestionEvidence, extras: &'a Extras) -> Ve
     plans
 }
 
-fn figures(id: &str, evidence: &QuestionEvidence, extras: &Extras, format: ImageFormat) -> Result<Vec<Figure>> {
+fn figures(
+    id: &str,
+    evidence: &QuestionEvidence,
+    extras: &Extras,
+    format: ImageFormat,
+) -> Result<Vec<Figure>> {
     plans(id, evidence, extras)
         .into_iter()
-        .map(|(file, caption, draw)| Ok(Figure { file, caption, bytes: draw(format)? }))
+        .map(|(file, caption, draw)| {
+            Ok(Figure {
+                file,
+                caption,
+                bytes: draw(format)?,
+            })
+        })
         .collect()
 }
 

@@ -93,19 +93,36 @@ async fn check_report(app: &TestApp, id: &str, study: &Value) {
         .await
         .unwrap();
     assert_eq!(html.status(), StatusCode::OK);
-    assert!(html.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        html.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     let html = html.text().await.unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     // Self-contained: no script, stylesheet, image or font fetched from anywhere.
     for outside in ["src=\"http", "href=\"http", "<link", "<script", "url("] {
-        assert!(!html.contains(outside), "the report refers to an outside asset: {outside}");
+        assert!(
+            !html.contains(outside),
+            "the report refers to an outside asset: {outside}"
+        );
     }
     for finding in study["findings"].as_array().unwrap() {
         let kind = finding["question"].as_str().unwrap();
-        assert!(html.contains(&format!("<section id=\"{kind}\">")), "no section for {kind}");
-        assert!(html.contains(&format!("<figure id=\"{kind}-curves\">\n<svg")), "no curves of {kind}");
+        assert!(
+            html.contains(&format!("<section id=\"{kind}\">")),
+            "no section for {kind}"
+        );
+        assert!(
+            html.contains(&format!("<figure id=\"{kind}-curves\">\n<svg")),
+            "no curves of {kind}"
+        );
         let answer = finding["answer"].as_str().unwrap();
-        assert!(html.contains(&answer.replace('\'', "&#39;")), "the {kind} answer is not in the report");
+        assert!(
+            html.contains(&answer.replace('\'', "&#39;")),
+            "the {kind} answer is not in the report"
+        );
         for run in finding["runs"].as_array().unwrap() {
             assert!(html.contains(&format!("data-job=\"{}\"", run["job_id"].as_str().unwrap())));
         }
@@ -142,7 +159,10 @@ async fn check_report(app: &TestApp, id: &str, study: &Value) {
         let png = entries
             .get(&format!("plots/{name}"))
             .unwrap_or_else(|| panic!("report.md links plots/{name}, which the zip lacks"));
-        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "plots/{name} is not a PNG");
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "plots/{name} is not a PNG"
+        );
     }
 }
 
@@ -164,12 +184,22 @@ async fn a_quick_study_of_every_question_on_digits_answers_each_from_the_stored_
         .collect();
     assert_eq!(
         parts,
-        ["learning_rate", "epochs", "batch_norm", "batch_size", "depth_width", "gradients"],
+        [
+            "learning_rate",
+            "epochs",
+            "batch_norm",
+            "batch_size",
+            "depth_width",
+            "gradients"
+        ],
         "every question but transfer fits a table"
     );
     let study = finished(&app, &id, Duration::from_secs(400)).await;
     assert_eq!(study["status"], "completed", "{study}");
-    assert_eq!(study["progress"]["trials_done"], study["progress"]["trials_total"]);
+    assert_eq!(
+        study["progress"]["trials_done"],
+        study["progress"]["trials_total"]
+    );
     assert_eq!(study["findings"].as_array().unwrap().len(), 6);
 
     // The rate it calls best is the one with the highest best-epoch validation accuracy.
@@ -186,7 +216,10 @@ async fn a_quick_study_of_every_question_on_digits_answers_each_from_the_stored_
     let rate = trainserve_rate(&rate);
     let answer = lr["answer"].as_str().unwrap();
     assert!(
-        answer.contains(&format!("the best rate was {rate} ({:.1}% validation accuracy", best_value * 100.0)),
+        answer.contains(&format!(
+            "the best rate was {rate} ({:.1}% validation accuracy",
+            best_value * 100.0
+        )),
         "{answer}"
     );
     // A learning rate of 1 does not learn: the answer says how it failed, not that it won.
@@ -204,12 +237,22 @@ async fn a_quick_study_of_every_question_on_digits_answers_each_from_the_stored_
     // Batch size 1 takes longer per epoch than 1024, and the answer says by how much.
     let batch = question(&study, "batch_size");
     let seconds = |size: u64| {
-        batch["runs"].as_array().unwrap().iter().find(|r| r["params"]["training.batch_size"] == size).unwrap()["seconds_per_epoch"]
+        batch["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["params"]["training.batch_size"] == size)
+            .unwrap()["seconds_per_epoch"]
             .as_f64()
             .unwrap()
     };
     assert!(seconds(1) > seconds(1024));
-    assert!(batch["answer"].as_str().unwrap().contains("An epoch at batch size 1 took"));
+    assert!(
+        batch["answer"]
+            .as_str()
+            .unwrap()
+            .contains("An epoch at batch size 1 took")
+    );
     check_report(&app, &id, &study).await;
 
     // The study's runs are ordinary jobs and sweeps, listed where jobs and sweeps are.
@@ -247,14 +290,26 @@ async fn a_quick_study_of_every_question_on_shapes_pretrains_its_transfer_source
         .iter()
         .find(|p| p["part"] == "transfer")
         .unwrap();
-    assert!(transfer["sweep_id"].is_null(), "the transfer sweep waits for its source");
-    assert!(transfer["waiting_for"].as_str().unwrap().contains("source model"));
+    assert!(
+        transfer["sweep_id"].is_null(),
+        "the transfer sweep waits for its source"
+    );
+    assert!(
+        transfer["waiting_for"]
+            .as_str()
+            .unwrap()
+            .contains("source model")
+    );
     let study = finished(&app, &id, Duration::from_secs(600)).await;
     assert_eq!(study["status"], "completed", "{study}");
     assert_eq!(study["findings"].as_array().unwrap().len(), 7);
     let transfer = question(&study, "transfer");
     let answer = transfer["answer"].as_str().unwrap();
-    assert!(answer.to_lowercase().contains("fine-tuning reached") && answer.contains("The source model, pretrained on shapes"), "{answer}");
+    assert!(
+        answer.to_lowercase().contains("fine-tuning reached")
+            && answer.contains("The source model, pretrained on shapes"),
+        "{answer}"
+    );
     let html = app
         .client
         .get(app.url(&format!("/v1/studies/{id}/report.html")))
@@ -273,21 +328,60 @@ async fn a_quick_study_of_every_question_on_shapes_pretrains_its_transfer_source
 async fn a_study_that_does_not_fit_its_data_set_is_refused_naming_the_field() {
     let app = TestApp::spawn().await;
     let cases = [
-        (json!({"kind": "transfer", "dataset": "digits"}), "kind", "images"),
-        (json!({"kind": "everything", "dataset": "digits"}), "kind", "learning_rate"),
-        (json!({"kind": "epochs", "dataset": "nope"}), "dataset", "no data set"),
-        (json!({"kind": "epochs", "dataset": "digits", "budget": "huge"}), "budget", "quick"),
-        (json!({"kind": "epochs", "dataset": "digits", "max_concurrent": 0}), "max_concurrent", "1 to 64"),
-        (json!({"kind": "epochs", "dataset": "digits", "seed": 10_000_000_000u64}), "seed", "0 to"),
-        (json!({"kind": "epochs", "dataset": "digits", "source_dataset": "shapes"}), "source_dataset", "transfer"),
-        (json!({"kind": "transfer", "dataset": "shapes", "source_dataset": "digits"}), "source_dataset", "same"),
-        (json!({"kind": "epochs", "dataset": "digits", "colour": "red"}), "colour", "unknown field"),
+        (
+            json!({"kind": "transfer", "dataset": "digits"}),
+            "kind",
+            "images",
+        ),
+        (
+            json!({"kind": "everything", "dataset": "digits"}),
+            "kind",
+            "learning_rate",
+        ),
+        (
+            json!({"kind": "epochs", "dataset": "nope"}),
+            "dataset",
+            "no data set",
+        ),
+        (
+            json!({"kind": "epochs", "dataset": "digits", "budget": "huge"}),
+            "budget",
+            "quick",
+        ),
+        (
+            json!({"kind": "epochs", "dataset": "digits", "max_concurrent": 0}),
+            "max_concurrent",
+            "1 to 64",
+        ),
+        (
+            json!({"kind": "epochs", "dataset": "digits", "seed": 10_000_000_000u64}),
+            "seed",
+            "0 to",
+        ),
+        (
+            json!({"kind": "epochs", "dataset": "digits", "source_dataset": "shapes"}),
+            "source_dataset",
+            "transfer",
+        ),
+        (
+            json!({"kind": "transfer", "dataset": "shapes", "source_dataset": "digits"}),
+            "source_dataset",
+            "same",
+        ),
+        (
+            json!({"kind": "epochs", "dataset": "digits", "colour": "red"}),
+            "colour",
+            "unknown field",
+        ),
     ];
     for (body, field, hint) in cases {
         let (status, error) = create(&app, body.clone()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {error}");
         assert_eq!(error["field"], field, "{body}: {error}");
-        assert!(error["error"].as_str().unwrap().contains(hint), "{body}: {error}");
+        assert!(
+            error["error"].as_str().unwrap().contains(hint),
+            "{body}: {error}"
+        );
     }
     // Nothing was queued.
     let jobs = get(&app, "/v1/jobs").await;
@@ -315,7 +409,10 @@ async fn cancelling_a_study_stops_its_runs_and_resuming_it_finishes_the_rest() {
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert!(cancelled["cancelled_trials"].as_u64().unwrap() >= 1, "{cancelled}");
+    assert!(
+        cancelled["cancelled_trials"].as_u64().unwrap() >= 1,
+        "{cancelled}"
+    );
     let study = finished(&app, &id, Duration::from_secs(60)).await;
     assert_eq!(study["status"], "cancelled");
     let (status, resumed) = decode(
@@ -340,7 +437,12 @@ async fn cancelling_a_study_stops_its_runs_and_resuming_it_finishes_the_rest() {
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let gone = app.client.get(app.url(&format!("/v1/studies/{id}"))).send().await.unwrap();
+    let gone = app
+        .client
+        .get(app.url(&format!("/v1/studies/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
     let jobs = get(&app, "/v1/jobs").await;
     assert_eq!(jobs["total"], 0, "the study's jobs went with it");
@@ -368,5 +470,11 @@ async fn a_study_survives_a_restart_and_creates_its_waiting_part_after_it() {
     assert_eq!(study["status"], "completed", "{study}");
     let parts = study["parts"].as_array().unwrap();
     assert!(parts.iter().all(|p| !p["sweep_id"].is_null()));
-    assert_eq!(question(&study, "transfer")["runs"].as_array().unwrap().len(), 6);
+    assert_eq!(
+        question(&study, "transfer")["runs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
 }

@@ -60,7 +60,8 @@ pub use image_prep::{Crop, ImagePipeline};
 pub use inference::InferenceNetwork;
 pub use interrupt::{InterruptReason, Interrupter};
 pub use lr_find::{
-    LrCurve, LrFindSettings, LrFindStop, LrPoint, MAX_LR_FIND_STEPS, MIN_LR_FIND_RATE, find_lr, suggest,
+    LrCurve, LrFindSettings, LrFindStop, LrPoint, MAX_LR_FIND_STEPS, MIN_LR_FIND_RATE, find_lr,
+    suggest,
 };
 pub use metrics::{EpochMetrics, LayerStats};
 pub(crate) use mlp::ParamInfo;

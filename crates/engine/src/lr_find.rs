@@ -78,17 +78,29 @@ impl LrFindSettings {
         if !(self.min_lr.is_finite() && self.min_lr >= MIN_LR_FIND_RATE) {
             return invalid(
                 "min_lr",
-                format!("{} is out of range; valid: a number >= {MIN_LR_FIND_RATE:e}", self.min_lr),
+                format!(
+                    "{} is out of range; valid: a number >= {MIN_LR_FIND_RATE:e}",
+                    self.min_lr
+                ),
             );
         }
         if !(self.max_lr.is_finite() && self.max_lr > self.min_lr && self.max_lr <= 100.0) {
             return invalid(
                 "max_lr",
-                format!("{} is out of range; valid: min_lr ({}) < max_lr <= 100", self.max_lr, self.min_lr),
+                format!(
+                    "{} is out of range; valid: min_lr ({}) < max_lr <= 100",
+                    self.max_lr, self.min_lr
+                ),
             );
         }
         if !(5..=MAX_LR_FIND_STEPS).contains(&self.steps) {
-            return invalid("steps", format!("{} is out of range; valid: 5 to {MAX_LR_FIND_STEPS}", self.steps));
+            return invalid(
+                "steps",
+                format!(
+                    "{} is out of range; valid: 5 to {MAX_LR_FIND_STEPS}",
+                    self.steps
+                ),
+            );
         }
         if !(self.stop_factor.is_finite() && self.stop_factor > 1.0) {
             return invalid(
@@ -97,7 +109,13 @@ impl LrFindSettings {
             );
         }
         if !(self.smoothing.is_finite() && (0.0..1.0).contains(&self.smoothing)) {
-            return invalid("smoothing", format!("{} is out of range; valid: 0 <= smoothing < 1", self.smoothing));
+            return invalid(
+                "smoothing",
+                format!(
+                    "{} is out of range; valid: 0 <= smoothing < 1",
+                    self.smoothing
+                ),
+            );
         }
         Ok(())
     }
@@ -337,12 +355,48 @@ mod tests {
     #[test]
     fn impossible_settings_name_their_field() {
         let cases = [
-            (LrFindSettings { min_lr: 0.0, ..Default::default() }, "min_lr"),
-            (LrFindSettings { min_lr: 5e-324, ..Default::default() }, "min_lr"),
-            (LrFindSettings { max_lr: 1e-8, ..Default::default() }, "max_lr"),
-            (LrFindSettings { steps: 2, ..Default::default() }, "steps"),
-            (LrFindSettings { stop_factor: 1.0, ..Default::default() }, "stop_factor"),
-            (LrFindSettings { smoothing: 1.0, ..Default::default() }, "smoothing"),
+            (
+                LrFindSettings {
+                    min_lr: 0.0,
+                    ..Default::default()
+                },
+                "min_lr",
+            ),
+            (
+                LrFindSettings {
+                    min_lr: 5e-324,
+                    ..Default::default()
+                },
+                "min_lr",
+            ),
+            (
+                LrFindSettings {
+                    max_lr: 1e-8,
+                    ..Default::default()
+                },
+                "max_lr",
+            ),
+            (
+                LrFindSettings {
+                    steps: 2,
+                    ..Default::default()
+                },
+                "steps",
+            ),
+            (
+                LrFindSettings {
+                    stop_factor: 1.0,
+                    ..Default::default()
+                },
+                "stop_factor",
+            ),
+            (
+                LrFindSettings {
+                    smoothing: 1.0,
+                    ..Default::default()
+                },
+                "smoothing",
+            ),
         ];
         for (settings, field) in cases {
             match settings.validate() {
@@ -355,20 +409,42 @@ mod tests {
     #[test]
     fn a_synthetic_valley_is_found_where_it_is() {
         // Loss falls from 2 to 0.1 between 1e-4 and 1e-2, then rises steeply.
-        let settings = LrFindSettings { min_lr: 1e-6, max_lr: 10.0, steps: 71, ..Default::default() };
+        let settings = LrFindSettings {
+            min_lr: 1e-6,
+            max_lr: 10.0,
+            steps: 71,
+            ..Default::default()
+        };
         let points: Vec<LrPoint> = (0..71)
             .map(|i| {
                 let lr = settings.rate(i);
                 let x = lr.log10();
-                let loss = if x < -4.0 { 2.0 } else if x < -2.0 { 2.0 - 0.95 * (x + 4.0) } else { 0.1 + 10.0 * (x + 2.0).powi(2) };
-                LrPoint { lr, loss, smoothed: loss }
+                let loss = if x < -4.0 {
+                    2.0
+                } else if x < -2.0 {
+                    2.0 - 0.95 * (x + 4.0)
+                } else {
+                    0.1 + 10.0 * (x + 2.0).powi(2)
+                };
+                LrPoint {
+                    lr,
+                    loss,
+                    smoothed: loss,
+                }
             })
             .collect();
         let curve = suggest(points, LrFindStop::ReachedMaxLr).unwrap();
-        assert!((curve.min_loss_lr.log10() + 2.0).abs() < 0.11, "{}", curve.min_loss_lr);
+        assert!(
+            (curve.min_loss_lr.log10() + 2.0).abs() < 0.11,
+            "{}",
+            curve.min_loss_lr
+        );
         let steep = curve.steepest_lr.unwrap().log10();
         assert!((-4.0..=-2.0).contains(&steep), "{steep}");
-        assert_eq!(curve.suggested_lr, curve.steepest_lr.unwrap().min(curve.min_loss_lr_over_10));
+        assert_eq!(
+            curve.suggested_lr,
+            curve.steepest_lr.unwrap().min(curve.min_loss_lr_over_10)
+        );
     }
 
     #[test]
@@ -378,13 +454,27 @@ mod tests {
             r#"{"dataset": "regions", "model": {"kind": "mlp", "depth": 2, "width": 32},
                 "training": {"optimizer": {"kind": "sgd", "lr": 0.01, "momentum": 0.9}, "epochs": 1, "batch_size": 16, "seed": 4}}"#,
         );
-        let curve = find_lr(&spec, &data, Start::Fresh, &Device::Cpu, &Interrupter::new(), &LrFindSettings::default())
-            .unwrap();
-        assert_ne!(curve.stopped, LrFindStop::ReachedMaxLr, "SGD with momentum at lr 10 must blow up: {curve:?}");
+        let curve = find_lr(
+            &spec,
+            &data,
+            Start::Fresh,
+            &Device::Cpu,
+            &Interrupter::new(),
+            &LrFindSettings::default(),
+        )
+        .unwrap();
+        assert_ne!(
+            curve.stopped,
+            LrFindStop::ReachedMaxLr,
+            "SGD with momentum at lr 10 must blow up: {curve:?}"
+        );
         assert!(curve.points.len() < 100);
         let last = curve.points.last().unwrap();
         assert!(curve.stopped == LrFindStop::Diverged || last.smoothed > 4.0 * curve.min_loss);
-        assert!(curve.suggested_lr > 1e-5 && curve.suggested_lr < 10.0, "{curve:?}");
+        assert!(
+            curve.suggested_lr > 1e-5 && curve.suggested_lr < 10.0,
+            "{curve:?}"
+        );
     }
 
     #[test]
@@ -398,15 +488,31 @@ mod tests {
         );
         let first_epoch = || {
             let mut loss = None;
-            crate::fit(&spec, &data, Start::Fresh, &Device::Cpu, &Interrupter::new(), &mut |_| {}, &mut |r| {
-                loss = Some(r.metrics.val_loss);
-                Ok(())
-            })
+            crate::fit(
+                &spec,
+                &data,
+                Start::Fresh,
+                &Device::Cpu,
+                &Interrupter::new(),
+                &mut |_| {},
+                &mut |r| {
+                    loss = Some(r.metrics.val_loss);
+                    Ok(())
+                },
+            )
             .unwrap();
             loss.unwrap()
         };
         let before = first_epoch();
-        find_lr(&spec, &data, Start::Fresh, &Device::Cpu, &Interrupter::new(), &LrFindSettings::default()).unwrap();
+        find_lr(
+            &spec,
+            &data,
+            Start::Fresh,
+            &Device::Cpu,
+            &Interrupter::new(),
+            &LrFindSettings::default(),
+        )
+        .unwrap();
         assert_eq!(first_epoch().to_bits(), before.to_bits());
     }
 }

@@ -54,30 +54,51 @@ impl Chart for LrChart<'_> {
         )?;
         let mut legend = vec![
             LegendEntry {
-                swatch: Swatch::Line { color: RAW, dashed: false, marker: false },
+                swatch: Swatch::Line {
+                    color: RAW,
+                    dashed: false,
+                    marker: false,
+                },
                 label: "loss of each step".into(),
             },
             LegendEntry {
-                swatch: Swatch::Line { color: series_color(0), dashed: false, marker: false },
+                swatch: Swatch::Line {
+                    color: series_color(0),
+                    dashed: false,
+                    marker: false,
+                },
                 label: "smoothed loss".into(),
             },
             LegendEntry {
-                swatch: Swatch::Line { color: SUGGESTED, dashed: false, marker: false },
+                swatch: Swatch::Line {
+                    color: SUGGESTED,
+                    dashed: false,
+                    marker: false,
+                },
                 label: format!("suggested: {}", fmt_value(curve.suggested_lr)),
             },
         ];
         if let Some(steep) = curve.steepest_lr {
             legend.push(LegendEntry {
-                swatch: Swatch::Line { color: STEEPEST, dashed: true, marker: false },
+                swatch: Swatch::Line {
+                    color: STEEPEST,
+                    dashed: true,
+                    marker: false,
+                },
                 label: format!("steepest descent: {}", fmt_value(steep)),
             });
         }
         legend.push(LegendEntry {
-            swatch: Swatch::Line { color: MINIMUM, dashed: true, marker: false },
+            swatch: Swatch::Line {
+                color: MINIMUM,
+                dashed: true,
+                marker: false,
+            },
             label: format!("lowest loss: {}", fmt_value(curve.min_loss_lr)),
         });
         let (w, _) = body.dim_in_pixel();
-        let (plot, legend_area) = body.split_horizontally(w - legend_width("rates", &legend, w * 2 / 5));
+        let (plot, legend_area) =
+            body.split_horizontally(w - legend_width("rates", &legend, w * 2 / 5));
         draw_legend(&legend_area.margin(8, 0, 0, 0), "rates", &legend)?;
 
         let rates: Vec<f64> = curve.points.iter().map(|p| p.lr).collect();
@@ -97,15 +118,27 @@ impl Chart for LrChart<'_> {
             .collect();
         let (lo, hi) = super::min_max(&shown);
         let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
-        let y = super::Scale::fit(&[lo, hi + (hi - lo).max(1e-6) * 0.3], false, 0.04, Some((0.0, f64::INFINITY)));
+        let y = super::Scale::fit(
+            &[lo, hi + (hi - lo).max(1e-6) * 0.3],
+            false,
+            0.04,
+            Some((0.0, f64::INFINITY)),
+        );
         let mut chart = panel(
             &plot,
             &x,
             &y,
-            &AxisText { caption: None, x_desc: "learning rate (log scale)", y_desc: "training loss" },
+            &AxisText {
+                caption: None,
+                x_desc: "learning rate (log scale)",
+                y_desc: "training loss",
+            },
         )?;
         let (y_lo, y_hi) = (y.range.start, y.range.end);
-        let raw = curve.points.iter().map(|p| (p.lr, Some(p.loss.clamp(y_lo, y_hi))));
+        let raw = curve
+            .points
+            .iter()
+            .map(|p| (p.lr, Some(p.loss.clamp(y_lo, y_hi))));
         for run in segments(raw, &x, &y) {
             chart.draw_series(LineSeries::new(run, RAW.stroke_width(1)))?;
         }
@@ -114,7 +147,9 @@ impl Chart for LrChart<'_> {
             chart.draw_series(LineSeries::new(run, series_color(0).stroke_width(3)))?;
         }
         let mut mark = |rate: f64, color: RGBColor, dashed: bool| -> DrawResult<DB> {
-            let Some(at) = x.to_plot(rate) else { return Ok(()) };
+            let Some(at) = x.to_plot(rate) else {
+                return Ok(());
+            };
             let style = color.stroke_width(2);
             if dashed {
                 let n = 24;
@@ -148,8 +183,16 @@ mod tests {
             .map(|i| {
                 let lr = 1e-6 * 10f64.powf(i as f64 / 10.0);
                 let x = lr.log10();
-                let smoothed = if x < -3.0 { 2.3 } else { 2.3 - (x + 3.0) * 1.5 + (x + 2.0).max(0.0).powi(2) * 8.0 };
-                LrPoint { lr, loss: smoothed * if i % 2 == 0 { 1.1 } else { 0.9 }, smoothed }
+                let smoothed = if x < -3.0 {
+                    2.3
+                } else {
+                    2.3 - (x + 3.0) * 1.5 + (x + 2.0).max(0.0).powi(2) * 8.0
+                };
+                LrPoint {
+                    lr,
+                    loss: smoothed * if i % 2 == 0 { 1.1 } else { 0.9 },
+                    smoothed,
+                }
             })
             .collect();
         engine::suggest(points, LrFindStop::LossExploded).unwrap()
@@ -158,12 +201,21 @@ mod tests {
     #[test]
     fn the_curve_shows_both_losses_and_marks_the_suggested_rate() {
         let curve = curve();
-        let svg = String::from_utf8(lr_finder_chart("digits: mlp, adam", &curve, ImageFormat::Svg).unwrap()).unwrap();
+        let svg = String::from_utf8(
+            lr_finder_chart("digits: mlp, adam", &curve, ImageFormat::Svg).unwrap(),
+        )
+        .unwrap();
         no_bad_numbers(&svg);
         let texts = texts(&svg);
         assert_texts(
             &texts,
-            &["digits: mlp, adam", "loss of each step", "smoothed loss", "learning rate (log scale)", "training loss"],
+            &[
+                "digits: mlp, adam",
+                "loss of each step",
+                "smoothed loss",
+                "learning rate (log scale)",
+                "training loss",
+            ],
         );
         let suggested = format!("suggested: {}", fmt_value(curve.suggested_lr));
         assert!(texts.contains(&suggested), "{texts:?}");
